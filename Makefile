@@ -1,0 +1,30 @@
+# Two commands on a fresh Debian 12 machine (as root): `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow/demo
+
+.PHONY: install up down demo test bench
+
+install:            ## Debian packages, the HPC runtime (/opt/hpc-venv) and the Airflow venv
+	bash hpc/devcluster/provision.sh install
+	bash scripts/postgres.sh install
+	bash scripts/install_airflow.sh $(VENV)
+
+up: install         ## start SLURM + sshd (test bed) and PostgreSQL
+	bash hpc/devcluster/provision.sh configure start
+	bash scripts/postgres.sh start
+
+down:               ## stop the local stack
+	bash scripts/demo.sh stop || true
+	bash hpc/devcluster/provision.sh stop
+	bash scripts/postgres.sh stop
+
+demo: up            ## run one whole day end to end on sample clips, print its summary
+	bash scripts/demo.sh run
+
+test: up            ## the whole test suite on the real local test bed
+	$(PY) -m pytest
+
+bench:              ## CPU benchmarks (GPU ones: see README, Performance)
+	$(PY) bench/bench_engines.py

@@ -1,0 +1,296 @@
+"""On-disk formats shared by the HPC jobs and the Airflow side (standard library only).
+
+Remote layout of one day under ``$STAGING_ROOT/<date>/``::
+
+    request.json                 what Airflow asks for (done-list, reprocess mode, shard size)
+    manifest.json                the master job's plan (clips split into shards)
+    transfer.json                per-clip outcome of the transfer job
+    audio/<name>                 staged clips
+    results/<plan_id>/shard-XXXX.jsonl          one ClipResult line per clip, appended as done
+    results/<plan_id>/shard-XXXX.summary.json   ShardSummary once a shard ends
+    logs/                        SLURM stdout/stderr of every job of the day
+
+Every document carries ``schema_version``; readers reject versions they do not know with a
+clear message instead of guessing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+SCHEMA_VERSION = 1
+
+ClipStatus = Literal["ok", "failed"]
+Reprocess = Literal["none", "failed", "all"]
+REPROCESS_MODES: tuple[str, ...] = ("none", "failed", "all")
+
+# Reasons a clip can fail with (error_kind). Stable strings: they are grouped on in SQL.
+ERROR_KINDS: tuple[str, ...] = (
+    "transfer_failed",  # the clip never reached staging intact
+    "empty",            # zero bytes
+    "not_audio",        # FFmpeg found no decodable audio stream
+    "corrupt",          # FFmpeg failed while decoding
+    "silent",           # decoded, but the VAD found no speech
+    "too_long",         # longer than the configured maximum
+    "engine_error",     # the transcription engine raised
+)
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4a", ".mov", ".mkv", ".webm", ".wav", ".mp3",
+                                     ".ogg", ".flac", ".aac", ".opus")
+
+
+class ContractError(ValueError):
+    """A document does not follow this contract (unknown version, missing field)."""
+
+
+def day_dir(staging_root: str, date: str) -> str:
+    return f"{staging_root.rstrip('/')}/{date}"
+
+
+def results_dir(staging_root: str, date: str, plan_id: str) -> str:
+    return f"{day_dir(staging_root, date)}/results/{plan_id}"
+
+
+def shard_results_name(shard: int) -> str:
+    return f"shard-{shard:04d}.jsonl"
+
+
+def shard_summary_name(shard: int) -> str:
+    return f"shard-{shard:04d}.summary.json"
+
+
+def _check_version(doc: dict[str, Any], kind: str) -> None:
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ContractError(
+            f"{kind}: schema_version {version!r} is not supported (this code reads "
+            f"version {SCHEMA_VERSION}); deploy matching code on both sides")
+
+
+def _from_dict(cls: type, doc: dict[str, Any], kind: str) -> Any:
+    names = {f.name for f in fields(cls)}
+    missing = [f.name for f in fields(cls) if f.name not in doc
+               and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ContractError(f"{kind}: missing field(s) {', '.join(missing)}")
+    return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+@dataclass
+class Clip:
+    """One source clip. ``clip_id`` is ``<date>/<relative path>``: unique across days."""
+    clip_id: str
+    name: str          # file name on staging (``audio/<name>``), unique within the day
+    source_path: str   # path on the source collection/directory
+    size: int
+
+
+@dataclass
+class Shard:
+    index: int
+    clips: list[Clip]
+
+
+@dataclass
+class Request:
+    """What Airflow asks the master job to plan (written by Airflow before submitting)."""
+    date: str
+    plan_id: str
+    reprocess: str = "none"
+    shard_size: int = 50
+    done: dict[str, str] = field(default_factory=dict)  # clip_id -> status already in the DB
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Request":
+        doc = json.loads(text)
+        _check_version(doc, "request.json")
+        req = _from_dict(cls, doc, "request.json")
+        if req.reprocess not in REPROCESS_MODES:
+            raise ContractError(f"request.json: reprocess must be one of {REPROCESS_MODES}, "
+                                f"got {req.reprocess!r}")
+        return req
+
+
+@dataclass
+class Manifest:
+    date: str
+    plan_id: str
+    source: str
+    shards: list[Shard]
+    listed: int = 0        # clips found at the source
+    skipped: int = 0       # clips left out because they are already done
+    created_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def clips(self) -> list[Clip]:
+        return [c for s in self.shards for c in s.clips]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        doc = json.loads(text)
+        _check_version(doc, "manifest.json")
+        m = _from_dict(cls, doc, "manifest.json")
+        m.shards = [Shard(index=s["index"], clips=[_from_dict(Clip, c, "manifest.json clip")
+                                                   for c in s["clips"]]) for s in m.shards]
+        return m
+
+
+@dataclass
+class TransferOutcome:
+    clip_id: str
+    name: str
+    status: Literal["transferred", "skipped", "failed"]  # skipped: already on staging, same checksum
+    checksum: str = ""       # sha256 of the staged file
+    error: str = ""
+
+
+@dataclass
+class TransferReport:
+    date: str
+    plan_id: str
+    backend: str
+    task_id: str = ""        # Globus task id (or "" for the local backend)
+    submission_id: str = ""
+    files: list[TransferOutcome] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def failed(self) -> dict[str, TransferOutcome]:
+        return {f.clip_id: f for f in self.files if f.status == "failed"}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TransferReport":
+        doc = json.loads(text)
+        _check_version(doc, "transfer.json")
+        r = _from_dict(cls, doc, "transfer.json")
+        r.files = [_from_dict(TransferOutcome, f, "transfer.json file") for f in r.files]
+        return r
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[dict[str, Any]] = field(default_factory=list)  # {word, start, end, score}
+
+
+@dataclass
+class ClipResult:
+    """One line of ``results/<plan_id>/shard-XXXX.jsonl``: the outcome for one clip."""
+    clip_id: str
+    date: str
+    status: str                      # ClipStatus
+    engine: str = ""
+    model: str = ""
+    language: str = ""
+    duration_s: float = 0.0
+    text: str = ""
+    segments: list[dict[str, Any]] = field(default_factory=list)  # Segment dicts
+    error_kind: str = ""             # one of ERROR_KINDS when failed
+    error: str = ""
+    alignment: str = ""              # "aligned" or "skipped: <reason>"
+    timings: dict[str, float] = field(default_factory=dict)  # decode_s, transcribe_s, align_s
+    job_id: str = ""
+    array_index: int = -1
+    node: str = ""
+    finished_at: str = ""            # ISO-8601 UTC
+    schema_version: int = SCHEMA_VERSION
+
+    def to_line(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_line(cls, line: str) -> "ClipResult":
+        doc = json.loads(line)
+        _check_version(doc, "result line")
+        r = _from_dict(cls, doc, "result line")
+        if r.status not in ("ok", "failed"):
+            raise ContractError(f"result line: status must be ok or failed, got {r.status!r}")
+        return r
+
+
+@dataclass
+class ShardSummary:
+    date: str
+    plan_id: str
+    shard: int
+    clips: int
+    ok: int
+    failed: int
+    failed_by_reason: dict[str, int]
+    skipped_already_done: int
+    audio_s: float
+    wall_s: float
+    rtf: float                       # audio seconds per wall second
+    engine: str
+    model: str
+    device: str                      # GPU name or "cpu"
+    job_id: str = ""
+    array_index: int = -1
+    node: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ShardSummary":
+        doc = json.loads(text)
+        _check_version(doc, "shard summary")
+        return _from_dict(cls, doc, "shard summary")
+
+
+def iter_result_lines(text: str) -> Iterator[ClipResult]:
+    """Parse a results file; a torn last line (a shard killed mid-write) is ignored."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            yield ClipResult.from_line(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                return
+            raise ContractError(f"results: line {i + 1} is not valid JSON")
+
+
+def latest_per_clip(results: list[ClipResult]) -> dict[str, ClipResult]:
+    """The newest outcome per clip (by finished_at): what re-runs converge to."""
+    best: dict[str, ClipResult] = {}
+    for r in results:
+        cur = best.get(r.clip_id)
+        if cur is None or r.finished_at >= cur.finished_at:
+            best[r.clip_id] = r
+    return best
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write via a temp file + rename so readers never see half a document."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

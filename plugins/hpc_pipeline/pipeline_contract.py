@@ -1,0 +1,1 @@
+../../hpc/src/pipeline_contract.py
