@@ -1,0 +1,229 @@
+"""The results database: versioned migrations, done-lists, and the idempotent per-day load.
+
+Every write goes through this hook (the one place for SQL). Loading a day is one transaction:
+COPY into temp tables, then one ``INSERT … ON CONFLICT`` per table, so re-running a day
+converges to the same rows and a crash mid-load leaves the previous state intact.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+from hpc_pipeline.pipeline_contract import ClipResult, Manifest
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+_LOCK_KEY = 0x617564696F  # advisory lock id ("audio"): one migrator at a time
+
+
+@dataclass
+class JobRecord:
+    """One SLURM job (or array index) of a day, as the submit operators report it."""
+    step: str
+    job_id: str
+    array_index: int
+    state: str
+    exit_code: str = ""
+    elapsed_s: float = 0.0
+    node: str = ""
+    gpus: int = 0
+
+
+@dataclass
+class DayLoad:
+    day: str
+    plan_id: str
+    dag_run_id: str
+    manifest: Manifest | None
+    results: list[ClipResult]
+    jobs: list[JobRecord] = field(default_factory=list)
+
+
+_CLIP_COLS = ("clip_id", "day", "status", "error_kind", "error", "duration_s", "language",
+              "engine", "model", "alignment", "timings", "job_id", "array_index", "node",
+              "finished_at")
+_TRANSCRIPT_COLS = ("clip_id", "text", "language", "model", "segments", "word_count",
+                    "finished_at")
+_JOB_COLS = ("job_id", "array_index", "day", "step", "state", "exit_code", "elapsed_s", "node",
+             "gpus", "gpu_seconds")
+
+
+def _set_clause(cols: Iterable[str], keys: tuple[str, ...]) -> str:
+    return ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in keys)
+
+
+class ResultsDbHook(PostgresHook):
+    """PostgreSQL results DB (its own Airflow connection, not Airflow's metadata DB)."""
+
+    def __init__(self, postgres_conn_id: str = "audio_results_db", **kwargs: Any) -> None:
+        super().__init__(postgres_conn_id=postgres_conn_id, **kwargs)
+
+    # -- schema ----------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        """Apply pending ``sql/migrations/NNNN_*.sql`` in order; return the versions applied.
+
+        A migration already applied whose file changed since is an error, not a silent skip.
+        """
+        applied_now: list[str] = []
+        with self.get_conn() as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+                try:
+                    cur.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                                     version text PRIMARY KEY, checksum text NOT NULL,
+                                     applied_at timestamptz NOT NULL DEFAULT now())""")
+                    conn.commit()
+                    cur.execute("SELECT version, checksum FROM schema_migrations")
+                    done = dict(cur.fetchall())
+                    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+                        sql = path.read_text(encoding="utf-8")
+                        checksum = hashlib.sha256(sql.encode()).hexdigest()
+                        version = path.stem
+                        if version in done:
+                            if done[version] != checksum:
+                                raise RuntimeError(
+                                    f"migration {version} was edited after it was applied; "
+                                    "add a new migration instead")
+                            continue
+                        cur.execute(sql)
+                        cur.execute("INSERT INTO schema_migrations (version, checksum) "
+                                    "VALUES (%s, %s)", (version, checksum))
+                        conn.commit()
+                        applied_now.append(version)
+                finally:
+                    conn.rollback()
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+                    conn.commit()
+        return applied_now
+
+    # -- reads -----------------------------------------------------------------------------
+    def done_clips(self, day: str) -> dict[str, str]:
+        """clip_id -> status for every clip of ``day`` already recorded."""
+        rows = self.get_records("SELECT clip_id, status FROM audio_clips WHERE day = %s", (day,))
+        return {clip_id: status for clip_id, status in rows}
+
+    def day_summary(self, day: str) -> dict[str, Any] | None:
+        rows = self.get_records(
+            """SELECT day::text, status, clips_listed, clips_planned, clips_skipped, clips_ok,
+                      clips_failed, failed_by_reason, audio_seconds, gpu_seconds, wall_seconds,
+                      real_time_factor
+                 FROM audio_days WHERE day = %s""", (day,))
+        if not rows:
+            return None
+        keys = ("day", "status", "clips_listed", "clips_planned", "clips_skipped", "clips_ok",
+                "clips_failed", "failed_by_reason", "audio_seconds", "gpu_seconds",
+                "wall_seconds", "real_time_factor")
+        return dict(zip(keys, rows[0]))
+
+    # -- the load --------------------------------------------------------------------------
+    def record_day(self, load: DayLoad) -> dict[str, Any]:
+        """Upsert the day's clips, transcripts and jobs in one transaction; return the summary.
+
+        A newer outcome replaces an older one, except that a failure never replaces a clip
+        already transcribed (a re-run that fails to fetch a clip must not lose its text).
+        """
+        with self.get_conn() as conn:
+            with conn.cursor() as cur:
+                self._upsert_day_row(cur, load)
+                self._load_clips(cur, load)
+                self._load_jobs(cur, load)
+                self._refresh_day_totals(cur, load.day)
+            conn.commit()
+        summary = self.day_summary(load.day)
+        assert summary is not None
+        return summary
+
+    @staticmethod
+    def _upsert_day_row(cur: Any, load: DayLoad) -> None:
+        m = load.manifest
+        cur.execute(
+            """INSERT INTO audio_days (day, plan_id, dag_run_id, clips_listed, clips_planned,
+                                      clips_skipped)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (day) DO UPDATE SET plan_id = EXCLUDED.plan_id,
+                   dag_run_id = EXCLUDED.dag_run_id, clips_listed = EXCLUDED.clips_listed,
+                   clips_planned = EXCLUDED.clips_planned, clips_skipped = EXCLUDED.clips_skipped""",
+            (load.day, load.plan_id, load.dag_run_id, m.listed if m else 0,
+             len(m.clips) if m else 0, m.skipped if m else 0))
+
+    @staticmethod
+    def _copy(cur: Any, temp: str, shape_sql: str, cols: tuple[str, ...],
+              rows: Iterable[tuple]) -> None:
+        """COPY ``rows`` into a new temp table shaped like the ``shape_sql`` query."""
+        cur.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS {shape_sql} LIMIT 0")
+        with cur.copy(f"COPY {temp} ({', '.join(cols)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _load_clips(self, cur: Any, load: DayLoad) -> None:
+        clip_rows = [(r.clip_id, load.day, r.status, r.error_kind or None, r.error or None,
+                      r.duration_s, r.language or None, r.engine or None, r.model or None,
+                      r.alignment or None, json.dumps(r.timings), r.job_id or None,
+                      r.array_index, r.node or None, r.finished_at) for r in load.results]
+        self._copy(cur, "tmp_audio_clips", f"SELECT {', '.join(_CLIP_COLS)} FROM audio_clips",
+                   _CLIP_COLS, clip_rows)
+        cur.execute(
+            f"""INSERT INTO audio_clips ({', '.join(_CLIP_COLS)})
+                SELECT {', '.join(_CLIP_COLS)} FROM tmp_audio_clips
+                ON CONFLICT (clip_id) DO UPDATE SET {_set_clause(_CLIP_COLS, ('clip_id',))},
+                    recorded_at = now()
+                WHERE audio_clips.finished_at < EXCLUDED.finished_at
+                  AND NOT (audio_clips.status = 'ok' AND EXCLUDED.status = 'failed')""")
+        transcript_rows = [(r.clip_id, r.text, r.language or None, r.model or None,
+                            json.dumps(r.segments, ensure_ascii=False), len(r.text.split()),
+                            r.finished_at) for r in load.results if r.status == "ok"]
+        self._copy(cur, "tmp_transcripts", "SELECT t.*, c.finished_at FROM transcripts t "
+                   "CROSS JOIN audio_clips c", _TRANSCRIPT_COLS, transcript_rows)
+        cols = _TRANSCRIPT_COLS[:-1]
+        cur.execute(
+            f"""INSERT INTO transcripts ({', '.join(cols)})
+                SELECT {', '.join('t.' + c for c in cols)} FROM tmp_transcripts t
+                JOIN audio_clips c ON c.clip_id = t.clip_id AND c.finished_at = t.finished_at
+                                  AND c.status = 'ok'
+                ON CONFLICT (clip_id) DO UPDATE SET {_set_clause(cols, ('clip_id',))},
+                    recorded_at = now()
+                WHERE (transcripts.text, transcripts.segments)
+                      IS DISTINCT FROM (EXCLUDED.text, EXCLUDED.segments)""")
+
+    def _load_jobs(self, cur: Any, load: DayLoad) -> None:
+        rows = [(j.job_id, j.array_index, load.day, j.step, j.state, j.exit_code or None,
+                 j.elapsed_s, j.node or None, j.gpus, j.gpus * j.elapsed_s) for j in load.jobs]
+        self._copy(cur, "tmp_slurm_jobs", f"SELECT {', '.join(_JOB_COLS)} FROM slurm_jobs",
+                   _JOB_COLS, rows)
+        cur.execute(
+            f"""INSERT INTO slurm_jobs ({', '.join(_JOB_COLS)})
+                SELECT {', '.join(_JOB_COLS)} FROM tmp_slurm_jobs
+                ON CONFLICT (job_id, array_index) DO UPDATE
+                    SET {_set_clause(_JOB_COLS, ('job_id', 'array_index'))}, recorded_at = now()
+                WHERE (slurm_jobs.state, slurm_jobs.elapsed_s, slurm_jobs.exit_code)
+                      IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.elapsed_s, EXCLUDED.exit_code)""")
+
+    @staticmethod
+    def _refresh_day_totals(cur: Any, day: str) -> None:
+        """Derive the day's numbers from the rows themselves (never from counters kept aside)."""
+        cur.execute(
+            """WITH c AS (
+                 SELECT count(*) FILTER (WHERE status = 'ok')     AS ok,
+                        count(*) FILTER (WHERE status = 'failed') AS failed,
+                        coalesce(sum(duration_s) FILTER (WHERE status = 'ok'), 0) AS audio_s
+                   FROM audio_clips WHERE day = %(day)s),
+               r AS (
+                 SELECT coalesce(jsonb_object_agg(error_kind, n), '{}'::jsonb) AS by_reason
+                   FROM (SELECT error_kind, count(*) AS n FROM audio_clips
+                          WHERE day = %(day)s AND status = 'failed' GROUP BY error_kind) x),
+               j AS (
+                 SELECT coalesce(sum(gpu_seconds), 0) AS gpu_s,
+                        coalesce(sum(elapsed_s), 0)   AS wall_s
+                   FROM slurm_jobs WHERE day = %(day)s AND step = 'audio')
+               UPDATE audio_days d
+                  SET clips_ok = c.ok, clips_failed = c.failed, failed_by_reason = r.by_reason,
+                      audio_seconds = c.audio_s, gpu_seconds = j.gpu_s, wall_seconds = j.wall_s,
+                      real_time_factor = CASE WHEN j.wall_s > 0 THEN c.audio_s / j.wall_s END,
+                      status = CASE WHEN c.failed = 0 THEN 'complete' ELSE 'partial' END,
+                      recorded_at = now()
+                 FROM c, r, j
+                WHERE d.day = %(day)s""", {"day": day})
