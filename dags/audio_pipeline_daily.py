@@ -1,0 +1,145 @@
+"""audio_pipeline_daily: one run per day of clips → transcripts in PostgreSQL.
+
+The run that fires at the start of day D+1 processes day D. Trigger manually with
+``{"date": "YYYY-MM-DD", "reprocess": "none" | "failed" | "all"}`` to (re)process any past day.
+Site settings come from the typed config (``AUDIO_PIPELINE_CONFIG``); this file only composes
+the plugin's operators and steps.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Param, task
+from airflow.utils.trigger_rule import TriggerRule
+
+from hpc_pipeline import day as steps
+from hpc_pipeline.config import load_config
+from hpc_pipeline.hooks.results_db import ResultsDbHook
+from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.operators.slurm import SlurmSubmitOperator
+from hpc_pipeline.release import deploy_release
+
+CONFIG = load_config()
+HPC_DIR = Path(__file__).resolve().parent.parent / "hpc"
+
+
+def ctx(key: str) -> str:
+    """Jinja for one field of the day context pushed by ``resolve_day``."""
+    return "{{ ti.xcom_pull(task_ids='resolve_day')['%s'] }}" % key
+
+
+RELEASE = "{{ ti.xcom_pull(task_ids='deploy_code') }}"
+JOB_ENV = {
+    "PIPELINE_RELEASE": RELEASE,
+    "CONTAINER_RUNTIME": CONFIG.container_runtime,
+    "HPC_PYTHON": CONFIG.hpc_python,
+    "IMAGES_DIR": CONFIG.images_dir,
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def slurm_step(step: str, script: str, args: list[str], **kwargs: Any) -> SlurmSubmitOperator:
+    return SlurmSubmitOperator(
+        task_id=step,
+        ssh_conn_id=CONFIG.ssh_conn_id,
+        script=f"{RELEASE}/slurm/{script}",
+        script_args=args,
+        job_name=f"{CONFIG.job_prefix}-{step}-{ctx('day')}-{ctx('plan_id')}",
+        resources=CONFIG.resources[step],
+        env=JOB_ENV,
+        log_dir=f"{ctx('day_dir')}/logs",
+        poll_interval_s=CONFIG.poll_interval_s,
+        max_poll_interval_s=CONFIG.max_poll_interval_s,
+        outage_timeout_s=CONFIG.ssh_outage_timeout_s,
+        **kwargs,
+    )
+
+
+with DAG(
+    dag_id="audio_pipeline_daily",
+    description="Daily HPC audio transcription: plan, transfer, WhisperX shards, PostgreSQL",
+    schedule="@daily",
+    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=CONFIG.catchup,
+    max_active_runs=CONFIG.max_active_runs,
+    doc_md=__doc__,
+    tags=["audio", "hpc", "slurm"],
+    params={
+        "date": Param(None, type=["null", "string"], title="Day to process (YYYY-MM-DD)",
+                      description="Empty: the day before the run's logical date.",
+                      pattern=r"^\d{4}-\d{2}-\d{2}$"),
+        "reprocess": Param("none", enum=["none", "failed", "all"], title="Reprocess",
+                           description="none: only new clips; failed: also retry failed "
+                                       "clips; all: transcribe every clip again."),
+    },
+    default_args={
+        "retries": CONFIG.retries,
+        "retry_delay": dt.timedelta(seconds=CONFIG.retry_delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(seconds=CONFIG.max_retry_delay_s),
+    },
+) as dag:
+
+    @task(retries=0)
+    def resolve_day(params: dict[str, Any], run_id: str,
+                    logical_date: dt.datetime | None = None) -> dict[str, str]:
+        return steps.resolve_day(SlurmHook(CONFIG.ssh_conn_id), CONFIG,
+                                 date_param=params.get("date"),
+                                 reprocess=params.get("reprocess") or "none",
+                                 logical_date=logical_date, run_id=run_id).to_xcom()
+
+    @task
+    def ensure_schema() -> list[str]:
+        return ResultsDbHook(CONFIG.results_conn_id).migrate()
+
+    @task
+    def deploy_code(day: dict[str, str]) -> str:
+        return deploy_release(SlurmHook(CONFIG.ssh_conn_id), HPC_DIR, day["release_root"])
+
+    @task
+    def write_request(day: dict[str, str]) -> dict[str, int]:
+        return steps.write_request(SlurmHook(CONFIG.ssh_conn_id),
+                                   ResultsDbHook(CONFIG.results_conn_id), CONFIG,
+                                   steps.DayContext(**day))
+
+    @task
+    def read_plan(day: dict[str, str]) -> dict[str, int]:
+        return steps.read_plan(SlurmHook(CONFIG.ssh_conn_id), steps.DayContext(**day))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
+    def record_results(day: dict[str, str], **context: Any) -> dict[str, Any]:
+        ti = context["ti"]
+        reports = {step: ti.xcom_pull(task_ids=step) for step in ("master", "transfer", "audio")}
+        return steps.record_results(SlurmHook(CONFIG.ssh_conn_id),
+                                    ResultsDbHook(CONFIG.results_conn_id),
+                                    steps.DayContext(**day), reports)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def cleanup_staging(day: dict[str, str]) -> list[str]:
+        return steps.cleanup_staging(SlurmHook(CONFIG.ssh_conn_id),
+                                     ResultsDbHook(CONFIG.results_conn_id),
+                                     steps.DayContext(**day), CONFIG.retention_days)
+
+    day = resolve_day()
+    source_args = ["--date", ctx("day"), "--staging-root", ctx("staging_root"),
+                   "--backend", CONFIG.transfer_backend, "--source-root", CONFIG.source_root]
+    master = slurm_step("master", "0_master_scheduler.sh",
+                        source_args + ["--shard-size", str(CONFIG.shard_size)])
+    transfer = slurm_step("transfer", "1_globus_transfer_job.sh", source_args)
+    audio = slurm_step(
+        "audio", "2_process_audio_job.sh",
+        ["--date", ctx("day"), "--staging-root", ctx("staging_root"),
+         "--models-dir", CONFIG.models_dir, "--model", CONFIG.model_name,
+         "--engine", CONFIG.engine, "--language", CONFIG.language,
+         "--compute-type", CONFIG.compute_type, "--batch-size", str(CONFIG.batch_size),
+         "--max-clip-seconds", str(CONFIG.max_clip_seconds)],
+        array_size="{{ ti.xcom_pull(task_ids='read_plan')['shards'] }}")
+    plan = read_plan(day)
+    recorded = record_results(day)
+
+    [ensure_schema(), deploy_code(day)] >> write_request(day) >> master >> plan >> transfer
+    transfer >> audio >> recorded
+    # The day is red when any step failed, even though recording ran to keep partial results.
+    [recorded, audio] >> cleanup_staging(day)

@@ -1,0 +1,177 @@
+"""The day-level steps of the daily DAG that are not SLURM jobs: which day, what to ask the
+master job for, what it planned, recording results, and staging cleanup.
+
+Each function takes hooks and plain values so the DAG file only composes them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import posixpath
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from airflow.exceptions import AirflowFailException
+
+from hpc_pipeline.config import PipelineConfig
+from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
+from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.pipeline_contract import (
+    REPROCESS_MODES, ClipResult, Manifest, Request, day_dir, iter_result_lines, latest_per_clip)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DayContext:
+    """Everything later tasks need to know about the run's day (pushed to XCom)."""
+    day: str
+    plan_id: str
+    reprocess: str
+    run_id: str
+    staging_root: str   # absolute, on the cluster
+    day_dir: str
+    release_root: str   # absolute, on the cluster: <remote_root>/releases
+
+    def to_xcom(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def parse_day(value: str | None, logical_date: dt.datetime | None, today: dt.date) -> str:
+    """The day to process: the ``date`` param, else the day before the run's logical date.
+
+    Raises AirflowFailException (no retries: retrying cannot fix a bad parameter).
+    """
+    if value:
+        try:
+            day = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise AirflowFailException(
+                f"param 'date' must be a calendar date YYYY-MM-DD, got {value!r}") from None
+        if len(value.strip()) != 10:
+            raise AirflowFailException(f"param 'date' must be written YYYY-MM-DD, got {value!r}")
+    elif logical_date is not None:
+        # A @daily run fires at the start of D+1 with logical date D+1 (cron trigger timetable).
+        day = logical_date.date() - dt.timedelta(days=1)
+    else:
+        raise AirflowFailException("no 'date' param and no logical date: cannot tell which day")
+    if day > today:
+        raise AirflowFailException(f"date {day} is in the future (today is {today})")
+    return day.isoformat()
+
+
+def resolve_day(ssh: SlurmHook, config: PipelineConfig, *, date_param: str | None,
+                reprocess: str, logical_date: dt.datetime | None, run_id: str) -> DayContext:
+    if reprocess not in REPROCESS_MODES:
+        raise AirflowFailException(f"param 'reprocess' must be one of {REPROCESS_MODES}, "
+                                   f"got {reprocess!r}")
+    day = parse_day(date_param, logical_date, dt.datetime.now(dt.timezone.utc).date())
+    staging = absolute(ssh, config.staging_root)
+    return DayContext(day=day, plan_id=hashlib.sha1(run_id.encode()).hexdigest()[:10],
+                      reprocess=reprocess, run_id=run_id, staging_root=staging,
+                      day_dir=day_dir(staging, day),
+                      release_root=posixpath.join(absolute(ssh, config.remote_root), "releases"))
+
+
+def absolute(ssh: SlurmHook, path: str) -> str:
+    """Resolve a cluster path relative to the SSH user's home."""
+    return path if path.startswith("/") else posixpath.join(ssh.home(), path)
+
+
+def write_request(ssh: SlurmHook, db: ResultsDbHook, config: PipelineConfig,
+                  ctx: DayContext) -> dict[str, int]:
+    """Hand the master job the done-list from the DB and the reprocess mode."""
+    done = {} if ctx.reprocess == "all" else db.done_clips(ctx.day)
+    request = Request(date=ctx.day, plan_id=ctx.plan_id, reprocess=ctx.reprocess,
+                      shard_size=config.shard_size, done=done)
+    for sub in ("logs", "results", "audio"):
+        ssh.makedirs(posixpath.join(ctx.day_dir, sub))
+    ssh.write_text(posixpath.join(ctx.day_dir, "request.json"), request.to_json())
+    counts = {"done_ok": sum(s == "ok" for s in done.values()),
+              "done_failed": sum(s == "failed" for s in done.values())}
+    log.info("Request for %s (reprocess=%s): %s", ctx.day, ctx.reprocess, counts)
+    return counts
+
+
+def read_plan(ssh: SlurmHook, ctx: DayContext) -> dict[str, int]:
+    """What the master job planned; ``shards`` sizes the audio job array (0 = nothing to do)."""
+    manifest = Manifest.from_json(ssh.read_text(posixpath.join(ctx.day_dir, "manifest.json")))
+    if manifest.plan_id != ctx.plan_id:
+        raise AirflowFailException(
+            f"manifest.json belongs to plan {manifest.plan_id}, this run is plan {ctx.plan_id}: "
+            "another run of the same day overwrote it; re-run one of them")
+    plan = {"shards": len(manifest.shards), "clips": len(manifest.clips),
+            "listed": manifest.listed, "skipped": manifest.skipped}
+    log.info("Plan for %s: %s", ctx.day, plan)
+    return plan
+
+
+def read_results(ssh: SlurmHook, ctx: DayContext) -> list[ClipResult]:
+    """Every result line of the day on staging, all plans, newest outcome per clip."""
+    results_root = posixpath.join(ctx.day_dir, "results")
+    rc, out, err = ssh.run(["find", results_root, "-type", "f", "-name", "shard-*.jsonl"])
+    if rc != 0:
+        raise RuntimeError(f"cannot list {results_root}: {err.strip()}")
+    lines: list[ClipResult] = []
+    for path in sorted(out.split("\n")):
+        if path:
+            lines.extend(iter_result_lines(ssh.read_text(path)))
+    return list(latest_per_clip(lines).values())
+
+
+def job_records(step: str, report: dict[str, Any] | None) -> list[JobRecord]:
+    """Turn a SlurmSubmitOperator's return value into rows for ``slurm_jobs``."""
+    if not report:
+        return []
+    return [JobRecord(step=step, job_id=str(j["array_job_id"] or j["job_id"]),
+                      array_index=-1 if j.get("array_index") is None else int(j["array_index"]),
+                      state=j["state"], exit_code=j.get("exit_code", ""),
+                      elapsed_s=float(j.get("elapsed_s") or 0), node=j.get("node", ""),
+                      gpus=int(j.get("gpus") or 0))
+            for j in report.get("jobs", [])]
+
+
+def record_results(ssh: SlurmHook, db: ResultsDbHook, ctx: DayContext,
+                   job_reports: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """Load the day into PostgreSQL (one transaction) and log the day's summary."""
+    manifest_path = posixpath.join(ctx.day_dir, "manifest.json")
+    manifest = Manifest.from_json(ssh.read_text(manifest_path)) if ssh.exists(manifest_path) else None
+    results = read_results(ssh, ctx)
+    jobs = [rec for step, rep in job_reports.items() for rec in job_records(step, rep)]
+    summary = db.record_day(DayLoad(day=ctx.day, plan_id=ctx.plan_id, dag_run_id=ctx.run_id,
+                                    manifest=manifest, results=results, jobs=jobs))
+    log.info(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(s["failed_by_reason"].items())) or "none"
+    rtf = f"{s['real_time_factor']:.1f}x" if s["real_time_factor"] else "n/a"
+    return (f"Day {s['day']} [{s['status']}]: listed {s['clips_listed']}, planned "
+            f"{s['clips_planned']}, skipped {s['clips_skipped']}; transcribed {s['clips_ok']}, "
+            f"failed {s['clips_failed']} ({reasons}); audio {s['audio_seconds'] / 3600:.3f} h, "
+            f"GPU {s['gpu_seconds'] / 3600:.3f} h, real-time factor {rtf}")
+
+
+def cleanup_staging(ssh: SlurmHook, db: ResultsDbHook, ctx: DayContext,
+                    retention_days: int) -> list[str]:
+    """Remove staged audio of complete days older than the retention window.
+
+    Results and logs stay (they are small and are the audit trail); only ``audio/`` goes.
+    """
+    cutoff = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=retention_days)
+    rc, out, err = ssh.run(["find", ctx.staging_root, "-mindepth", "1", "-maxdepth", "1",
+                            "-type", "d", "-name", "????-??-??"])
+    if rc != 0:
+        raise RuntimeError(f"cannot list {ctx.staging_root}: {err.strip()}")
+    removed = []
+    for path in sorted(filter(None, out.split("\n"))):
+        day = posixpath.basename(path)
+        summary = db.day_summary(day)
+        if day < cutoff.isoformat() and summary and summary["status"] == "complete":
+            audio = posixpath.join(path, "audio")
+            ssh.run(["rm", "-rf", "--", audio])
+            removed.append(audio)
+    log.info("Retention %d days: removed %d staged audio dirs", retention_days, len(removed))
+    return removed
