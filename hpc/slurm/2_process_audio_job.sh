@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One array task = one shard: FFmpeg -> 16 kHz mono -> WhisperX -> results/<plan>/shard-XXXX.jsonl
+# Usage: sbatch --array=0-N 2_process_audio_job.sh --date D --staging-root S \
+#          --models-dir M --model NAME [--engine whisperx|torch] [--language en] ...
+# Environment: see slurm/_runtime.sh (MODELS_DIR is bound into the container when set).
+#SBATCH --job-name=audio-shard
+#SBATCH --partition=gpu
+#SBATCH --gres=gpu:1
+#SBATCH --cpus-per-task=8
+#SBATCH --mem=32G
+#SBATCH --time=12:00:00
+set -euo pipefail
+# shellcheck source=hpc/slurm/_runtime.sh
+source "${PIPELINE_RELEASE:?PIPELINE_RELEASE must name the release directory}/slurm/_runtime.sh"
+run_entry audio_processing 1 hpc_process_day.py --shard "${SLURM_ARRAY_TASK_ID:?submit as an array job (--array)}" "$@"

@@ -1,0 +1,41 @@
+"""Turn a day's source listing (local directory or Globus collection) into contract Clips."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from pipeline_contract import AUDIO_EXTENSIONS, Clip
+
+
+def is_audio(name: str) -> bool:
+    return name.lower().endswith(AUDIO_EXTENSIONS)
+
+
+def staged_name(rel_path: str) -> str:
+    """Flat, unique-within-the-day file name on staging for a path relative to the day."""
+    return rel_path.replace("/", "__")
+
+
+def clips_from(date: str, day_root: str, entries: Iterable[tuple[str, int]]) -> list[Clip]:
+    """Clips for (path relative to the day directory, size) pairs, sorted for stable shards."""
+    return [Clip(clip_id=f"{date}/{rel}", name=staged_name(rel),
+                 source_path=f"{day_root.rstrip('/')}/{rel}", size=size)
+            for rel, size in sorted(entries) if is_audio(rel)]
+
+
+def list_local(source_root: str, date: str) -> list[Clip]:
+    """Every audio/video file under ``<source_root>/<date>/``, recursively."""
+    day = Path(source_root) / date
+    if not day.is_dir():
+        raise FileNotFoundError(f"source directory {day} does not exist")
+    entries = []
+    for dirpath, _dirs, files in os.walk(day):
+        for f in files:
+            full = Path(dirpath) / f
+            try:
+                size = full.stat().st_size
+            except OSError:  # e.g. a dangling link: listed, so the transfer reports it failed
+                size = -1
+            entries.append((full.relative_to(day).as_posix(), size))
+    return clips_from(date, str(day), entries)

@@ -1,0 +1,83 @@
+"""Bring the manifest's clips to ``<day>/audio/`` and write ``transfer.json``.
+
+Exit codes: 0 the transfer ran (individual files may have failed: transfer.json says which,
+the audio job records them as ``transfer_failed``), 1 the transfer as a whole failed (Globus
+task FAILED or still running at the time limit: a retry re-attaches), 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from pipeline_contract import ContractError, Manifest, TransferReport, day_dir, write_atomic
+
+log = logging.getLogger("transfer_day")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--date", required=True)
+    p.add_argument("--staging-root", required=True)
+    p.add_argument("--backend", choices=("local", "globus"), required=True)
+    p.add_argument("--globus-credentials", default=None,
+                   help="0600 JSON file {client_id, client_secret}; else GLOBUS_CLIENT_ID/SECRET")
+    p.add_argument("--source-collection", default="", help="globus: source collection id")
+    p.add_argument("--dest-collection", default="", help="globus: staging collection id")
+    p.add_argument("--dest-root", default="",
+                   help="globus: the staging root as the destination collection sees it "
+                        "(default: --staging-root)")
+    p.add_argument("--deadline-hours", type=float, default=12.0)
+    p.add_argument("--poll-seconds", type=float, default=30.0)
+    p.add_argument("--timeout-seconds", type=float, default=11 * 3600.0,
+                   help="stop waiting (job fails, task keeps running, a retry re-attaches)")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> TransferReport:
+    day = Path(day_dir(args.staging_root, args.date))
+    manifest = Manifest.from_json((day / "manifest.json").read_text(encoding="utf-8"))
+    report = TransferReport(date=args.date, plan_id=manifest.plan_id, backend=args.backend)
+    if args.backend == "local":
+        from transfer_local import transfer_all
+        report.files = transfer_all(manifest.clips, day / "audio")
+    else:
+        from transfer_globus import GlobusTransfer, make_client
+        if not (args.source_collection and args.dest_collection):
+            raise ContractError("globus backend needs --source-collection and --dest-collection")
+        gt = GlobusTransfer(
+            make_client(args.globus_credentials), args.source_collection, args.dest_collection,
+            day_dir(args.dest_root or args.staging_root, args.date), day,
+            deadline=dt.timedelta(hours=args.deadline_hours), poll_s=args.poll_seconds,
+            timeout_s=args.timeout_seconds)
+        state, report.files = gt.run(manifest)
+        if state:
+            report.submission_id, report.task_id = state.submission_id, state.task_id
+    write_atomic(day / "transfer.json", report.to_json())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        report = run(args)
+    except (ContractError, FileNotFoundError, PermissionError) as exc:
+        log.error("transfer for %s cannot run: %s", args.date, exc)
+        return 2
+    except RuntimeError as exc:   # GlobusTransferError
+        log.error("transfer for %s failed: %s", args.date, exc)
+        return 1
+    counts = collections.Counter(f.status for f in report.files)
+    print(f"transfer {args.date} plan={report.plan_id} backend={report.backend} "
+          f"files={len(report.files)} transferred={counts['transferred']} "
+          f"skipped={counts['skipped']} failed={counts['failed']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
