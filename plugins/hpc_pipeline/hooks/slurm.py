@@ -1,0 +1,351 @@
+"""SlurmHook: the one place that talks SSH and SLURM.
+
+Every remote command is an argv list joined with :func:`shlex.join`, so job names, paths,
+dates and arguments holding spaces, quotes, ``;`` or ``$(...)`` reach SLURM as literal
+strings. One paramiko connection (through the SSH provider's ``SSHHook``, which applies the
+connection's pinned host key) is reused for commands and SFTP until it breaks; the next
+call then reconnects. Parsing of ``sacct``/``squeue`` output lives here too, as pure
+functions, so the trigger and the operators share one reading of SLURM.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import shlex
+import stat
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Sequence
+
+import paramiko
+from airflow.sdk.exceptions import AirflowException
+from airflow.providers.ssh.hooks.ssh import SSHHook
+
+from hpc_pipeline.config import SlurmResources
+from hpc_pipeline.slurm_states import base_state
+
+# Failures of the transport (not of SLURM): the caller may reconnect and retry.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko.SSHException)
+
+_SEP = "\x1f"  # ASCII unit separator: cannot occur in job names or paths we create
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "JobName")
+SQUEUE_FIELDS = ("JobArrayID", "State", "Exit_Code", "NodeList", "TimeUsed", "tres-alloc",
+                 "StdOut", "Name")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
+_ACCOUNTING_DOWN = re.compile(r"accounting storage is disabled|slurmdbd|talking to the database|"
+                              r"connection refused|unable to connect", re.IGNORECASE)
+
+
+class SlurmError(AirflowException):
+    """A SLURM command answered with an error (bad option, unknown partition, ...)."""
+
+
+class SlurmUnavailable(SlurmError):
+    """Neither sacct nor squeue could report on the jobs: the controller is unreachable."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One job, or one index of a job array, as SLURM reports it."""
+    job_id: str              # "12" or "12_3": what scancel/sacct accept
+    array_job_id: str        # "12" for both
+    array_index: int | None
+    name: str
+    state: str               # long name, reason stripped: "CANCELLED", not "CANCELLED by 1001"
+    exit_code: str           # "rc:signal", e.g. "3:0"
+    node: str | None
+    elapsed_s: int | None
+    alloc_tres: str
+    gpus: int
+    stdout: str | None = None  # only squeue reports it
+    source: str = "sacct"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def job_name(prefix: str, step: str, day: str, run_id: str) -> str:
+    """Deterministic per (step, day, DAG run): what reattach looks for."""
+    return f"{prefix}-{step}-{day}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+
+
+def expand_job_id(raw: str) -> list[tuple[str, int | None]]:
+    """``"12"`` -> ``[("12", None)]``; ``"12_[0-3%2]"``/``"12_1"`` -> per-index pairs."""
+    base, _, idx = raw.partition("_")
+    if not idx:
+        return [(base, None)]
+    if not idx.startswith("["):
+        return [(base, int(idx))]
+    indices: list[int] = []
+    for part in idx.strip("[]").split("%")[0].split(","):
+        lo, _, rest = part.partition("-")
+        hi, _, step = rest.partition(":")
+        indices.extend(range(int(lo), int(hi or lo) + 1, int(step or 1)))
+    return [(base, i) for i in indices]
+
+
+def _gpus(tres: str) -> int:
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if key in ("gres/gpu", "gpu") and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _seconds(used: str) -> int | None:
+    """squeue TimeUsed ``[D-][HH:]MM:SS`` -> seconds."""
+    days, _, clock = used.rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+    except ValueError:
+        return None
+    seconds = 0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds + int(days or 0) * 86400
+
+
+def _node(value: str) -> str | None:
+    return None if not value or value.startswith("(") or value == "None assigned" else value
+
+
+def parse_sacct(text: str) -> list[JobState]:
+    out = []
+    for line in text.splitlines():
+        cols = line.split(_SEP)
+        if len(cols) < len(SACCT_FIELDS):
+            continue
+        jid, state, exit_code, node, elapsed, tres, name = cols[:6] + [_SEP.join(cols[6:])]
+        for base, index in expand_job_id(jid):
+            out.append(JobState(
+                job_id=base if index is None else f"{base}_{index}", array_job_id=base,
+                array_index=index, name=name, state=base_state(state), exit_code=exit_code,
+                node=_node(node), elapsed_s=int(elapsed) if elapsed.isdigit() else None,
+                alloc_tres=tres, gpus=_gpus(tres), source="sacct"))
+    return out
+
+
+def parse_squeue(text: str) -> list[JobState]:
+    out = []
+    for line in text.splitlines():
+        cols = line.split(_SEP)
+        if len(cols) < len(SQUEUE_FIELDS):
+            continue
+        jid, state, status, node, used, tres, stdout = (c.strip() for c in cols[:7])
+        name = cols[7]
+        # squeue reports the raw wait status (256 = exit 1); sacct's form is "rc:signal".
+        code = int(status) if status.isdigit() else 0
+        for base, index in expand_job_id(jid):
+            out.append(JobState(
+                job_id=base if index is None else f"{base}_{index}", array_job_id=base,
+                array_index=index, name=name, state=base_state(state),
+                exit_code=f"{code >> 8}:{code & 0x7F}", node=_node(node),
+                elapsed_s=_seconds(used), alloc_tres=tres, gpus=_gpus(tres),
+                stdout=stdout or None, source="squeue"))
+    return out
+
+
+def newest_first(jobs: Iterable[JobState]) -> list[JobState]:
+    return sorted(jobs, key=lambda j: (int(j.array_job_id), j.array_index or 0), reverse=True)
+
+
+def newest_per_index(jobs: Iterable[JobState]) -> dict[int | None, JobState]:
+    """Judge an array by the newest job that ran each index (a retry supersedes a failure)."""
+    latest: dict[int | None, JobState] = {}
+    for job in newest_first(jobs):
+        latest.setdefault(job.array_index, job)
+    return latest
+
+
+def log_path(pattern: str, job: JobState) -> str:
+    """Fill the ``%A``/``%a``/``%j`` of an ``--output`` pattern for one job or array index."""
+    values = {"A": job.array_job_id, "a": "" if job.array_index is None else str(job.array_index),
+              "j": job.array_job_id if job.array_index is None else job.job_id, "%": "%"}
+    return re.sub(r"%([Aaj%])", lambda m: values[m.group(1)], pattern)
+
+
+def _merge(primary: list[JobState], secondary: list[JobState]) -> list[JobState]:
+    seen = {(j.array_job_id, j.array_index) for j in primary}
+    return newest_first(primary + [j for j in secondary if (j.array_job_id, j.array_index) not in seen])
+
+
+class SlurmHook:
+    """SSH + SLURM operations on one reused connection. Not thread-safe: one caller at a time."""
+
+    def __init__(self, ssh_conn_id: str, *, cmd_timeout: float = 60.0,
+                 conn_retry_attempts: int = 3, conn_timeout: int = 20) -> None:
+        self.ssh_conn_id = ssh_conn_id
+        self.cmd_timeout = cmd_timeout
+        self._ssh = SSHHook(ssh_conn_id=ssh_conn_id, conn_retry_attempts=conn_retry_attempts,
+                            conn_timeout=conn_timeout)
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_of: paramiko.SSHClient | None = None
+        self._home: str | None = None
+
+    # -- connection -------------------------------------------------------------------
+    def _client(self) -> paramiko.SSHClient:
+        return self._ssh.get_conn()  # reuses the client while its transport is alive
+
+    def sftp(self) -> paramiko.SFTPClient:
+        client = self._client()
+        if self._sftp is None or self._sftp_of is not client:
+            self._sftp = client.open_sftp()
+            self._sftp_of = client
+        return self._sftp
+
+    def close(self) -> None:
+        """Drop the connection; the next call opens a new one."""
+        for thing in (self._sftp, self._ssh.client):
+            try:
+                if thing is not None:
+                    thing.close()
+            except Exception:  # teardown of a broken connection has nothing to recover
+                pass
+        self._sftp = self._sftp_of = None
+        self._ssh.client = None
+
+    # -- commands ---------------------------------------------------------------------
+    def run(self, argv: Sequence[str], timeout: float | None = None) -> tuple[int, str, str]:
+        """Run argv remotely (each element quoted); return (rc, stdout, stderr)."""
+        command = shlex.join(str(a) for a in argv)
+        _, stdout, stderr = self._client().exec_command(command, timeout=timeout or self.cmd_timeout)
+        out = stdout.read().decode("utf-8", "replace")
+        err = stderr.read().decode("utf-8", "replace")
+        return stdout.channel.recv_exit_status(), out, err
+
+    def _check(self, argv: Sequence[str]) -> str:
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            raise SlurmError(f"{argv[0]} failed (rc={rc}): {err.strip() or out.strip()}")
+        return out
+
+    def submit(self, script: str, *, job_name: str, resources: SlurmResources, output: str,
+               env: dict[str, str] | None = None, array: str | None = None,
+               dependency: str | None = None, chdir: str | None = None,
+               script_args: Sequence[str] = ()) -> str:
+        """``sbatch --parsable``; return the job id.
+
+        The environment is given to ``sbatch`` itself (``env K=V sbatch --export=ALL``)
+        rather than as ``--export=ALL,K=V``: SLURM splits ``--export`` on commas, so a
+        value holding a comma would be cut. ``--export=ALL`` carries it to the job.
+        """
+        argv: list[str] = []
+        if env:
+            bad = [k for k in env if not _ENV_KEY.match(k)]
+            if bad:
+                raise ValueError(f"invalid environment variable names: {bad}")
+            argv += ["env", *(f"{k}={v}" for k, v in env.items())]
+        argv += ["sbatch", "--parsable", "--export=ALL", f"--job-name={job_name}",
+                 f"--output={output}", f"--time={resources.time}",
+                 f"--cpus-per-task={resources.cpus_per_task}"]
+        for flag, value in (("partition", resources.partition), ("account", resources.account),
+                            ("qos", resources.qos), ("mem", resources.mem),
+                            ("gres", resources.gres), ("dependency", dependency),
+                            ("chdir", chdir)):
+            if value:
+                argv.append(f"--{flag}={value}")
+        if array is not None:
+            limit = resources.array_parallelism
+            argv.append(f"--array={array}%{limit}" if limit else f"--array={array}")
+        argv += [*resources.extra_args, "--", script, *script_args]
+        return self._check(argv).strip().split(";")[0]
+
+    def query(self, job_ids: Sequence[str]) -> list[JobState]:
+        """States of every job / array index of ``job_ids``, newest first.
+
+        Exactly one ``sacct`` call for all ids; ``squeue`` (one call) only for the ids
+        accounting does not know yet, or for all of them when accounting is down.
+        Ids neither knows are absent from the result.
+        """
+        if not job_ids:
+            return []
+        ids = ",".join(job_ids)
+        rc, out, err = self.run(["sacct", "-X", "--parsable2", "--noheader", f"--delimiter={_SEP}",
+                                 f"--format={','.join(SACCT_FIELDS)}", "-j", ids])
+        if rc != 0 and not _ACCOUNTING_DOWN.search(err):
+            raise SlurmError(f"sacct failed (rc={rc}): {err.strip()}")
+        found = parse_sacct(out) if rc == 0 else []
+        known = {j.array_job_id for j in found}
+        missing = [i for i in job_ids if i not in known]
+        if not missing:
+            return newest_first(found)
+        return _merge(found, self._squeue(["-j", ",".join(missing)]))
+
+    def _squeue(self, selector: list[str]) -> list[JobState]:
+        fmt = ",".join(f"{f}:{_SEP}" for f in SQUEUE_FIELDS)
+        rc, out, err = self.run(["squeue", "-h", "-r", "-t", "all", *selector, "-O", fmt])
+        if rc != 0:
+            if "Invalid job id" in err:
+                return []  # purged from the controller (older than MinJobAge)
+            raise SlurmUnavailable(f"squeue failed (rc={rc}): {err.strip()}")
+        return parse_squeue(out)
+
+    def find_jobs(self, name: str, *, days: int = 30) -> list[JobState]:
+        """Jobs of the submit user named ``name``, live or finished, newest first.
+
+        Asks both the controller (fresh, but forgets jobs after MinJobAge) and accounting
+        (history, but may lag or be down), so a just-submitted job is never missed.
+        """
+        live = self._squeue(["--me", f"--name={name}"])
+        rc, out, err = self.run(["sacct", "-X", "--parsable2", "--noheader", f"--delimiter={_SEP}",
+                                 f"--format={','.join(SACCT_FIELDS)}", f"--name={name}",
+                                 f"--starttime=now-{days}days"])
+        history = [j for j in parse_sacct(out) if j.name == name] if rc == 0 else []
+        return _merge(live, history)
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """``scancel``; finished jobs are ignored by SLURM, so this is safe to repeat."""
+        if job_ids:
+            self.run(["scancel", *job_ids])
+
+    def tail(self, path: str, lines: int = 50) -> str:
+        rc, out, err = self.run(["tail", "-n", str(lines), "--", path])
+        return out if rc == 0 else f"(cannot read {path}: {err.strip()})"
+
+    # -- files (SFTP) -----------------------------------------------------------------
+    def home(self) -> str:
+        if self._home is None:
+            self._home = self.sftp().normalize(".")
+        return self._home
+
+    def resolve(self, path: str) -> str:
+        """Absolute remote path; relative ones (and ``~/...``) are under the user's home."""
+        if path == "~" or path.startswith("~/"):
+            path = path[2:]
+        return path if path.startswith("/") else posixpath.join(self.home(), path)
+
+    def read_text(self, path: str) -> str:
+        with self.sftp().open(self.resolve(path), "r") as fh:
+            return fh.read().decode("utf-8")
+
+    def write_text(self, path: str, text: str, mode: int = 0o644) -> None:
+        path = self.resolve(path)
+        with self.sftp().open(path, "w") as fh:
+            fh.write(text.encode("utf-8"))
+        self.sftp().chmod(path, mode)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.sftp().stat(self.resolve(path))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def makedirs(self, path: str) -> None:
+        self._check(["mkdir", "-p", "--", self.resolve(path)])
+
+    def put_tree(self, local_dir: str, remote_dir: str) -> None:
+        """Upload a directory tree, keeping file modes (scripts stay executable)."""
+        remote_dir = self.resolve(remote_dir)
+        sftp = self.sftp()
+        for root, _, files in os.walk(local_dir):
+            rel = os.path.relpath(root, local_dir)
+            target = remote_dir if rel == "." else posixpath.join(remote_dir, *rel.split(os.sep))
+            self.makedirs(target)
+            for name in files:
+                src = os.path.join(root, name)
+                dst = posixpath.join(target, name)
+                sftp.put(src, dst)
+                sftp.chmod(dst, stat.S_IMODE(os.stat(src).st_mode))

@@ -1,0 +1,175 @@
+"""SlurmSubmitOperator: submit (or reattach to) one pipeline step's SLURM job, then defer.
+
+Submitting and waiting are one task on purpose: Airflow retries tasks, so a retry of this
+task looks at what its job name already ran and resubmits only what failed (only the failed
+array indices), while a live or completed job is reattached, never submitted twice.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk import BaseOperator
+
+from hpc_pipeline.config import SlurmResources
+from hpc_pipeline.hooks.slurm import JobState, SlurmHook, log_path, newest_per_index
+from hpc_pipeline.slurm_states import Verdict, verdict
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger
+
+XCOM_KEY = "slurm_job"
+_MAX_TAILS = 5  # logs tailed into the task log per outcome; arrays can have thousands
+
+
+def index_spec(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (short ``--array`` specs for big retries)."""
+    parts: list[str] = []
+    for i in sorted(indices):
+        if parts and parts[-1].split("-")[-1] == str(i - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ",".join(parts)
+
+
+def plan(existing: list[JobState], array_size: int | None) -> tuple[list[str], str | None, bool]:
+    """What to watch and what to submit, given the jobs that already carry our name.
+
+    Returns (job ids to reattach to, ``--array`` spec or None, whether to submit).
+    Non-array: the newest job is reattached unless it failed. Array: judged per index by the
+    newest job that ran it; missing and failed indices are (re)submitted, the rest watched.
+    """
+    if array_size is None:
+        jobs = [j for j in existing if j.array_index is None]
+        if jobs and verdict(jobs[0].state) is not Verdict.FAILURE:
+            return [jobs[0].array_job_id], None, False
+        return [], None, True
+    latest = newest_per_index(j for j in existing if j.array_index is not None)
+    todo = [i for i in range(array_size)
+            if i not in latest or verdict(latest[i].state) is Verdict.FAILURE]
+    watch = sorted({latest[i].array_job_id for i in range(array_size) if i in latest and i not in todo},
+                   key=int)
+    return watch, (index_spec(todo) if todo else None), bool(todo)
+
+
+def complete(op: BaseOperator, hook: SlurmHook, event: dict[str, Any], pattern: str | None,
+             tail_lines: int) -> dict[str, Any]:
+    """Log the jobs' log tails; return the per-index outcome or raise naming what failed.
+
+    Shared by the submit operator and the sensor (``pattern`` None: use squeue's StdOut).
+    """
+    tasks = [JobState(**t) for t in event.get("tasks", [])]
+    failed = [JobState(**t) for t in event.get("failed", [])]
+    tails: list[str] = []
+    for job in (failed if event["status"] == "failed" else tasks)[:_MAX_TAILS]:
+        path = log_path(pattern, job) if pattern else job.stdout
+        if path:
+            text = hook.tail(path, tail_lines).rstrip()
+            op.log.info("---- %s: last %d lines of %s ----\n%s", job.job_id, tail_lines, path, text)
+            tails.append(f"--- last lines of {path} ---\n{text}")
+    result = {"job_ids": event["job_ids"], "log_path": pattern,
+              "tasks": [t.to_dict() for t in tasks]}
+    if event["status"] == "success":
+        return result
+    if event["status"] == "failed":
+        indices = [j.array_index for j in failed if j.array_index is not None]
+        raise AirflowException(
+            f"SLURM job failed: {event['message']}"
+            + (f"; failed array indices: {indices}" if indices else "") + "\n" + "\n".join(tails))
+    raise AirflowException(f"SLURM watch error: {event['message']}")
+
+
+def parse_array_size(value: int | str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    size = int(value)
+    if size < 0:
+        raise ValueError(f"array_size must be >= 0, got {value!r}")
+    return size
+
+
+class SlurmSubmitOperator(BaseOperator):
+    """Submit ``script`` with ``sbatch`` (or reattach to the job named ``job_name``), defer
+    until it ends, fail with state, exit code, node, failed indices and log tail.
+
+    XCom ``slurm_job`` (pushed before deferring): ``{"job_ids": [...], "log_path": pattern}``.
+    Return value: the same plus ``tasks``: one dict per array index (``JobState`` fields:
+    state, exit_code, node, elapsed_s, gpus, alloc_tres, ...).
+    """
+
+    template_fields: Sequence[str] = ("script", "script_args", "job_name", "array_size", "env",
+                                      "log_dir", "chdir")
+    ui_color = "#d9e8f5"
+
+    def __init__(self, *, ssh_conn_id: str, script: str, job_name: str,
+                 resources: SlurmResources, log_dir: str, script_args: Sequence[str] = (),
+                 array_size: int | str | None = None, env: dict[str, str] | None = None,
+                 chdir: str | None = None, dependency: str | None = None,
+                 poll_interval_s: float = 10, max_poll_interval_s: float = 120,
+                 outage_timeout_s: float = 900, tail_lines: int = 30, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssh_conn_id = ssh_conn_id
+        self.script = script
+        self.script_args = script_args
+        self.job_name = job_name
+        self.resources = resources
+        self.array_size = array_size
+        self.env = env
+        self.log_dir = log_dir
+        self.chdir = chdir
+        self.dependency = dependency
+        self.poll_interval_s = poll_interval_s
+        self.max_poll_interval_s = max_poll_interval_s
+        self.outage_timeout_s = outage_timeout_s
+        self.tail_lines = tail_lines
+        self._job_ids: list[str] = []
+
+    def execute(self, context: Any) -> None:
+        size = parse_array_size(self.array_size)
+        if size == 0:
+            raise AirflowSkipException("nothing to do: array_size is 0")
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.job_name)
+        hook = SlurmHook(self.ssh_conn_id)
+        try:
+            log_dir = hook.resolve(self.log_dir)
+            pattern = posixpath.join(log_dir, f"{safe}-%A_%a.out" if size else f"{safe}-%j.out")
+            watch, array, submit = plan(hook.find_jobs(self.job_name), size)
+            if watch:
+                self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
+            if submit:
+                hook.makedirs(log_dir)
+                new = hook.submit(
+                    self.script, job_name=self.job_name, resources=self.resources,
+                    output=pattern, env=self.env, array=array, dependency=self.dependency,
+                    chdir=self.chdir, script_args=[str(a) for a in self.script_args])
+                self.log.info("Submitted SLURM job %s%s named %r", new,
+                              f" (array {array})" if array else "", self.job_name)
+                watch = [*watch, new]
+        finally:
+            hook.close()
+        self._job_ids = watch
+        self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
+        context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
+        self.defer(trigger=SlurmJobTrigger(
+            ssh_conn_id=self.ssh_conn_id, job_ids=watch, poll_interval_s=self.poll_interval_s,
+            max_poll_interval_s=self.max_poll_interval_s, outage_timeout_s=self.outage_timeout_s),
+            method_name="execute_complete", kwargs={"log_path": pattern})
+
+    def execute_complete(self, context: Any, event: dict[str, Any], log_path: str) -> dict[str, Any]:
+        hook = SlurmHook(self.ssh_conn_id)
+        try:
+            return complete(self, hook, event, log_path, self.tail_lines)
+        finally:
+            hook.close()
+
+    def on_kill(self) -> None:
+        """Killed while submitting (not deferred): cancel what we submitted. While deferred,
+        the trigger's ``on_kill`` does it."""
+        if self._job_ids:
+            hook = SlurmHook(self.ssh_conn_id)
+            try:
+                hook.cancel(self._job_ids)
+            finally:
+                hook.close()

@@ -1,0 +1,83 @@
+"""SlurmJobSensor: wait for SLURM jobs submitted elsewhere (same trigger as the operator)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.operators.slurm import complete
+from hpc_pipeline.slurm_states import Verdict
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger, event_payload, failure_message, judge
+
+
+def parse_job_ids(value: str | int | Sequence[str | int]) -> list[str]:
+    """Accept ``12``, ``"12,13"``, ``["12"]`` or a rendered list ``"['12', '13']"``."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    ids = re.findall(r"\d+(?:_\d+)?", str(value))
+    if not ids:
+        raise ValueError(f"no SLURM job id in {value!r}")
+    return ids
+
+
+class SlurmJobSensor(BaseSensorOperator):
+    """Succeed when every job (every array index) in ``job_id`` is COMPLETED; fail, naming
+    state, exit code, node and log tail, when all ended and any failed.
+
+    ``log_path``: optional ``--output`` pattern (``%A``/``%a``/``%j``) to tail; without it
+    the path SLURM reports (squeue StdOut) is used while the controller still knows the job.
+    Deferrable by default; with ``deferrable=False`` it pokes (one sacct call per poke).
+    """
+
+    template_fields: Sequence[str] = ("job_id", "log_path")
+
+    def __init__(self, *, ssh_conn_id: str, job_id: str | int | Sequence[str | int],
+                 log_path: str | None = None, deferrable: bool = True,
+                 poll_interval_s: float = 10, max_poll_interval_s: float = 120,
+                 outage_timeout_s: float = 900, tail_lines: int = 30, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssh_conn_id = ssh_conn_id
+        self.job_id = job_id
+        self.log_path = log_path
+        self.deferrable = deferrable
+        self.poll_interval_s = poll_interval_s
+        self.max_poll_interval_s = max_poll_interval_s
+        self.outage_timeout_s = outage_timeout_s
+        self.tail_lines = tail_lines
+
+    def _trigger(self) -> SlurmJobTrigger:
+        return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=parse_job_ids(self.job_id),
+                               poll_interval_s=self.poll_interval_s,
+                               max_poll_interval_s=self.max_poll_interval_s,
+                               outage_timeout_s=self.outage_timeout_s)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        self.log.info("Waiting for SLURM job(s) %s", parse_job_ids(self.job_id))
+        self.defer(trigger=self._trigger(), method_name="execute_complete")
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        job_ids = parse_job_ids(self.job_id)
+        hook = SlurmHook(self.ssh_conn_id)
+        try:
+            overall, tasks, problem = judge(job_ids, hook.query(job_ids))
+            if problem or overall is Verdict.WAIT:
+                return False
+            failed = overall is Verdict.FAILURE
+            event = event_payload(job_ids, "failed" if failed else "success",
+                                  failure_message(tasks) if failed else "completed", tasks)
+            return PokeReturnValue(is_done=True, xcom_value=complete(
+                self, hook, event, self.log_path, self.tail_lines))
+        finally:
+            hook.close()
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        hook = SlurmHook(self.ssh_conn_id)
+        try:
+            return complete(self, hook, event, self.log_path, self.tail_lines)
+        finally:
+            hook.close()

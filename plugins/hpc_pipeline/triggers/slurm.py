@@ -1,0 +1,148 @@
+"""SlurmJobTrigger: wait, without a worker slot, until SLURM jobs (and array indices) end.
+
+Why paramiko in ``asyncio.to_thread`` instead of ``SSHHookAsync``: the command building,
+quoting and ``sacct``/``squeue`` parsing must live in exactly one place (``SlurmHook``);
+an asyncssh twin would duplicate it. Each poll is one short blocking call (one ``sacct``,
+rarely one ``squeue``), run off the event loop in a thread, on one connection that this
+trigger keeps for its whole life and re-opens only after a transport error.
+
+Outage handling: a poll that cannot give a verdict for every job (SSH down, controller
+unreachable, a job id neither ``sacct`` nor ``squeue`` knows, a state unknown to
+``slurm_states``) is *degraded*. The trigger keeps polling with backoff and fails only when
+polls have been degraded continuously for ``outage_timeout_s``.
+
+Cancellation: Airflow 3.3 calls ``BaseTrigger.on_kill()`` (only) when a user marks the
+deferred task failed/success or clears it; we ``scancel`` the jobs there. ``cleanup()``
+runs on every exit, including triggerer restarts, so it only closes the connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, SlurmHook,
+                                      SlurmUnavailable, newest_per_index)
+from hpc_pipeline.slurm_states import Verdict, verdict
+
+
+def judge(job_ids: list[str], jobs: list[JobState]) -> tuple[Verdict, list[JobState], str | None]:
+    """Overall verdict over the newest job of every index, the per-index states, and why
+    the poll is degraded (None when every job was understood)."""
+    missing = sorted(set(job_ids) - {j.array_job_id for j in jobs})
+    latest = sorted(newest_per_index(jobs).values(), key=lambda j: (j.array_index or 0))
+    unknown = [f"{j.job_id}={j.state}" for j in latest if verdict(j.state) is Verdict.UNKNOWN]
+    if missing or unknown:
+        why = f"jobs unknown to SLURM: {missing}" if missing else f"unknown states: {unknown}"
+        return Verdict.UNKNOWN, latest, why
+    verdicts = {verdict(j.state) for j in latest}
+    if Verdict.WAIT in verdicts:
+        return Verdict.WAIT, latest, None
+    return (Verdict.FAILURE if Verdict.FAILURE in verdicts else Verdict.SUCCESS), latest, None
+
+
+def failure_message(tasks: list[JobState]) -> str:
+    """``"12_1 FAILED exit=3:0 node=vm; ..."`` for every failed index."""
+    return "; ".join(f"{j.job_id} {j.state} exit={j.exit_code} node={j.node or '-'}"
+                     for j in tasks if verdict(j.state) is Verdict.FAILURE)
+
+
+def event_payload(job_ids: list[str], status: str, message: str,
+                  tasks: list[JobState]) -> dict[str, Any]:
+    failed = [j for j in tasks if verdict(j.state) is Verdict.FAILURE]
+    return {"status": status, "job_ids": job_ids, "message": message,
+            "tasks": [j.to_dict() for j in tasks], "failed": [j.to_dict() for j in failed]}
+
+
+class SlurmJobTrigger(BaseTrigger):
+    """Poll ``job_ids`` until all are terminal; event payload::
+
+        {"status": "success" | "failed" | "error", "job_ids": [...], "message": str,
+         "tasks": [JobState dict, one per array index (newest job), ...],
+         "failed": [JobState dict of each failed index, ...]}
+    """
+
+    def __init__(self, *, ssh_conn_id: str, job_ids: list[str], poll_interval_s: float = 10.0,
+                 max_poll_interval_s: float = 120.0, outage_timeout_s: float = 900.0) -> None:
+        super().__init__()
+        self.ssh_conn_id = ssh_conn_id
+        self.job_ids = [str(j) for j in job_ids]
+        self.poll_interval_s = poll_interval_s
+        self.max_poll_interval_s = max_poll_interval_s
+        self.outage_timeout_s = outage_timeout_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("hpc_pipeline.triggers.slurm.SlurmJobTrigger", {
+            "ssh_conn_id": self.ssh_conn_id, "job_ids": self.job_ids,
+            "poll_interval_s": self.poll_interval_s,
+            "max_poll_interval_s": self.max_poll_interval_s,
+            "outage_timeout_s": self.outage_timeout_s})
+
+    def _next_interval(self, attempt: int) -> float:
+        """Exponential backoff (x1.5 per poll, capped) with +-20% jitter, so many triggers
+        watching one cluster neither poll in lockstep nor hammer slurmctld."""
+        base = min(self.max_poll_interval_s, self.poll_interval_s * 1.5 ** min(attempt, 30))
+        return base * random.uniform(0.8, 1.2)
+
+    def _hook(self) -> SlurmHook:
+        # One connection attempt per poll: the backoff between polls is ours.
+        return SlurmHook(self.ssh_conn_id, conn_retry_attempts=1, cmd_timeout=60)
+
+    def _event(self, status: str, message: str, tasks: list[JobState]) -> TriggerEvent:
+        return TriggerEvent(event_payload(self.job_ids, status, message, tasks))
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook: SlurmHook | None = None
+        degraded_since: float | None = None
+        attempt = 0
+        try:
+            while True:
+                tasks: list[JobState] = []
+                try:
+                    hook = hook or await asyncio.to_thread(self._hook)
+                    jobs = await asyncio.to_thread(hook.query, self.job_ids)
+                    overall, tasks, problem = judge(self.job_ids, jobs)
+                except (*TRANSIENT_ERRORS, SlurmUnavailable) as exc:
+                    overall, problem = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"
+                    if hook is not None:
+                        await asyncio.to_thread(hook.close)
+                    hook = None
+                except SlurmError as exc:  # SLURM refused the query itself: polling again won't help
+                    yield self._event("error", str(exc), tasks)
+                    return
+                if problem is None:
+                    degraded_since = None
+                    if overall is Verdict.SUCCESS:
+                        yield self._event("success", f"SLURM jobs {self.job_ids} completed", tasks)
+                        return
+                    if overall is Verdict.FAILURE:
+                        yield self._event("failed", failure_message(tasks), tasks)
+                        return
+                else:
+                    now = time.monotonic()
+                    degraded_since = degraded_since or now
+                    self.log.warning("SLURM poll degraded for %.0fs: %s", now - degraded_since, problem)
+                    if now - degraded_since >= self.outage_timeout_s:
+                        yield self._event("error", f"no verdict on SLURM jobs {self.job_ids} for "
+                                          f"{self.outage_timeout_s:.0f}s: {problem}", tasks)
+                        return
+                await asyncio.sleep(self._next_interval(attempt))
+                attempt += 1
+        finally:
+            if hook is not None:
+                await asyncio.to_thread(hook.close)
+
+    async def on_kill(self) -> None:
+        """The user killed the deferred task: cancel its SLURM jobs."""
+        def cancel() -> None:
+            hook = self._hook()
+            try:
+                hook.cancel(self.job_ids)
+            finally:
+                hook.close()
+        self.log.info("Cancelling SLURM jobs %s", self.job_ids)
+        await asyncio.to_thread(cancel)

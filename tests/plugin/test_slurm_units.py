@@ -1,0 +1,92 @@
+"""Pure parts of the SLURM plugin: state mapping, output parsing, retry planning, backoff."""
+from __future__ import annotations
+
+import pytest
+
+from hpc_pipeline.hooks.slurm import (JobState, expand_job_id, job_name, log_path,
+                                      newest_per_index, parse_sacct, parse_squeue)
+from hpc_pipeline.operators.slurm import index_spec, parse_array_size, plan
+from hpc_pipeline.sensors.slurm import parse_job_ids
+from hpc_pipeline.slurm_states import Verdict, verdict
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger, judge
+
+S = "\x1f"
+
+
+@pytest.mark.parametrize("state,expected", [
+    *[(s, Verdict.WAIT) for s in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
+                                  "REQUEUED", "RESIZING", "STOPPED", "REQUEUE_HOLD")],
+    ("COMPLETED", Verdict.SUCCESS),
+    *[(s, Verdict.FAILURE) for s in ("FAILED", "CANCELLED", "CANCELLED by 1001", "TIMEOUT",
+                                     "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+                                     "PREEMPTED")],
+    ("WEIRD_NEW_STATE", Verdict.UNKNOWN), ("", Verdict.UNKNOWN),
+])
+def test_state_mapping_is_total(state: str, expected: Verdict) -> None:
+    assert verdict(state) is expected
+
+
+def test_expand_job_ids() -> None:
+    assert expand_job_id("12") == [("12", None)]
+    assert expand_job_id("12_3") == [("12", 3)]
+    assert expand_job_id("12_[0-3%2]") == [("12", i) for i in range(4)]
+    assert expand_job_id("12_[1,5-6]") == [("12", 1), ("12", 5), ("12", 6)]
+
+
+def test_parse_sacct_and_squeue() -> None:
+    sacct = (f"10{S}FAILED{S}4:0{S}vm{S}2{S}billing=1,cpu=1,gres/gpu=1,mem=1G,node=1{S}a b\n"
+             f"11_[2-3%2]{S}PENDING{S}0:0{S}None assigned{S}0{S}{S}arr\n"
+             f"11_1{S}CANCELLED by 1001{S}0:15{S}vm{S}7{S}cpu=1{S}arr\n")
+    jobs = parse_sacct(sacct)
+    assert [(j.job_id, j.state, j.node) for j in jobs] == [
+        ("10", "FAILED", "vm"), ("11_2", "PENDING", None), ("11_3", "PENDING", None),
+        ("11_1", "CANCELLED", "vm")]
+    assert jobs[0].gpus == 1 and jobs[0].elapsed_s == 2 and jobs[0].name == "a b"
+    squeue = f"7_1{S}FAILED{S}768{S}vm{S}1:02:03{S}cpu=1{S}/h/x-%A_%a.out{S}n\n"
+    (job,) = parse_squeue(squeue)
+    assert (job.exit_code, job.elapsed_s, job.stdout, job.array_index) == (
+        "3:0", 3723, "/h/x-%A_%a.out", 1)
+
+
+def _job(jid: str, idx: int | None, state: str) -> JobState:
+    return JobState(job_id=f"{jid}_{idx}" if idx is not None else jid, array_job_id=jid,
+                    array_index=idx, name="n", state=state, exit_code="0:0", node="vm",
+                    elapsed_s=1, alloc_tres="", gpus=0)
+
+
+def test_newest_job_per_index_wins() -> None:
+    jobs = [_job("5", 0, "COMPLETED"), _job("5", 1, "FAILED"), _job("9", 1, "COMPLETED")]
+    assert {i: j.job_id for i, j in newest_per_index(jobs).items()} == {0: "5_0", 1: "9_1"}
+    assert judge(["5", "9"], jobs)[0] is Verdict.SUCCESS
+    assert judge(["5"], jobs[:2])[0] is Verdict.FAILURE
+    assert judge(["5", "77"], jobs)[2] is not None  # an id nobody knows: degraded poll
+
+
+def test_plan_resubmits_only_failed_or_missing_indices() -> None:
+    jobs = [_job("5", 0, "COMPLETED"), _job("5", 1, "FAILED"), _job("5", 2, "RUNNING"),
+            _job("5", 4, "TIMEOUT")]
+    assert plan(jobs, 6) == (["5"], "1,3-5", True)
+    assert plan([], 3) == ([], "0-2", True)
+    assert plan([_job("5", None, "RUNNING")], None) == (["5"], None, False)
+    assert plan([_job("5", None, "COMPLETED")], None) == (["5"], None, False)
+    assert plan([_job("6", None, "FAILED"), _job("5", None, "COMPLETED")], None) == ([], None, True)
+
+
+def test_small_helpers() -> None:
+    assert job_name("audio", "process", "2026-01-02", "manual__x") == \
+        "audio-process-2026-01-02-" + __import__("hashlib").sha1(b"manual__x").hexdigest()[:8]
+    assert index_spec([5, 0, 1, 2, 7]) == "0-2,5,7"
+    assert parse_array_size("0") == 0 and parse_array_size(None) is None
+    assert parse_job_ids("['12', '13_2']") == ["12", "13_2"] and parse_job_ids(7) == ["7"]
+    assert log_path("/l/x-%A_%a.out", _job("9", 3, "FAILED")) == "/l/x-9_3.out"
+    assert log_path("/l/x-%j.out", _job("9", None, "FAILED")) == "/l/x-9.out"
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["1"], poll_interval_s=2, max_poll_interval_s=30)
+    first = [trig._next_interval(0) for _ in range(50)]
+    assert min(first) >= 1.6 and max(first) <= 2.4 and len(set(first)) > 1
+    assert all(trig._next_interval(40) <= 36 for _ in range(50))
+    assert trig._next_interval(3) > 2.4  # 2 * 1.5**3 * 0.8
+    cls, kwargs = trig.serialize()
+    assert cls == "hpc_pipeline.triggers.slurm.SlurmJobTrigger" and SlurmJobTrigger(**kwargs).job_ids == ["1"]
