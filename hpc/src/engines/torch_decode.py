@@ -1,0 +1,222 @@
+"""Batched greedy decoding of 30 s windows, with Whisper's fallback and guards.
+
+Rows of one batch decode in lock step against static K/V buffers; on CUDA every step replays
+a captured CUDA graph for a (rows, self-attention length) bucket, and finished rows are
+compacted away so long rows do not drag short ones' cost along. The guards are Whisper's:
+a row whose text compresses too well (repetition loop) or whose mean log-probability is too
+low is decoded again at the next temperature; a row whose no-speech probability is high and
+whose log-probability is low is silence.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engines.torch_checkpoint import Vocab
+from engines.torch_model import WINDOW_SAMPLES, DecodeState, WhisperTorch
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float = 2.4
+    logprob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+    max_new_tokens: int = 220
+    encoder_batch: int = 32
+
+
+@dataclass
+class Decoded:
+    text: str
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    language: str
+    temperature: float
+
+    def silent(self, o: DecodeOptions) -> bool:
+        return self.no_speech_prob > o.no_speech_threshold and self.avg_logprob < o.logprob_threshold
+
+    def needs_fallback(self, o: DecodeOptions) -> bool:
+        return not self.silent(o) and (self.compression_ratio > o.compression_ratio_threshold
+                                       or self.avg_logprob < o.logprob_threshold)
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+def _buckets(limit: int, first: int) -> list[int]:
+    out, b = [], first
+    while b < limit:
+        out.append(b)
+        b *= 2
+    return out + [limit]
+
+
+class BatchDecoder:
+    """Encodes and decodes batches of up to ``max_batch`` windows on one device."""
+
+    def __init__(self, model: WhisperTorch, vocab: Vocab, max_batch: int, language: str,
+                 options: DecodeOptions = DecodeOptions(), cuda_graphs: bool = True) -> None:
+        self.model, self.vocab, self.options = model, vocab, options
+        self.device = next(model.parameters()).device
+        self.detect_language = vocab.multilingual and not language
+        self.prompt = vocab.prompt(language)
+        max_len = min(len(self.prompt) + options.max_new_tokens, model.dims.max_target_positions)
+        self.max_new = max_len - len(self.prompt)
+        self.state = DecodeState(model, max_batch, max_len)
+        self.row_buckets = _buckets(max_batch, 8)
+        self.len_buckets = _buckets(max_len, 64)
+        v = model.dims.vocab_size
+        bias = torch.zeros(v, device=self.device)
+        bias[vocab.eot + 1:] = -torch.inf               # special and timestamp tokens
+        bias[[i for i in vocab.suppress if i < v]] = -torch.inf
+        self.bias = bias
+        self.begin_bias = bias.clone()
+        self.begin_bias[list(vocab.suppress_begin)] = -torch.inf
+        self.lang_ids = torch.tensor(sorted(vocab.languages.values()), device=self.device)
+        self.lang_names = {i: name for name, i in vocab.languages.items()}
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        if cuda_graphs and self.device.type == "cuda":
+            self._capture_all()
+
+    def _capture_all(self) -> None:
+        """Capture one graph per (rows, length) bucket up front, sharing one memory pool."""
+        pool = torch.cuda.graph_pool_handle()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for n in self.row_buckets:
+                for t in self.len_buckets:
+                    self.state.step(n, t)               # warm-up: lazy init outside capture
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, pool=pool, stream=stream):
+                        out = self.state.step(n, t)
+                    self.graphs[(n, t)] = (graph, out)
+        torch.cuda.current_stream().wait_stream(stream)
+        torch.cuda.synchronize()
+
+    def _logits(self, n: int, t: int) -> torch.Tensor:
+        if not self.graphs:
+            return self.state.step(n, t)
+        nb = next(b for b in self.row_buckets if b >= n)
+        tb = next(b for b in self.len_buckets if b >= t)
+        graph, out = self.graphs[(nb, tb)]
+        graph.replay()
+        return out[:n]
+
+    @torch.inference_mode()
+    def encode(self, windows: list[np.ndarray]) -> None:
+        """Log-mel + encoder + cross K/V for ``windows`` into rows ``[:len(windows)]``."""
+        dtype = next(self.model.parameters()).dtype
+        step = self.options.encoder_batch
+        for i in range(0, len(windows), step):
+            part = windows[i:i + step]
+            audio = np.zeros((len(part), WINDOW_SAMPLES), dtype=np.float32)
+            for j, w in enumerate(part):
+                audio[j, :len(w)] = w[:WINDOW_SAMPLES]
+            batch = torch.from_numpy(audio).to(self.device, non_blocking=True)
+            mel = self.model.log_mel(batch).to(dtype)
+            self.state.set_cross(slice(i, i + len(part)), self.model.model.encoder(mel))
+
+    @torch.inference_mode()
+    def decode(self, windows: list[np.ndarray], temperature: float = 0.0,
+               fixed_tokens: list[int] | None = None) -> list[Decoded]:
+        """Decode ``windows`` (<= max_batch) at one temperature.
+
+        ``fixed_tokens`` forces each row to exactly that many text tokens (end-of-text
+        suppressed before, forced after): for benchmarks with random weights only.
+        """
+        n = len(windows)
+        self.encode(windows)
+        dev, lp, st = self.device, len(self.prompt), self.state
+        prompt = torch.tensor(self.prompt, device=dev)
+        max_tok = torch.full((n,), self.max_new - 1, device=dev)
+        min_tok = torch.zeros(n, dtype=torch.long, device=dev)
+        if fixed_tokens is not None:
+            max_tok = torch.tensor([min(f, self.max_new - 1) for f in fixed_tokens], device=dev)
+            min_tok = max_tok.clone()
+        out_tokens = torch.full((n, self.max_new), self.vocab.eot, device=dev)
+        sum_lp = torch.zeros(n, device=dev)
+        n_text = torch.zeros(n, dtype=torch.long, device=dev)
+        no_speech = torch.zeros(n, device=dev)
+        language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1, device=dev)
+        row = torch.arange(n, device=dev)         # state row -> window index
+        done = torch.zeros(n, dtype=torch.bool, device=dev)
+        st.tokens[:n] = prompt[0]
+        st.positions[:n] = 0
+        live = n
+        for step in range(lp + self.max_new - 1):
+            logits = self._logits(live, step + 1)
+            if step == 0:
+                no_speech[row] = logits.softmax(-1)[:, self.vocab.no_speech]
+            if step < lp - 1:
+                nxt = prompt[step + 1].expand(live).clone()
+                if step == 0 and self.detect_language:
+                    nxt = self.lang_ids[logits[:, self.lang_ids].argmax(-1)]
+                    language[row] = nxt
+            else:
+                g = step - (lp - 1)
+                logits = logits + (self.begin_bias if g == 0 else self.bias)
+                logits[:, self.vocab.eot] = torch.where(g < min_tok[row], -torch.inf,
+                                                        logits[:, self.vocab.eot])
+                logprobs = F.log_softmax(logits, dim=-1)
+                if temperature > 0:
+                    nxt = torch.multinomial((logits / temperature).softmax(-1), 1)[:, 0]
+                else:
+                    nxt = logits.argmax(-1)
+                nxt = torch.where(g >= max_tok[row], self.vocab.eot, nxt)
+                alive = ~done
+                sum_lp[row] += torch.where(alive, logprobs.gather(1, nxt[:, None])[:, 0], 0.0)
+                is_text = alive & (nxt != self.vocab.eot)
+                out_tokens[row, g] = torch.where(is_text, nxt, self.vocab.eot)
+                n_text[row] += is_text.long()
+                done = done | (nxt == self.vocab.eot)
+            st.tokens[:live] = nxt
+            st.positions[:live] = step + 1
+            if step >= lp - 1 and step % 8 == 0:
+                left = int((~done).sum())
+                if left == 0:
+                    break
+                if left <= live // 2:
+                    keep = torch.nonzero(~done)[:, 0]
+                    st.compact(keep)
+                    row, done, live = row[keep], done[keep], left
+        return self._results(out_tokens, sum_lp, n_text, no_speech, language, temperature)
+
+    def _results(self, out_tokens: torch.Tensor, sum_lp: torch.Tensor, n_text: torch.Tensor,
+                 no_speech: torch.Tensor, language: torch.Tensor, temperature: float) -> list[Decoded]:
+        results = []
+        for toks, s, k, ns, lang in zip(out_tokens.tolist(), sum_lp.tolist(), n_text.tolist(),
+                                        no_speech.tolist(), language.tolist()):
+            text = self.vocab.decode(toks[:k]).strip()
+            results.append(Decoded(text=text, tokens=toks[:k], avg_logprob=s / (k + 1),
+                                   no_speech_prob=ns, compression_ratio=compression_ratio(text),
+                                   language=self.lang_names.get(lang, "en"), temperature=temperature))
+        return results
+
+    def transcribe(self, windows: list[np.ndarray], fixed_tokens: list[int] | None = None
+                   ) -> list[Decoded]:
+        """Greedy first; rows failing the guards go again, together, at each next temperature.
+        When every temperature fails, the attempt with the best log-probability is kept."""
+        o = self.options
+        best = self.decode(windows, o.temperatures[0], fixed_tokens)
+        todo = [i for i, d in enumerate(best) if d.needs_fallback(o)]
+        for temperature in o.temperatures[1:]:
+            if not todo:
+                break
+            retry = self.decode([windows[i] for i in todo], temperature)
+            for i, d in zip(todo, retry):
+                if best[i].needs_fallback(o) and (not d.needs_fallback(o)
+                                                  or d.avg_logprob > best[i].avg_logprob):
+                    best[i] = d
+            todo = [i for i, d in zip(todo, retry) if d.needs_fallback(o)]
+        return best

@@ -1,0 +1,155 @@
+"""The torch engine: Whisper batched *across* clips, for GPUs without CTranslate2 support.
+
+Select it with ``--engine torch`` (config key ``engine: torch``); ``models_dir``/``model_name``
+may name a faster-whisper (CTranslate2) dir, the same one WhisperX reads, or a Hugging Face
+Whisper dir. ``batch_size`` is the number of 30 s windows decoded together (use 64-128 on an
+H100; 8-16 on CPU). ``compute_type``: ``float32`` or ``float16`` force that precision on GPU,
+anything else means bfloat16 there; the CPU always runs float32.
+
+A background thread pulls clips from the caller's iterator (so FFmpeg decoding of the next
+clips runs while the GPU works) and cuts them at silences; the main loop fills each batch with
+windows from many clips, longest first within a look-ahead, and yields a clip's transcript as
+soon as its last window is decoded.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from engines.base import (SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech, Transcript,
+                          TranscriptionEngine)
+from engines.torch_checkpoint import Vocab, load_checkpoint
+from engines.torch_decode import BatchDecoder, Decoded, DecodeOptions
+from engines.torch_model import WhisperTorch
+from engines.torch_vad import VadConfig, chunk
+
+ALIGNMENT = "skipped: the torch engine does not align words"
+_END = object()
+
+
+@dataclass
+class _Clip:
+    clip: DecodedClip
+    chunks: list[tuple[int, int]]
+    decoded: dict[int, Decoded] = field(default_factory=dict)
+    transcribe_s: float = 0.0
+
+
+class _SourceFailed(Exception):
+    """The caller's clip iterator itself raised: re-raised in the consuming thread."""
+
+
+def _dtype(options: EngineOptions, device: torch.device) -> torch.dtype:
+    if device.type == "cpu" or options.compute_type == "float32":
+        return torch.float32
+    return torch.float16 if options.compute_type == "float16" else torch.bfloat16
+
+
+class TorchWhisperEngine(TranscriptionEngine):
+    name = "torch"
+
+    def __init__(self, options: EngineOptions, model: WhisperTorch | None = None,
+                 vocab: Vocab | None = None, decode_options: DecodeOptions = DecodeOptions(),
+                 vad: VadConfig = VadConfig(), lookahead: int = 4,
+                 bench_tokens_per_s: float | None = None) -> None:
+        """``model``/``vocab`` bypass loading (benchmarks with random weights);
+        ``bench_tokens_per_s`` fixes each window's decode length to that rate of its audio."""
+        super().__init__(options)
+        want = options.device
+        self.device = torch.device("cuda" if want == "auto" and torch.cuda.is_available()
+                                   else "cpu" if want == "auto" else want)
+        if model is None or vocab is None:
+            dims, state_dict, vocab = load_checkpoint(Path(options.models_dir) / options.model_name)
+            model = WhisperTorch(dims)
+            model.load_hf_state_dict(state_dict)
+        model = model.to(self.device, _dtype(options, self.device)).eval()
+        self.vad, self.lookahead, self.bench_tokens_per_s = vad, lookahead, bench_tokens_per_s
+        self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
+
+    @property
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+
+    def _produce(self, clips: Iterable[DecodedClip], out: queue.Queue) -> None:
+        """Decode (via the caller's iterator) and chunk clips ahead of the GPU."""
+        try:
+            for clip in clips:
+                try:
+                    out.put((clip, chunk(clip.audio, self.vad)))
+                except Exception as exc:  # a clip the VAD cannot read fails alone
+                    out.put((clip, exc))
+        except BaseException as exc:
+            out.put(_SourceFailed(exc))
+        finally:
+            out.put(_END)
+
+    def _finish(self, c: _Clip) -> Transcript | Exception:
+        o = self.decoder.options
+        segments = [{"start": round(s / SAMPLE_RATE, 3), "end": round(e / SAMPLE_RATE, 3),
+                     "text": d.text, "words": []}
+                    for i, (s, e) in enumerate(c.chunks)
+                    if not (d := c.decoded[i]).silent(o) and d.text]
+        if not segments:
+            return NoSpeech("no speech: the no-speech guard rejected every chunk")
+        return Transcript(text=" ".join(s["text"] for s in segments),
+                          language=c.decoded[0].language, segments=segments, alignment=ALIGNMENT,
+                          timings={"transcribe_s": round(c.transcribe_s, 3)})
+
+    def _run_batch(self, batch: list[tuple[_Clip, int]]) -> None:
+        windows = [c.clip.audio[c.chunks[i][0]:c.chunks[i][1]] for c, i in batch]
+        fixed = None if self.bench_tokens_per_s is None else [
+            round(self.bench_tokens_per_s * len(w) / SAMPLE_RATE) for w in windows]
+        t0 = time.perf_counter()
+        results = self.decoder.transcribe(windows, fixed)
+        share = (time.perf_counter() - t0) / len(batch)
+        for (c, i), d in zip(batch, results):
+            c.decoded[i] = d
+            c.transcribe_s += share
+
+    def transcribe_stream(self, clips: Iterable[DecodedClip]
+                          ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
+        """Batches windows across clips; yields each clip once all its windows are done."""
+        size = self.decoder.state.max_batch
+        inbox: queue.Queue = queue.Queue(maxsize=self.lookahead * size)
+        threading.Thread(target=self._produce, args=(clips, inbox), daemon=True).start()
+        ready: list[tuple[_Clip, int]] = []
+        ended = False
+        while not ended or ready:
+            while not ended and len(ready) < self.lookahead * size:
+                try:
+                    item = inbox.get(block=len(ready) < size)
+                except queue.Empty:
+                    break
+                if item is _END:
+                    ended = True
+                elif isinstance(item, _SourceFailed):
+                    raise item.args[0]
+                elif isinstance(item[1], Exception):
+                    yield item
+                elif not item[1]:
+                    yield item[0], NoSpeech("the VAD found no speech")
+                else:
+                    c = _Clip(item[0], item[1])
+                    ready.extend((c, i) for i in range(len(c.chunks)))
+            if not ready:
+                continue
+            ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0], reverse=True)
+            batch, ready = ready[:size], ready[size:]
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # e.g. out of memory: this batch's clips fail, not the shard
+                failed = {id(c): c for c, _ in batch}
+                ready = [(c, i) for c, i in ready if id(c) not in failed]
+                for c in failed.values():
+                    yield c.clip, exc
+                continue
+            for c in {id(c): c for c, _ in batch}.values():
+                if len(c.decoded) == len(c.chunks):
+                    yield c.clip, self._finish(c)
