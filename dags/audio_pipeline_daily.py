@@ -36,6 +36,8 @@ JOB_ENV = {
     "CONTAINER_RUNTIME": CONFIG.container_runtime,
     "HPC_PYTHON": CONFIG.hpc_python,
     "IMAGES_DIR": CONFIG.images_dir,
+    "STAGING_ROOT": ctx("staging_root"),
+    "MODELS_DIR": CONFIG.models_dir,
     "HF_HUB_OFFLINE": "1",
 }
 
@@ -130,7 +132,7 @@ with DAG(
     transfer = slurm_step("transfer", "1_globus_transfer_job.sh", source_args)
     audio = slurm_step(
         "audio", "2_process_audio_job.sh",
-        ["--date", ctx("day"), "--staging-root", ctx("staging_root"),
+        ["--date", ctx("day"), "--staging-root", ctx("staging_root"), "--plan-id", ctx("plan_id"),
          "--models-dir", CONFIG.models_dir, "--model", CONFIG.model_name,
          "--engine", CONFIG.engine, "--language", CONFIG.language,
          "--compute-type", CONFIG.compute_type, "--batch-size", str(CONFIG.batch_size),
