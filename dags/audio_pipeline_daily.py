@@ -11,14 +11,13 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
-from airflow.utils.trigger_rule import TriggerRule
+from airflow.sdk import DAG, Param, TriggerRule, task
 
 from hpc_pipeline import day as steps
 from hpc_pipeline.config import load_config
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.operators.slurm import SlurmSubmitOperator
+from hpc_pipeline.operators.slurm import XCOM_KEY, SlurmSubmitOperator
 from hpc_pipeline.release import deploy_release
 
 CONFIG = load_config()
@@ -112,11 +111,11 @@ with DAG(
 
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def record_results(day: dict[str, str], **context: Any) -> dict[str, Any]:
-        ti = context["ti"]
-        reports = {step: ti.xcom_pull(task_ids=step) for step in ("master", "transfer", "audio")}
+        job_ids = {step: (context["ti"].xcom_pull(task_ids=step, key=XCOM_KEY) or {})
+                   .get("job_ids", []) for step in ("master", "transfer", "audio")}
         return steps.record_results(SlurmHook(CONFIG.ssh_conn_id),
                                     ResultsDbHook(CONFIG.results_conn_id),
-                                    steps.DayContext(**day), reports)
+                                    steps.DayContext(**day), job_ids)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def cleanup_staging(day: dict[str, str]) -> list[str]:

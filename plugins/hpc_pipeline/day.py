@@ -12,7 +12,7 @@ import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
@@ -67,16 +67,11 @@ def resolve_day(ssh: SlurmHook, config: PipelineConfig, *, date_param: str | Non
         raise AirflowFailException(f"param 'reprocess' must be one of {REPROCESS_MODES}, "
                                    f"got {reprocess!r}")
     day = parse_day(date_param, logical_date, dt.datetime.now(dt.timezone.utc).date())
-    staging = absolute(ssh, config.staging_root)
+    staging = ssh.resolve(config.staging_root)
     return DayContext(day=day, plan_id=hashlib.sha1(run_id.encode()).hexdigest()[:10],
                       reprocess=reprocess, run_id=run_id, staging_root=staging,
                       day_dir=day_dir(staging, day),
-                      release_root=posixpath.join(absolute(ssh, config.remote_root), "releases"))
-
-
-def absolute(ssh: SlurmHook, path: str) -> str:
-    """Resolve a cluster path relative to the SSH user's home."""
-    return path if path.startswith("/") else posixpath.join(ssh.home(), path)
+                      release_root=posixpath.join(ssh.resolve(config.remote_root), "releases"))
 
 
 def write_request(ssh: SlurmHook, db: ResultsDbHook, config: PipelineConfig,
@@ -120,27 +115,24 @@ def read_results(ssh: SlurmHook, ctx: DayContext) -> list[ClipResult]:
     return list(latest_per_clip(lines).values())
 
 
-def job_records(step: str, report: dict[str, Any] | None) -> list[JobRecord]:
-    """Turn a SlurmSubmitOperator's return value into rows for ``slurm_jobs``."""
-    if not report:
-        return []
-    return [JobRecord(step=step, job_id=str(j["array_job_id"] or j["job_id"]),
-                      array_index=-1 if j.get("array_index") is None else int(j["array_index"]),
-                      state=j["state"], exit_code=j.get("exit_code", ""),
-                      elapsed_s=float(j.get("elapsed_s") or 0), node=j.get("node", ""),
-                      gpus=int(j.get("gpus") or 0))
-            for j in report.get("jobs", [])]
+def job_records(ssh: SlurmHook, step_job_ids: dict[str, list[str]]) -> list[JobRecord]:
+    """Every job (array index) the steps ran, failed attempts included: one ``sacct`` call."""
+    step_of = {job_id: step for step, ids in step_job_ids.items() for job_id in ids}
+    return [JobRecord(step=step_of[j.array_job_id], job_id=j.array_job_id,
+                      array_index=-1 if j.array_index is None else j.array_index,
+                      state=j.state, exit_code=j.exit_code, elapsed_s=float(j.elapsed_s or 0),
+                      node=j.node or "", gpus=j.gpus)
+            for j in ssh.query(list(step_of)) if j.array_job_id in step_of]
 
 
 def record_results(ssh: SlurmHook, db: ResultsDbHook, ctx: DayContext,
-                   job_reports: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+                   step_job_ids: dict[str, list[str]]) -> dict[str, Any]:
     """Load the day into PostgreSQL (one transaction) and log the day's summary."""
     manifest_path = posixpath.join(ctx.day_dir, "manifest.json")
     manifest = Manifest.from_json(ssh.read_text(manifest_path)) if ssh.exists(manifest_path) else None
-    results = read_results(ssh, ctx)
-    jobs = [rec for step, rep in job_reports.items() for rec in job_records(step, rep)]
     summary = db.record_day(DayLoad(day=ctx.day, plan_id=ctx.plan_id, dag_run_id=ctx.run_id,
-                                    manifest=manifest, results=results, jobs=jobs))
+                                    manifest=manifest, results=read_results(ssh, ctx),
+                                    jobs=job_records(ssh, step_job_ids)))
     log.info(format_summary(summary))
     return summary
 

@@ -41,10 +41,12 @@ def deploy_release(ssh: SlurmHook, local_dir: Path, release_root: str) -> str:
         log.info("Release %s already deployed", target)
         return target
     tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-    for path in release_files(local_dir):
-        rel = path.relative_to(local_dir).as_posix()
-        ssh.makedirs(posixpath.dirname(posixpath.join(tmp, rel)))
-        ssh.write_text(posixpath.join(tmp, rel), path.read_text(encoding="utf-8"),
+    files = release_files(local_dir)
+    for folder in sorted({p.parent.relative_to(local_dir).as_posix() for p in files}):
+        ssh.makedirs(posixpath.join(tmp, folder))
+    for path in files:
+        ssh.write_text(posixpath.join(tmp, path.relative_to(local_dir).as_posix()),
+                       path.read_text(encoding="utf-8"),
                        mode=0o755 if path.suffix == ".sh" else 0o644)
     ssh.write_text(posixpath.join(tmp, ".complete"), "")
     rc, _, err = ssh.run(["mv", "-T", tmp, target])
@@ -52,5 +54,5 @@ def deploy_release(ssh: SlurmHook, local_dir: Path, release_root: str) -> str:
         ssh.run(["rm", "-rf", "--", tmp])
         if not ssh.exists(posixpath.join(target, ".complete")):  # lost a race is fine
             raise RuntimeError(f"cannot move release into {target}: {err.strip()}")
-    log.info("Deployed %d files to %s", len(release_files(local_dir)), target)
+    log.info("Deployed %d files to %s", len(files), target)
     return target

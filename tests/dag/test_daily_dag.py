@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from airflow.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from hpc_pipeline.day import parse_day
 from sample_clips import BAD_CLIPS
