@@ -1,0 +1,270 @@
+"""What can be checked of the Apptainer images without Apptainer (it cannot be installed here):
+every shell script of the project passes shellcheck, the .def files are well formed (header,
+sections, non-root runscript, offline environment), every Python requirement they install is
+pinned and resolves on PyPI for the image's platform (CPython 3.10, manylinux x86_64), and
+build_containers.sh picks a builder, or fails clearly without one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINERS = REPO / "containers"
+DEFS = {"audio_processing": CONTAINERS / "audio_processing.def",
+        "pipeline_utils": CONTAINERS / "pipeline_utils.def"}
+SECTIONS = {"labels", "help", "files", "environment", "post", "runscript", "test"}
+SHELL_GLOBS = ("hpc/slurm/*.sh", "hpc/devcluster/*.sh", "scripts/*.sh", "containers/*.sh",
+               "docker/*.sh")
+SCRIPTS = sorted({p for g in SHELL_GLOBS for p in REPO.glob(g)})
+# The images: Ubuntu 22.04 (glibc 2.35), python3.10, x86_64.
+TARGET = {"python_version": "3.10", "python_full_version": "3.10.12", "sys_platform": "linux",
+          "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+          "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+PLATFORM_ARGS = ["--python-version", "3.10", "--implementation", "cp", "--abi", "cp310",
+                 "--abi", "abi3", "--abi", "none", "--only-binary=:all:",
+                 "--platform", "manylinux2014_x86_64",
+                 *[a for minor in range(17, 36) for a in ("--platform", f"manylinux_2_{minor}_x86_64")]]
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_def(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(header keys, section bodies) of an Apptainer definition file."""
+    header: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in path.read_text().splitlines():
+        if m := re.match(r"^%(\w+)\s*$", line):
+            assert m[1] not in sections, f"{path.name}: section %{m[1]} twice"
+            current = sections.setdefault(m[1], [])
+        elif current is not None:
+            current.append(line)
+        elif m := re.match(r"^(\w+):\s*(\S+)\s*$", line):
+            header[m[1]] = m[2]
+        else:
+            assert not line.strip() or line.startswith("#"), f"{path.name}: stray header line {line!r}"
+    return header, {k: "\n".join(v) for k, v in sections.items()}
+
+
+def files_map(section: str) -> dict[str, Path]:
+    """%files: image path -> repository path."""
+    out = {}
+    for line in section.splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            src, dst = line.split()
+            out[dst] = REPO / src
+    return out
+
+
+def pip_installs(post: str, files: dict[str, Path]) -> dict[str, list[str]]:
+    """Requirement strings per venv (the pip that installs them), -r files expanded."""
+    venvs: dict[str, list[str]] = {}
+    for command in re.sub(r"\\\n\s*", " ", post).splitlines():
+        m = re.search(r"(\S+)/bin/pip install (.*)", command)
+        if not m:
+            continue
+        reqs = venvs.setdefault(m[1], [])
+        args = iter(shlex.split(m[2]))
+        for arg in args:
+            if arg == "-r":
+                reqs += read_requirements(files[next(args)])
+            elif not arg.startswith("-"):
+                reqs.append(arg)
+    return venvs
+
+
+def read_requirements(path: Path) -> list[str]:
+    reqs = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            reqs += read_requirements(path.parent / line[3:].strip())
+        elif line:
+            reqs.append(line)
+    return reqs
+
+
+def pinned(req: Requirement) -> str:
+    specs = list(req.specifier)
+    assert len(specs) == 1 and specs[0].operator == "==", f"{req} is not pinned with =="
+    return specs[0].version
+
+
+PARSED = {name: parse_def(path) for name, path in DEFS.items()}
+INSTALLS = {name: pip_installs(sections["post"], files_map(sections["files"]))
+            for name, (_, sections) in PARSED.items()}
+
+
+# ---------------------------------------------------------------------------- shellcheck
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shellcheck(script: Path) -> None:
+    if not shutil.which("shellcheck"):
+        pytest.fail("shellcheck is not installed (apt-get install -y shellcheck)")
+    # -x follows `source`d files; `# shellcheck source=` paths are relative to the repo root.
+    proc = subprocess.run(["shellcheck", "-x", str(script.relative_to(REPO))], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_scripts_of_this_area_are_checked() -> None:
+    names = {str(p.relative_to(REPO)) for p in SCRIPTS}
+    assert {"containers/build_containers.sh", "hpc/devcluster/provision.sh",
+            "docker/airflow-init.sh", "docker/hpc-entrypoint.sh"} <= names
+
+
+# ---------------------------------------------------------------------------- .def files
+
+
+@pytest.mark.parametrize("name", DEFS)
+def test_definition_structure(name: str) -> None:
+    header, sections = PARSED[name]
+    assert header.get("Bootstrap") == "docker"
+    image, _, tag = header["From"].partition(":")
+    assert tag and tag != "latest" and re.search(r"\d", tag), f"base image not pinned: {header['From']}"
+    assert SECTIONS <= set(sections), f"missing sections: {SECTIONS - set(sections)}"
+    for dst, src in files_map(sections["files"]).items():
+        assert src.exists(), f"%files source {src.relative_to(REPO)} does not exist"
+    # The project's code where the SLURM jobs bind the deployed release's src (hpc/slurm/_runtime.sh).
+    assert files_map(sections["files"])["/opt/audio_pipeline/src"] == REPO / "hpc" / "src"
+    env = sections["environment"]
+    assert "/opt/venv/bin" in env and "PYTHONPATH=/opt/audio_pipeline/src" in env
+    assert "PYTHONNOUSERSITE=1" in env
+    # Non-root runtime: the runscript refuses uid 0 and runs the venv's python3 on its arguments.
+    runscript = sections["runscript"]
+    assert 'id -u)" -eq 0' in runscript and 'exec python3 "$@"' in runscript
+    assert "python3.10 -m venv /opt/venv" in sections["post"]
+    assert "a+rX" in sections["post"], "files must be readable by the (non-root) job user"
+    labels = dict(line.split(None, 1) for line in sections["labels"].splitlines() if line.strip())
+    assert labels["org.opencontainers.image.title"] == name
+    assert labels["org.opencontainers.image.base.name"] == header["From"]
+    assert sections["help"].strip() and sections["test"].strip()
+
+
+def test_audio_image_is_cuda12_offline_and_follows_the_project_pins() -> None:
+    header, sections = PARSED["audio_processing"]
+    assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu22\.04", header["From"])
+    assert "HF_HUB_OFFLINE=1" in sections["environment"]
+    assert "ffmpeg" in sections["post"]
+    reqs = {Requirement(r).name: pinned(Requirement(r)) for r in INSTALLS["audio_processing"]["/opt/venv"]}
+    project = {Requirement(r).name: pinned(Requirement(r))
+               for r in read_requirements(REPO / "hpc" / "requirements-hpc.txt")}
+    assert project.items() <= reqs.items(), "the image must install hpc/requirements-hpc.txt as pinned"
+    assert reqs["whisperx"] == "3.8.6" and reqs["torch"] == "2.8.0"
+    labels = sections["labels"]
+    assert f"pipeline.whisperx {reqs['whisperx']}" in labels and f"pipeline.torch {reqs['torch']}" in labels
+
+
+def test_utils_image_has_db_and_globus_tools() -> None:
+    header, sections = PARSED["pipeline_utils"]
+    assert header["From"].startswith("ubuntu:jammy-")  # Ubuntu 22.04, dated snapshot
+    assert "postgresql-client" in sections["post"]
+    venv = {Requirement(r).name: pinned(Requirement(r)) for r in INSTALLS["pipeline_utils"]["/opt/venv"]}
+    assert venv["globus-sdk"] == "4.10.0" and venv["psycopg"] == "3.3.9"
+    cli = {Requirement(r).name: pinned(Requirement(r)) for r in INSTALLS["pipeline_utils"]["/opt/globus-cli"]}
+    assert "globus-cli" in cli and "/usr/local/bin/globus" in sections["post"]
+
+
+@pytest.mark.parametrize("name", DEFS)
+def test_every_installed_requirement_is_pinned(name: str) -> None:
+    for venv, reqs in INSTALLS[name].items():
+        assert reqs, f"{name}: nothing installed into {venv}"
+        for r in reqs:
+            pinned(Requirement(r))
+
+
+# ---------------------------------------------------------------------------- PyPI resolution
+
+
+def _resolve(reqs: list[str], workdir: Path) -> dict[str, dict]:
+    """Metadata pip resolves for each pinned requirement on the image's platform (no deps)."""
+    workdir.mkdir()
+    report = workdir / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
+    env["PIP_CONFIG_FILE"] = os.devnull  # PyPI itself, as the image build sees it
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed",
+         "--quiet", "--disable-pip-version-check", "--target", str(workdir / "t"),
+         "--report", str(report), *PLATFORM_ARGS, *reqs],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, f"pip could not resolve {reqs}:\n{proc.stderr[-3000:]}"
+    return {item["metadata"]["name"].lower(): item["metadata"]
+            for item in json.loads(report.read_text())["install"]}
+
+
+def test_pinned_requirements_resolve_on_pypi_and_agree(tmp_path: Path) -> None:
+    """Each venv's pins exist as wheels for CPython 3.10 manylinux x86_64 (pip also checks
+    Requires-Python), and no pinned
+    package's declared dependency rules out another pin of the same venv (e.g. whisperx's
+    torch~=2.8.0, or globus-cli's exact globus-sdk: why the CLI has its own venv)."""
+    groups = [(f"{name}:{venv}", reqs) for name, venvs in INSTALLS.items() for venv, reqs in venvs.items()]
+    with ThreadPoolExecutor(len(groups)) as pool:
+        futures = {label: pool.submit(_resolve, reqs, tmp_path / label.replace("/", "_").replace(":", "_"))
+                   for label, reqs in groups}
+    for label, reqs in groups:
+        resolved = futures[label].result()
+        pins = {Requirement(r).name.lower().replace("_", "-"): pinned(Requirement(r)) for r in reqs}
+        for name, version in pins.items():
+            assert name in resolved and resolved[name]["version"] == version, f"{label}: {name}=={version}"
+        for name, meta in resolved.items():
+            for dep in map(Requirement, meta.get("requires_dist") or []):
+                if dep.marker and not dep.marker.evaluate({**TARGET, "extra": ""}):
+                    continue
+                other = pins.get(dep.name.lower().replace("_", "-"))
+                if other is not None:
+                    assert dep.specifier.contains(Version(other), prereleases=True), \
+                        f"{label}: {name} requires {dep}, the image pins {dep.name}=={other}"
+
+
+# ---------------------------------------------------------------------------- build script
+
+
+def _run_build(args: list[str], path: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CONTAINERS / "build_containers.sh"), *args],
+                          capture_output=True, text=True, timeout=30,
+                          env={"PATH": path, "HOME": os.environ.get("HOME", "/root"), **env})
+
+
+def test_build_script_fails_clearly_without_a_builder(tmp_path: Path) -> None:
+    if shutil.which("apptainer", path="/usr/bin:/bin") or shutil.which("singularity", path="/usr/bin:/bin"):
+        pytest.skip("a builder is installed here")
+    proc = _run_build([], "/usr/bin:/bin", IMAGES_DIR=str(tmp_path))
+    assert proc.returncode == 1
+    assert "neither apptainer nor singularity" in proc.stderr
+    assert _run_build(["nope"], "/usr/bin:/bin").returncode == 2
+
+
+def test_build_script_builds_each_image_from_the_repo_root(tmp_path: Path) -> None:
+    stub = tmp_path / "bin" / "singularity"
+    stub.parent.mkdir()
+    log = tmp_path / "calls"
+    # A fake builder: records its cwd and arguments, writes the output file it is given.
+    stub.write_text(f'#!/bin/bash\necho "$PWD $*" >> {log}\nout=${{@: -2:1}}; echo image > "$out"\n')
+    stub.chmod(0o755)
+    images = tmp_path / "images"
+    proc = _run_build(["all"], f"{stub.parent}:/usr/bin:/bin", IMAGES_DIR=str(images),
+                      BUILD_FLAGS="--fakeroot --force")
+    assert proc.returncode == 0, proc.stderr
+    calls = log.read_text().splitlines()
+    assert calls == [f"{REPO} build --fakeroot --force {images}/{n}.sif.partial containers/{n}.def"
+                     for n in ("audio_processing", "pipeline_utils")]
+    assert sorted(p.name for p in images.iterdir()) == ["audio_processing.sif", "pipeline_utils.sif"]
+    log.unlink()
+    assert _run_build(["pipeline_utils"], f"{stub.parent}:/usr/bin:/bin", IMAGES_DIR=str(images),
+                      BUILD_FLAGS="--force").returncode == 0
+    assert log.read_text().splitlines() == [
+        f"{REPO} build --force {images}/pipeline_utils.sif.partial containers/pipeline_utils.def"]
