@@ -124,11 +124,12 @@ with DAG(
                                      steps.DayContext(**day), CONFIG.retention_days)
 
     day = resolve_day()
-    source_args = ["--date", ctx("day"), "--staging-root", ctx("staging_root"),
-                   "--backend", CONFIG.transfer_backend, "--source-root", CONFIG.source_root]
+    day_args = ["--date", ctx("day"), "--staging-root", ctx("staging_root"),
+                "--backend", CONFIG.transfer_backend]
     master = slurm_step("master", "0_master_scheduler.sh",
-                        source_args + ["--shard-size", str(CONFIG.shard_size)])
-    transfer = slurm_step("transfer", "1_globus_transfer_job.sh", source_args)
+                        day_args + ["--source-root", CONFIG.source_root,
+                                    "--shard-size", str(CONFIG.shard_size)])
+    transfer = slurm_step("transfer", "1_globus_transfer_job.sh", day_args)
     audio = slurm_step(
         "audio", "2_process_audio_job.sh",
         ["--date", ctx("day"), "--staging-root", ctx("staging_root"), "--plan-id", ctx("plan_id"),

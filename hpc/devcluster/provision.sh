@@ -49,9 +49,12 @@ do_install() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  if [[ ! -x $HPC_VENV/bin/python ]]; then
-    log "creating $HPC_VENV"
-    python3 -m venv "$HPC_VENV"
+  # The cluster's system Python (Debian's), not the caller's: jobs run as the submit user,
+  # who cannot reach an interpreter under /root (pyenv).
+  if ! runuser -u nobody -- "$HPC_VENV/bin/python" -c pass 2>/dev/null; then
+    log "creating $HPC_VENV from /usr/bin/python3"
+    rm -rf "$HPC_VENV"
+    /usr/bin/python3 -m venv "$HPC_VENV"
   fi
   local reqs=$HERE/../requirements-hpc.txt
   [[ $WITH_WHISPERX == 1 ]] || reqs=$HERE/../requirements-hpc-base.txt

@@ -12,7 +12,7 @@ import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
@@ -127,9 +127,15 @@ def job_records(ssh: SlurmHook, step_job_ids: dict[str, list[str]]) -> list[JobR
 
 def record_results(ssh: SlurmHook, db: ResultsDbHook, ctx: DayContext,
                    step_job_ids: dict[str, list[str]]) -> dict[str, Any]:
-    """Load the day into PostgreSQL (one transaction) and log the day's summary."""
+    """Load the day into PostgreSQL (one transaction) and log the day's summary.
+
+    Skipped when the master job left no plan for this run: there is nothing to record, and
+    an empty day must not be reported as complete.
+    """
     manifest_path = posixpath.join(ctx.day_dir, "manifest.json")
-    manifest = Manifest.from_json(ssh.read_text(manifest_path)) if ssh.exists(manifest_path) else None
+    if not ssh.exists(manifest_path):
+        raise AirflowSkipException(f"no plan at {manifest_path}: the master job did not run")
+    manifest = Manifest.from_json(ssh.read_text(manifest_path))
     summary = db.record_day(DayLoad(day=ctx.day, plan_id=ctx.plan_id, dag_run_id=ctx.run_id,
                                     manifest=manifest, results=read_results(ssh, ctx),
                                     jobs=job_records(ssh, step_job_ids)))
@@ -142,7 +148,7 @@ def format_summary(s: dict[str, Any]) -> str:
     rtf = f"{s['real_time_factor']:.1f}x" if s["real_time_factor"] else "n/a"
     return (f"Day {s['day']} [{s['status']}]: listed {s['clips_listed']}, planned "
             f"{s['clips_planned']}, skipped {s['clips_skipped']}; transcribed {s['clips_ok']}, "
-            f"failed {s['clips_failed']} ({reasons}); audio {s['audio_seconds'] / 3600:.3f} h, "
+            f"failed {s['clips_failed']} ({reasons}), missing {s['clips_missing']}; audio {s['audio_seconds'] / 3600:.3f} h, "
             f"GPU {s['gpu_seconds'] / 3600:.3f} h, real-time factor {rtf}")
 
 

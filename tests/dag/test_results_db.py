@@ -87,3 +87,10 @@ def test_hostile_text_is_stored_verbatim(hook: ResultsDbHook, results_db: str) -
     hook.record_day(_load([_result("we'ird; name.mp4", text=nasty)]))
     assert [r[1] for r in _snapshot(results_db)["transcripts"]] == [nasty]
     assert hook.done_clips(DAY) == {f"{DAY}/we'ird; name.mp4": "ok"}
+
+
+def test_planned_clip_without_outcome_makes_the_day_incomplete(hook: ResultsDbHook) -> None:
+    load = _load([_result("a.mp4"), _result("b.mp4")])
+    load.results = load.results[:1]  # b.mp4 was planned but its shard never reported
+    summary = hook.record_day(load)
+    assert (summary["status"], summary["clips_missing"], summary["clips_ok"]) == ("incomplete", 1, 1)

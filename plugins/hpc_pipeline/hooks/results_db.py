@@ -38,7 +38,7 @@ class DayLoad:
     day: str
     plan_id: str
     dag_run_id: str
-    manifest: Manifest | None
+    manifest: Manifest
     results: list[ClipResult]
     jobs: list[JobRecord] = field(default_factory=list)
 
@@ -107,17 +107,15 @@ class ResultsDbHook(PostgresHook):
         return {clip_id: status for clip_id, status in rows}
 
     def day_summary(self, day: str) -> dict[str, Any] | None:
-        rows = self.get_records(
-            """SELECT day::text, status, clips_listed, clips_planned, clips_skipped, clips_ok,
-                      clips_failed, failed_by_reason, audio_seconds, gpu_seconds, wall_seconds,
-                      real_time_factor
-                 FROM audio_days WHERE day = %s""", (day,))
-        if not rows:
-            return None
-        keys = ("day", "status", "clips_listed", "clips_planned", "clips_skipped", "clips_ok",
-                "clips_failed", "failed_by_reason", "audio_seconds", "gpu_seconds",
-                "wall_seconds", "real_time_factor")
-        return dict(zip(keys, rows[0]))
+        """The ``audio_days`` row of ``day`` as a dict (None when the day was never recorded)."""
+        with self.get_conn() as conn, conn.cursor() as cur:
+            cur.execute("""SELECT day::text AS day, status, clips_listed, clips_planned,
+                                  clips_skipped, clips_ok, clips_failed, clips_missing,
+                                  failed_by_reason, audio_seconds, gpu_seconds, wall_seconds,
+                                  real_time_factor
+                             FROM audio_days WHERE day = %s""", (day,))
+            row = cur.fetchone()
+            return dict(zip([col.name for col in cur.description], row)) if row else None
 
     # -- the load --------------------------------------------------------------------------
     def record_day(self, load: DayLoad) -> dict[str, Any]:
@@ -131,6 +129,8 @@ class ResultsDbHook(PostgresHook):
                 self._upsert_day_row(cur, load)
                 self._load_clips(cur, load)
                 self._load_jobs(cur, load)
+                self._copy(cur, "tmp_planned", "SELECT clip_id FROM audio_clips", ("clip_id",),
+                           ((c.clip_id,) for c in load.manifest.clips))
                 self._refresh_day_totals(cur, load.day)
             conn.commit()
         summary = self.day_summary(load.day)
@@ -139,7 +139,6 @@ class ResultsDbHook(PostgresHook):
 
     @staticmethod
     def _upsert_day_row(cur: Any, load: DayLoad) -> None:
-        m = load.manifest
         cur.execute(
             """INSERT INTO audio_days (day, plan_id, dag_run_id, clips_listed, clips_planned,
                                       clips_skipped)
@@ -147,8 +146,8 @@ class ResultsDbHook(PostgresHook):
                ON CONFLICT (day) DO UPDATE SET plan_id = EXCLUDED.plan_id,
                    dag_run_id = EXCLUDED.dag_run_id, clips_listed = EXCLUDED.clips_listed,
                    clips_planned = EXCLUDED.clips_planned, clips_skipped = EXCLUDED.clips_skipped""",
-            (load.day, load.plan_id, load.dag_run_id, m.listed if m else 0,
-             len(m.clips) if m else 0, m.skipped if m else 0))
+            (load.day, load.plan_id, load.dag_run_id, load.manifest.listed,
+             len(load.manifest.clips), load.manifest.skipped))
 
     @staticmethod
     def _copy(cur: Any, temp: str, shape_sql: str, cols: tuple[str, ...],
@@ -211,6 +210,9 @@ class ResultsDbHook(PostgresHook):
                         count(*) FILTER (WHERE status = 'failed') AS failed,
                         coalesce(sum(duration_s) FILTER (WHERE status = 'ok'), 0) AS audio_s
                    FROM audio_clips WHERE day = %(day)s),
+               m AS (
+                 SELECT count(*) AS missing FROM tmp_planned p
+                  WHERE NOT EXISTS (SELECT 1 FROM audio_clips a WHERE a.clip_id = p.clip_id)),
                r AS (
                  SELECT coalesce(jsonb_object_agg(error_kind, n), '{}'::jsonb) AS by_reason
                    FROM (SELECT error_kind, count(*) AS n FROM audio_clips
@@ -223,7 +225,9 @@ class ResultsDbHook(PostgresHook):
                   SET clips_ok = c.ok, clips_failed = c.failed, failed_by_reason = r.by_reason,
                       audio_seconds = c.audio_s, gpu_seconds = j.gpu_s, wall_seconds = j.wall_s,
                       real_time_factor = CASE WHEN j.wall_s > 0 THEN c.audio_s / j.wall_s END,
-                      status = CASE WHEN c.failed = 0 THEN 'complete' ELSE 'partial' END,
+                      clips_missing = m.missing,
+                      status = CASE WHEN m.missing > 0 THEN 'incomplete'
+                                    WHEN c.failed > 0 THEN 'partial' ELSE 'complete' END,
                       recorded_at = now()
-                 FROM c, r, j
+                 FROM c, m, r, j
                 WHERE d.day = %(day)s""", {"day": day})

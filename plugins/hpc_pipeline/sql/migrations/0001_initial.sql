@@ -10,12 +10,15 @@ CREATE TABLE audio_days (
     clips_skipped     integer NOT NULL DEFAULT 0,   -- left out as already done
     clips_ok          integer NOT NULL DEFAULT 0,
     clips_failed      integer NOT NULL DEFAULT 0,
+    clips_missing     integer NOT NULL DEFAULT 0,   -- planned but without an outcome yet
     failed_by_reason  jsonb   NOT NULL DEFAULT '{}'::jsonb,
     audio_seconds     double precision NOT NULL DEFAULT 0,
     gpu_seconds       double precision NOT NULL DEFAULT 0,
     wall_seconds      double precision NOT NULL DEFAULT 0,   -- sum of shard wall times
     real_time_factor  double precision,                      -- audio seconds per shard wall second
-    status            text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'complete', 'partial')),
+    -- complete: every planned clip transcribed; partial: some failed; incomplete: some missing
+    status            text NOT NULL DEFAULT 'incomplete'
+                      CHECK (status IN ('complete', 'partial', 'incomplete')),
     recorded_at       timestamptz NOT NULL DEFAULT now()
 );
 
