@@ -1,0 +1,65 @@
+"""Submitting and watching the pipeline's SLURM jobs on the test bed, as the submit user over
+SSH (the way Airflow does)."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import run_as_submit_user
+
+HPC_PYTHON = "/opt/hpc-venv/bin/python"
+MODELS_DIR = "/opt/hpc-models"
+MODEL = "faster-whisper-tiny.en"
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+            "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+
+
+@dataclass
+class Bed:
+    """One test area: ``release`` (code), ``source`` (clips, one dir per day), ``staging``."""
+    devcluster: dict[str, str]
+    root: Path
+    release: Path
+    source: Path
+    staging: Path
+
+    def sbatch(self, script: str, *args: str, sbatch_opts: tuple[str, ...] = ()) -> str:
+        """Submit ``hpc/slurm/<script>`` as the submit user over SSH; return the job id."""
+        env = ["env", f"PIPELINE_RELEASE={self.release}", "CONTAINER_RUNTIME=none",
+               f"HPC_PYTHON={HPC_PYTHON}"]
+        argv = [*env, "sbatch", "--parsable", f"--output={self.staging}/slurm-%x-%A_%a.out",
+                *sbatch_opts, str(self.release / "slurm" / script), *args]
+        proc = run_as_submit_user(self.devcluster, shlex.join(argv))
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().split(";")[0]
+
+    def log(self, job: str) -> str:
+        """The SLURM output of ``job`` (every array task of it, concatenated)."""
+        return "".join(p.read_text() for p in sorted(self.staging.glob(f"slurm-*-{job}_*.out")))
+
+    def scancel(self, job: str) -> None:
+        proc = run_as_submit_user(self.devcluster, shlex.join(["scancel", job]))
+        assert proc.returncode == 0, proc.stderr
+
+
+def job_states(job: str) -> dict[str, str]:
+    """{job or array-task id: state} from accounting (``CANCELLED by 0`` -> ``CANCELLED``)."""
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "JobID,State"],
+                         capture_output=True, text=True, check=True).stdout
+    return {jid: state.split()[0] for jid, state in
+            (line.split("|") for line in out.splitlines() if line)}
+
+
+def wait_job(job: str, timeout: float = 300) -> dict[str, str]:
+    """Wait until every task of ``job`` is in a terminal state; return the states."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = job_states(job)
+        if states and all(s in TERMINAL for s in states.values()) \
+                and not any("[" in jid for jid in states):
+            return states
+        time.sleep(1)
+    raise AssertionError(f"job {job} not finished after {timeout} s: {job_states(job)}")
