@@ -1,0 +1,57 @@
+"""The shard runner refuses what it cannot run, clearly, before touching any result: unknown
+manifest versions, a shard not in the plan, another plan's manifest, a missing model. Runs in
+the HPC runtime (it needs numpy and, for the model check, WhisperX)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline_contract import Clip, Manifest, Shard
+from tests.conftest import REPO
+from tests.hpc.slurm_jobs import HPC_PYTHON, MODELS_DIR
+
+DATE = "2024-01-15"
+
+
+def _run(stage: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([HPC_PYTHON, str(REPO / "hpc" / "src" / "hpc_process_day.py"),
+                           "--date", DATE, "--staging-root", str(stage),
+                           "--models-dir", MODELS_DIR, *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Path:
+    day = tmp_path / DATE
+    (day / "audio").mkdir(parents=True)
+    (day / "audio" / "a.wav").write_bytes(b"not really audio")
+    m = Manifest(date=DATE, plan_id="p1", source="local",
+                 shards=[Shard(0, [Clip(f"{DATE}/a.wav", "a.wav", "/src/a.wav", 1)])])
+    (day / "manifest.json").write_text(m.to_json())
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--shard", "5"), "shard 5 is not in"),
+    (("--shard", "0", "--plan-id", "p2"), "belongs to plan 'p1', not 'p2'"),
+])
+def test_bad_shard_or_plan(stage: Path, args: tuple[str, ...], message: str) -> None:
+    proc = _run(stage, *args)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_unknown_manifest_version(stage: Path) -> None:
+    path = stage / DATE / "manifest.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"schema_version": 2}))
+    proc = _run(stage, "--shard", "0")
+    assert proc.returncode == 2
+    assert "manifest.json: schema_version 2 is not supported" in proc.stderr
+
+
+def test_missing_model_fails_the_shard(stage: Path) -> None:
+    proc = _run(stage, "--shard", "0", "--model", "no-such-model")
+    assert proc.returncode == 3
+    assert "no CTranslate2 model at" in proc.stderr and "no-such-model" in proc.stderr
