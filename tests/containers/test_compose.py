@@ -11,7 +11,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -131,8 +130,7 @@ def test_jobs_run_without_a_container_runtime_on_the_provisioned_venv(resolved: 
     scheduler = resolved["services"]["airflow-scheduler"]
     config_path = env_of(scheduler)["AUDIO_PIPELINE_CONFIG"]
     host_dir = mounts(scheduler)[str(Path(config_path).parent)].split(":")[0]
-    sys.path.insert(0, str(REPO / "plugins"))
-    from hpc_pipeline.config import load_config
+    from hpc_pipeline.config import load_config  # plugins/ is on sys.path (conftest)
     config = load_config(str(Path(host_dir) / Path(config_path).name))
     assert config.container_runtime == "none"
     assert config.hpc_python == "/opt/hpc-venv/bin/python"  # provision.sh's HPC_VENV
@@ -165,8 +163,9 @@ def test_connections_are_json_and_pin_the_host_key(resolved: dict) -> None:
 def test_ssh_hook_from_the_compose_connection_verifies_host_keys(resolved: dict, monkeypatch) -> None:
     from airflow.providers.ssh.hooks.ssh import SSHHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_HPC_SSH", env_of(resolved["services"]["airflow-scheduler"])["AIRFLOW_CONN_HPC_SSH"])
-    hook = SSHHook(ssh_conn_id="hpc_ssh")
+    conn = env_of(resolved["services"]["airflow-scheduler"])["AIRFLOW_CONN_HPC_SSH"]
+    monkeypatch.setenv("AIRFLOW_CONN_COMPOSE_HPC_SSH", conn)
+    hook = SSHHook(ssh_conn_id="compose_hpc_ssh")
     # No host_key extra, no skip, no change allowed: get_conn() loads ~/.ssh/known_hosts and
     # keeps paramiko's default RejectPolicy for hosts not found there.
     assert (hook.no_host_key_check, hook.host_key, hook.allow_host_key_change) == (False, None, False)

@@ -206,7 +206,7 @@ def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as r:
             return r.read()
     except urllib.error.HTTPError:
-        raise
+        raise  # the index answered: the caller decides what a 404 means
     except OSError as exc:
         pytest.fail(f"PyPI is unreachable ({exc}); these tests resolve the images' pins there")
 
