@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +78,31 @@ class DecodeJob:
 
 
 class DecodePool:
-    """Decode clips in ``workers`` threads, yielding them in submission order, at most
-    ``prefetch`` ahead of the consumer."""
+    """Decode ``jobs`` in ``workers`` threads, starting at construction (so the first clips
+    are ready while the model loads) and staying at most ``prefetch`` clips ahead of the
+    consumer. Iterating yields (job, clip or DecodeError) in job order."""
 
-    def __init__(self, workers: int, max_seconds: float, prefetch: int | None = None) -> None:
-        self.workers = max(1, workers)
+    def __init__(self, jobs: Iterable[DecodeJob], workers: int, max_seconds: float,
+                 prefetch: int | None = None) -> None:
         self.max_seconds = max_seconds
-        self.prefetch = prefetch or 2 * self.workers
+        self.prefetch = prefetch or 2 * max(1, workers)
+        self._jobs = iter(jobs)
+        self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode")
+        self._pending: deque[tuple[DecodeJob, Future]] = deque()
+        self._fill()
+
+    def __enter__(self) -> "DecodePool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _fill(self) -> None:
+        while len(self._pending) < self.prefetch:
+            job = next(self._jobs, None)
+            if job is None:
+                return
+            self._pending.append((job, self._executor.submit(self._decode, job)))
 
     def _decode(self, job: DecodeJob) -> DecodedClip | DecodeError:
         try:
@@ -93,13 +112,8 @@ class DecodePool:
         except OSError as exc:
             return DecodeError("corrupt", f"cannot read {job.path.name}: {exc}")
 
-    def run(self, jobs: Iterable[DecodeJob]) -> Iterator[tuple[DecodeJob, DecodedClip | DecodeError]]:
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
-            pending: list[tuple[DecodeJob, Future]] = []
-            for job in jobs:
-                pending.append((job, pool.submit(self._decode, job)))
-                if len(pending) >= self.prefetch:
-                    first, fut = pending.pop(0)
-                    yield first, fut.result()
-            for job, fut in pending:
-                yield job, fut.result()
+    def __iter__(self) -> Iterator[tuple[DecodeJob, DecodedClip | DecodeError]]:
+        while self._pending:
+            job, fut = self._pending.popleft()
+            self._fill()
+            yield job, fut.result()

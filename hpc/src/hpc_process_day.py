@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from audio_decode import DecodeError, DecodeJob, DecodePool
-from engines.base import DecodedClip, EngineOptions, NoSpeech, Transcript, load_engine
+from engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
+                          TranscriptionEngine, load_engine)
 from pipeline_contract import (ClipResult, ContractError, Manifest, ShardSummary,
                                TransferReport, day_dir, iter_result_lines, latest_per_clip,
                                results_dir, shard_results_name, shard_summary_name,
@@ -159,10 +160,9 @@ class ShardRun:
                 failed[clip.clip_id] = f"audio/{clip.name} is not on staging"
         return failed
 
-    def _decoded(self, pool: DecodePool, jobs: list[DecodeJob],
-                 progress: Progress) -> Iterator[DecodedClip]:
+    def _decoded(self, pool: DecodePool, progress: Progress) -> Iterator[DecodedClip]:
         """Feed the engine decoded clips; decode failures are recorded here, on the way."""
-        for job, outcome in pool.run(jobs):
+        for job, outcome in pool:
             if isinstance(outcome, DecodeError):
                 self._failed(job.clip_id, outcome.kind, str(outcome), outcome.duration_s)
                 progress.add(0.0)
@@ -183,6 +183,17 @@ class ShardRun:
                 timings={"decode_s": round(clip.decode_s, 3),
                          **{k: round(v, 3) for k, v in outcome.timings.items()}}))
 
+    def _load_engine(self) -> TranscriptionEngine:
+        """Load the model once for the shard (decoding has already started meanwhile)."""
+        a = self.args
+        try:
+            return load_engine(a.engine, EngineOptions(
+                models_dir=a.models_dir, model_name=a.model, language=a.language,
+                compute_type=a.compute_type, batch_size=a.batch_size, device=a.device))
+        except Exception as exc:
+            raise EngineStartError(f"engine {a.engine} did not start: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+
     def run(self) -> ShardSummary:
         start = time.monotonic()
         done = {r.clip_id for r in self.ledger.results}
@@ -200,22 +211,14 @@ class ShardRun:
                     self._failed(clip.clip_id, "transfer_failed", transfer_failed[clip.clip_id])
                     progress.add(0.0)
             if jobs:
-                pool = DecodePool(self.args.workers, self.args.max_clip_seconds)
-                decoded = self._decoded(pool, jobs, progress)
-                try:
-                    engine = load_engine(self.args.engine, EngineOptions(
-                        models_dir=self.args.models_dir, model_name=self.args.model,
-                        language=self.args.language, compute_type=self.args.compute_type,
-                        batch_size=self.args.batch_size, device=self.args.device))
-                except Exception as exc:
-                    raise EngineStartError(f"engine {self.args.engine} did not start: "
-                                           f"{type(exc).__name__}: {exc}") from exc
-                device = engine.device_name
-                log.info("engine %s ready on %s after %.1f s", engine.name, device,
-                         time.monotonic() - start)
-                for clip, outcome in engine.transcribe_stream(decoded):
-                    self._record(clip, outcome)
-                    progress.add(clip.duration_s)
+                with DecodePool(jobs, self.args.workers, self.args.max_clip_seconds) as pool:
+                    engine = self._load_engine()
+                    device = engine.device_name
+                    log.info("engine %s ready on %s after %.1f s", engine.name, device,
+                             time.monotonic() - start)
+                    for clip, outcome in engine.transcribe_stream(self._decoded(pool, progress)):
+                        self._record(clip, outcome)
+                        progress.add(clip.duration_s)
             audio_s = progress.audio_s
         self.ledger.close()
         return self._summary(start, audio_s, len(self.shard.clips) - len(todo), device)

@@ -46,11 +46,18 @@ class Bed:
 
 
 def job_states(job: str) -> dict[str, str]:
-    """{job or array-task id: state} from accounting (``CANCELLED by 0`` -> ``CANCELLED``)."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "JobID,State"],
-                         capture_output=True, text=True, check=True).stdout
-    return {jid: state.split()[0] for jid, state in
-            (line.split("|") for line in out.splitlines() if line)}
+    """{job or array-task id: state}. slurmctld first (``squeue -t all`` keeps finished jobs
+    for MinJobAge), accounting when it no longer knows the job; either may be down for a
+    moment on a shared test bed, which reads as "no news yet"."""
+    queries = (["squeue", "-h", "-t", "all", "-j", job, "-o", "%i|%T"],
+               ["sacct", "-X", "-n", "-P", "-j", job, "-o", "JobID,State"])
+    for argv in queries:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        rows = [line.split("|") for line in proc.stdout.splitlines() if "|" in line]
+        if proc.returncode == 0 and rows:
+            # "CANCELLED by 1001" -> "CANCELLED"
+            return {jid: state.split()[0] for jid, state in rows}
+    return {}
 
 
 def wait_job(job: str, timeout: float = 300) -> dict[str, str]:
