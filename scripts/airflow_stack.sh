@@ -6,12 +6,13 @@
 #   start  migrate the metadata DB and start the four components (idempotent)
 #   env    print the environment (source it to run `airflow` CLI against this instance)
 # Tunables: AIRFLOW_HOME (.airflow/demo), AIRFLOW_PORT (8080), AIRFLOW_DB (airflow),
-#           AUDIO_PIPELINE_CONFIG (config/local.json), VENV (.venv)
+#           RESULTS_DB (audio_results), AUDIO_PIPELINE_CONFIG (config/local.json), VENV (.venv)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO/.airflow/demo}
 PORT=${AIRFLOW_PORT:-8080}
 DB=${AIRFLOW_DB:-airflow}
+RESULTS_DB=${RESULTS_DB:-audio_results}
 VENV=${VENV:-$REPO/.venv}
 RUN=$AIRFLOW_HOME/run
 
@@ -31,7 +32,7 @@ print(json.dumps({"conn_type": "ssh", "host": "127.0.0.1", "port": int(port), "l
                   "extra": {"key_file": key, "host_key": host_key}}))
 PY
 )
-  results_conn='{"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "audio", "password": "audio", "schema": "audio_results"}'
+  results_conn='{"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "audio", "password": "audio", "schema": "'$RESULTS_DB'"}'
   cat > "$AIRFLOW_HOME/stack.env" <<EOF
 export AIRFLOW_HOME='$AIRFLOW_HOME'
 export AIRFLOW__CORE__DAGS_FOLDER='$REPO/dags'
