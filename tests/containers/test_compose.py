@@ -147,7 +147,11 @@ def test_connections_are_json_and_pin_the_host_key(resolved: dict) -> None:
         assert {"AIRFLOW_CONN_HPC_SSH", "AIRFLOW_CONN_AUDIO_RESULTS_DB"} <= set(conns), name
         ssh = conns["AIRFLOW_CONN_HPC_SSH"]
         extra = ssh["extra"]
-        assert (ssh["host"], ssh["port"]) == ("hpc", 2222)
+        hpc_env = env_of(services["hpc"])
+        assert (ssh["host"], str(ssh["port"]), ssh["login"]) == \
+            (services["hpc"]["hostname"], hpc_env["DEVCLUSTER_SSH_PORT"], hpc_env["DEVCLUSTER_USER"])
+        init_env = env_of(services["airflow-init"])
+        assert (init_env["HPC_SSH_HOST"], init_env["HPC_SSH_PORT"]) == (ssh["host"], str(ssh["port"]))
         assert str(extra.get("no_host_key_check", False)).lower() != "true"
         assert str(extra.get("allow_host_key_change", False)).lower() != "true"
         assert extra["key_file"].startswith("/home/airflow/.ssh/")
