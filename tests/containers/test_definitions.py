@@ -32,6 +32,7 @@ CONTAINERS = REPO / "containers"
 DEFS = {"audio_processing": CONTAINERS / "audio_processing.def",
         "pipeline_utils": CONTAINERS / "pipeline_utils.def"}
 SECTIONS = {"labels", "help", "files", "environment", "post", "runscript", "test"}
+APPTAINER_SECTIONS = SECTIONS | {"setup", "pre", "startscript", "arguments"}
 SHELL_GLOBS = ("hpc/slurm/*.sh", "hpc/devcluster/*.sh", "scripts/*.sh", "containers/*.sh",
                "docker/*.sh")
 SCRIPTS = sorted({p for g in SHELL_GLOBS for p in REPO.glob(g)})
@@ -54,9 +55,12 @@ def parse_def(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in path.read_text().splitlines():
-        if m := re.match(r"^%(\w+)\s*$", line):
-            assert m[1] not in sections, f"{path.name}: section %{m[1]} twice"
-            current = sections.setdefault(m[1], [])
+        words = line.split()
+        if words and words[0].startswith("%"):  # Apptainer's rule: any such line opens a section
+            name = words[0][1:].lower()
+            assert name in APPTAINER_SECTIONS, f"{path.name}: unknown section {words[0]}"
+            assert name not in sections, f"{path.name}: section %{name} twice"
+            current = sections.setdefault(name, [])
         elif current is not None:
             current.append(line)
         elif m := re.match(r"^(\w+):\s*(\S+)\s*$", line):
