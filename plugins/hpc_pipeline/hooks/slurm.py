@@ -32,6 +32,7 @@ _SEP = "\x1f"  # ASCII unit separator: cannot occur in job names or paths we cre
 SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "JobName")
 SQUEUE_FIELDS = ("JobArrayID", "State", "Exit_Code", "NodeList", "TimeUsed", "tres-alloc",
                  "StdOut", "Name")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
 _ACCOUNTING_DOWN = re.compile(r"accounting storage is disabled|slurmdbd|talking to the database|"
@@ -166,6 +167,14 @@ def log_path(pattern: str, job: JobState) -> str:
     return re.sub(r"%([Aaj%])", lambda m: values[m.group(1)], pattern)
 
 
+def check_job_name(name: str) -> str:
+    """SLURM takes ``--name`` filters as comma lists, so a comma would make a job unfindable
+    (no reattach); control characters would break line-based parsing."""
+    if not name or "," in name or any(ord(c) < 32 for c in name):
+        raise ValueError(f"job name must be non-empty, without commas or control chars: {name!r}")
+    return name
+
+
 def _merge(primary: list[JobState], secondary: list[JobState]) -> list[JobState]:
     seen = {(j.array_job_id, j.array_index) for j in primary}
     return newest_first(primary + [j for j in secondary if (j.array_job_id, j.array_index) not in seen])
@@ -237,7 +246,7 @@ class SlurmHook:
             if bad:
                 raise ValueError(f"invalid environment variable names: {bad}")
             argv += ["env", *(f"{k}={v}" for k, v in env.items())]
-        argv += ["sbatch", "--parsable", "--export=ALL", f"--job-name={job_name}",
+        argv += ["sbatch", "--parsable", "--export=ALL", f"--job-name={check_job_name(job_name)}",
                  f"--output={output}", f"--time={resources.time}",
                  f"--cpus-per-task={resources.cpus_per_task}"]
         for flag, value in (("partition", resources.partition), ("account", resources.account),
@@ -288,11 +297,16 @@ class SlurmHook:
         Asks both the controller (fresh, but forgets jobs after MinJobAge) and accounting
         (history, but may lag or be down), so a just-submitted job is never missed.
         """
-        live = self._squeue(["--me", f"--name={name}"])
+        live = self._squeue(["--me", f"--name={check_job_name(name)}"])
+        # sacct's --name filter misses names with quotes or ';' (slurmdbd escapes them):
+        # for those, list the user's jobs of the period and match here.
+        by_name = [f"--name={name}"] if _PLAIN_NAME.match(name) else []
         rc, out, err = self.run(["sacct", "-X", "--parsable2", "--noheader", f"--delimiter={_SEP}",
-                                 f"--format={','.join(SACCT_FIELDS)}", f"--name={name}",
+                                 f"--format={','.join(SACCT_FIELDS)}", *by_name,
                                  f"--starttime=now-{days}days"])
-        history = [j for j in parse_sacct(out) if j.name == name] if rc == 0 else []
+        # slurmdbd stores '"' as '`'; filter exactly here in any case.
+        stored = name.replace('"', "`")
+        history = [j for j in parse_sacct(out) if j.name in (name, stored)] if rc == 0 else []
         return _merge(live, history)
 
     def cancel(self, job_ids: Sequence[str]) -> None:

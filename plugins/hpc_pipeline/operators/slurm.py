@@ -54,12 +54,13 @@ def plan(existing: list[JobState], array_size: int | None) -> tuple[list[str], s
     return watch, (index_spec(todo) if todo else None), bool(todo)
 
 
-def complete(op: BaseOperator, hook: SlurmHook, event: dict[str, Any], pattern: str | None,
+def complete(op: BaseOperator, hook: SlurmHook, event: dict[str, Any],
              tail_lines: int) -> dict[str, Any]:
     """Log the jobs' log tails; return the per-index outcome or raise naming what failed.
 
-    Shared by the submit operator and the sensor (``pattern`` None: use squeue's StdOut).
+    Shared by the submit operator and the sensor (no ``log_path``: use squeue's StdOut).
     """
+    pattern = event.get("log_path")
     tasks = [JobState(**t) for t in event.get("tasks", [])]
     failed = [JobState(**t) for t in event.get("failed", [])]
     tails: list[str] = []
@@ -114,7 +115,8 @@ class SlurmSubmitOperator(BaseOperator):
         self.script = script
         self.script_args = script_args
         self.job_name = job_name
-        self.resources = resources
+        # not ``self.resources``: BaseOperator owns that attribute (executor resources)
+        self.slurm_resources = resources
         self.array_size = array_size
         self.env = env
         self.log_dir = log_dir
@@ -141,7 +143,7 @@ class SlurmSubmitOperator(BaseOperator):
             if submit:
                 hook.makedirs(log_dir)
                 new = hook.submit(
-                    self.script, job_name=self.job_name, resources=self.resources,
+                    self.script, job_name=self.job_name, resources=self.slurm_resources,
                     output=pattern, env=self.env, array=array, dependency=self.dependency,
                     chdir=self.chdir, script_args=[str(a) for a in self.script_args])
                 self.log.info("Submitted SLURM job %s%s named %r", new,
@@ -154,13 +156,13 @@ class SlurmSubmitOperator(BaseOperator):
         context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
         self.defer(trigger=SlurmJobTrigger(
             ssh_conn_id=self.ssh_conn_id, job_ids=watch, poll_interval_s=self.poll_interval_s,
-            max_poll_interval_s=self.max_poll_interval_s, outage_timeout_s=self.outage_timeout_s),
-            method_name="execute_complete", kwargs={"log_path": pattern})
+            max_poll_interval_s=self.max_poll_interval_s, outage_timeout_s=self.outage_timeout_s,
+            log_path=pattern), method_name="execute_complete")
 
-    def execute_complete(self, context: Any, event: dict[str, Any], log_path: str) -> dict[str, Any]:
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         hook = SlurmHook(self.ssh_conn_id)
         try:
-            return complete(self, hook, event, log_path, self.tail_lines)
+            return complete(self, hook, event, self.tail_lines)
         finally:
             hook.close()
 

@@ -52,7 +52,7 @@ class SlurmJobSensor(BaseSensorOperator):
         return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=parse_job_ids(self.job_id),
                                poll_interval_s=self.poll_interval_s,
                                max_poll_interval_s=self.max_poll_interval_s,
-                               outage_timeout_s=self.outage_timeout_s)
+                               outage_timeout_s=self.outage_timeout_s, log_path=self.log_path)
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -69,15 +69,16 @@ class SlurmJobSensor(BaseSensorOperator):
                 return False
             failed = overall is Verdict.FAILURE
             event = event_payload(job_ids, "failed" if failed else "success",
-                                  failure_message(tasks) if failed else "completed", tasks)
+                                  failure_message(tasks) if failed else "completed", tasks,
+                                  self.log_path)
             return PokeReturnValue(is_done=True, xcom_value=complete(
-                self, hook, event, self.log_path, self.tail_lines))
+                self, hook, event, self.tail_lines))
         finally:
             hook.close()
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         hook = SlurmHook(self.ssh_conn_id)
         try:
-            return complete(self, hook, event, self.log_path, self.tail_lines)
+            return complete(self, hook, event, self.tail_lines)
         finally:
             hook.close()

@@ -51,10 +51,10 @@ def failure_message(tasks: list[JobState]) -> str:
                      for j in tasks if verdict(j.state) is Verdict.FAILURE)
 
 
-def event_payload(job_ids: list[str], status: str, message: str,
-                  tasks: list[JobState]) -> dict[str, Any]:
+def event_payload(job_ids: list[str], status: str, message: str, tasks: list[JobState],
+                  log_path: str | None = None) -> dict[str, Any]:
     failed = [j for j in tasks if verdict(j.state) is Verdict.FAILURE]
-    return {"status": status, "job_ids": job_ids, "message": message,
+    return {"status": status, "job_ids": job_ids, "message": message, "log_path": log_path,
             "tasks": [j.to_dict() for j in tasks], "failed": [j.to_dict() for j in failed]}
 
 
@@ -62,25 +62,28 @@ class SlurmJobTrigger(BaseTrigger):
     """Poll ``job_ids`` until all are terminal; event payload::
 
         {"status": "success" | "failed" | "error", "job_ids": [...], "message": str,
+         "log_path": the --output pattern given to the trigger (or None),
          "tasks": [JobState dict, one per array index (newest job), ...],
          "failed": [JobState dict of each failed index, ...]}
     """
 
     def __init__(self, *, ssh_conn_id: str, job_ids: list[str], poll_interval_s: float = 10.0,
-                 max_poll_interval_s: float = 120.0, outage_timeout_s: float = 900.0) -> None:
+                 max_poll_interval_s: float = 120.0, outage_timeout_s: float = 900.0,
+                 log_path: str | None = None) -> None:
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
         self.job_ids = [str(j) for j in job_ids]
         self.poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max_poll_interval_s
         self.outage_timeout_s = outage_timeout_s
+        self.log_path = log_path  # carried into the event: the resumed task needs no kwargs
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("hpc_pipeline.triggers.slurm.SlurmJobTrigger", {
             "ssh_conn_id": self.ssh_conn_id, "job_ids": self.job_ids,
             "poll_interval_s": self.poll_interval_s,
             "max_poll_interval_s": self.max_poll_interval_s,
-            "outage_timeout_s": self.outage_timeout_s})
+            "outage_timeout_s": self.outage_timeout_s, "log_path": self.log_path})
 
     def _next_interval(self, attempt: int) -> float:
         """Exponential backoff (x1.5 per poll, capped) with +-20% jitter, so many triggers
@@ -93,7 +96,7 @@ class SlurmJobTrigger(BaseTrigger):
         return SlurmHook(self.ssh_conn_id, conn_retry_attempts=1, cmd_timeout=60)
 
     def _event(self, status: str, message: str, tasks: list[JobState]) -> TriggerEvent:
-        return TriggerEvent(event_payload(self.job_ids, status, message, tasks))
+        return TriggerEvent(event_payload(self.job_ids, status, message, tasks, self.log_path))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook: SlurmHook | None = None

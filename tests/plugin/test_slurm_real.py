@@ -1,0 +1,403 @@
+"""The SLURM plugin against the real test bed: sshd, slurmctld/slurmd, slurmdbd; tasks run by
+Airflow (``dag.test()``, which runs the deferred trigger inline)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psutil
+import pytest
+from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+from airflow.sdk import DAG
+from airflow.serialization.serialized_objects import LazyDeserializedDAG
+from airflow.utils.session import create_session
+
+from conftest import run_as_submit_user
+from hpc_pipeline.config import SlurmResources
+from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.operators.slurm import SlurmSubmitOperator
+from hpc_pipeline.sensors.slurm import SlurmJobSensor
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger
+
+TOKEN = uuid.uuid4().hex[:8]
+FAST = dict(poll_interval_s=1, max_poll_interval_s=2)
+RES = SlurmResources(time="00:05:00", mem="100M")
+SSHD_PIDFILE = "/run/devcluster-sshd.pid"
+SSHD = ["/usr/sbin/sshd", "-f", "/var/lib/hpc-devcluster/sshd_config",
+        "-E", "/var/log/hpc-devcluster/sshd.log"]
+SCRIPTS = {
+    # Echo args and env so tests can see exactly what reached the job.
+    "ok.sh": 'echo "args:"; printf "<%s>\\n" "$@"; echo "FOO=<$FOO>"; '
+             'echo "gpus=<${CUDA_VISIBLE_DEVICES:-}>"; sleep "${SLEEP:-1}"',
+    "fail.sh": 'echo "about to fail"; echo "last words" >&2; exit 3',
+    # Index 1 fails the first time only (a marker file remembers), like a flaky shard.
+    "flaky_array.sh": 'echo "index $SLURM_ARRAY_TASK_ID"; sleep 1; '
+                      'if [ "$SLURM_ARRAY_TASK_ID" = 1 ] && [ ! -e "$MARK" ]; then '
+                      'touch "$MARK"; echo "shard 1 broke"; exit 4; fi',
+    "sleep.sh": 'echo "sleeping $1"; sleep "$1"',
+}
+
+# What tasks returned / raised, filled by callbacks (dag.test runs tasks in this process).
+OUTCOMES: dict[str, Any] = {}
+
+
+def _on_failure(context: Any) -> None:
+    OUTCOMES[context["ti"].task_id] = context.get("exception")
+
+
+@pytest.fixture(scope="module")
+def remote(ssh_conn_id: str, airflow_db: None) -> Iterator[tuple[SlurmHook, str]]:
+    """A hook and a fresh remote dir holding the test scripts."""
+    hook = SlurmHook(ssh_conn_id)
+    base = hook.resolve(f"plugin-tests/{TOKEN}")
+    hook.makedirs(base)
+    for name, body in SCRIPTS.items():
+        hook.write_text(f"{base}/{name}", f"#!/bin/bash\nset -u\n{body}\n", 0o755)
+    yield hook, base
+    hook.close()
+
+
+@pytest.fixture(scope="module")
+def timeout_job(remote: tuple[SlurmHook, str]) -> str:
+    """A --time=1 job submitted when the module starts: SLURM kills it after ~75 s, which
+    the last test (a sensor) then observes, so the wait overlaps the other tests."""
+    hook, base = remote
+    return hook.submit(f"{base}/sleep.sh", job_name=f"t{TOKEN}-timeout", script_args=["600"],
+                       resources=SlurmResources(time="1", mem="100M"),
+                       output=f"{base}/timeout-%j.out")
+
+
+def run_task(op_factory: Callable[[], Any], *, dag_id: str,
+             logical_date: datetime | None = None) -> tuple[str, Any]:
+    """Run one task through ``dag.test()``; return (final state, return value or exception)."""
+    with DAG(dag_id=f"{dag_id}_{TOKEN}", schedule=None, catchup=False,
+             start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)) as dag:
+        op = op_factory()
+    op.on_failure_callback = [_on_failure]
+    OUTCOMES.pop(op.task_id, None)
+    with create_session() as session:  # dag.test() needs the DAG serialized, as if parsed
+        update_dag_parsing_results_in_db("dags-folder", None, [LazyDeserializedDAG.from_dag(dag)],
+                                         {}, None, set(), session)
+    dr = dag.test(logical_date=logical_date or datetime.now(timezone.utc))
+    ti = dr.get_task_instance(op.task_id)
+    if ti.state == "success":
+        return ti.state, ti.xcom_pull(task_ids=op.task_id)
+    return ti.state, OUTCOMES.get(op.task_id)
+
+
+def submit_op(base: str, name: str, script: str = "ok.sh", **kw: Any) -> Callable[[], Any]:
+    kw.setdefault("resources", RES)
+    return lambda: SlurmSubmitOperator(
+        task_id="step", ssh_conn_id="hpc_ssh", script=f"{base}/{script}",
+        job_name=f"t{TOKEN}-{name}", log_dir=f"plugin-tests/{TOKEN}/logs", **{**FAST, **kw})
+
+
+def sacct_rows(*selector: str) -> list[list[str]]:
+    out = subprocess.run(["sacct", "-X", "-P", "-n", "--format=JobID,State,JobName", *selector],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split("|") for line in out.splitlines()]
+
+
+def wait_running(job_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                             text=True).stdout
+        if "RUNNING" in out:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} never ran")
+
+
+def watched_job_id() -> str:
+    """The job the (only) deferred task of this process is watching: the newest job of ours."""
+    out = subprocess.run(["squeue", "-h", "-u", "hpcuser", "-o", "%i %j"], capture_output=True,
+                         text=True, check=True).stdout
+    ids = [line.split()[0] for line in out.splitlines() if TOKEN in line and "timeout" not in line]
+    return max(ids, key=lambda i: int(i.split("_")[0])) if ids else ""
+
+
+def in_background(action: Callable[[], None]) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            action()
+        except BaseException as exc:  # reported by the test after join
+            errors.append(exc)
+    thread = threading.Thread(target=target, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def until(predicate: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.3)
+    raise AssertionError("condition never met")
+
+
+# --------------------------------------------------------------------------------------
+
+
+def test_success_on_gpu_partition(remote: tuple[SlurmHook, str], timeout_job: str) -> None:
+    hook, base = remote
+    state, result = run_task(submit_op(
+        base, "ok", resources=SlurmResources(partition="gpu", gres="gpu:1", time="5", mem="100M"),
+        script_args=["a b", "c"], env={"FOO": "x,y z"}), dag_id="ok")
+    assert state == "success", result
+    (task,) = result["tasks"]
+    assert task["state"] == "COMPLETED" and task["exit_code"] == "0:0" and task["node"]
+    assert task["gpus"] == 1 and task["elapsed_s"] is not None
+    log = hook.read_text(result["log_path"].replace("%j", result["job_ids"][0]))
+    assert "<a b>\n<c>" in log and "FOO=<x,y z>" in log and "gpus=<0>" in log
+
+
+def test_nonzero_exit_names_state_exit_node_and_log_tail(remote: tuple[SlurmHook, str]) -> None:
+    _, base = remote
+    state, exc = run_task(submit_op(base, "fail", script="fail.sh"), dag_id="fail")
+    assert state == "failed"
+    message = str(exc)
+    assert "FAILED" in message and "exit=3:0" in message and "node=-" not in message
+    assert "node=" in message and "about to fail" in message and "last words" in message
+
+
+def test_cancelled_from_outside(remote: tuple[SlurmHook, str], devcluster: dict[str, str]) -> None:
+    _, base = remote
+
+    def cancel() -> None:
+        job_id = until(watched_job_id)
+        wait_running(job_id)
+        assert run_as_submit_user(devcluster, f"scancel {job_id}").returncode == 0
+    canceller = in_background(cancel)
+    state, exc = run_task(submit_op(base, "cancel", script="sleep.sh", script_args=["120"]),
+                          dag_id="cancel")
+    canceller.join()
+    assert not canceller.errors, canceller.errors
+    assert state == "failed" and "CANCELLED" in str(exc)
+
+
+def test_array_retry_resubmits_only_the_failed_index(remote: tuple[SlurmHook, str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also: one sacct call per poll for the whole array, never one per index."""
+    _, base = remote
+    calls: list[tuple[int, int]] = []  # (sacct, squeue) calls made by each poll
+    run, query = SlurmHook.run, SlurmHook.query
+
+    def counting_query(self: SlurmHook, job_ids: list[str]) -> Any:
+        seen: list[str] = []
+        monkeypatch.setattr(self, "run", lambda argv, timeout=None: (seen.append(argv[0]), run(self, argv, timeout))[1])
+        try:
+            return query(self, job_ids)
+        finally:
+            calls.append((seen.count("sacct"), seen.count("squeue")))
+            monkeypatch.delattr(self, "run")
+    monkeypatch.setattr(SlurmHook, "query", counting_query)
+    OUTCOMES.pop("step_retry", None)
+
+    def retry_seen(context: Any) -> None:
+        OUTCOMES["step_retry"] = context.get("exception")
+    state, result = run_task(submit_op(
+        base, "array", script="flaky_array.sh", array_size="3",
+        resources=SlurmResources(time="5", mem="100M", array_parallelism=2),
+        env={"MARK": f"{base}/array-mark"}, retries=1, retry_delay=timedelta(0),
+        on_retry_callback=[retry_seen]), dag_id="array")
+    assert state == "success", result
+    first_try = str(OUTCOMES["step_retry"])
+    assert "failed array indices: [1]" in first_try and "shard 1 broke" in first_try
+    first, second = result["job_ids"]
+    assert sorted(r[0] for r in sacct_rows("-j", first)) == [f"{first}_{i}" for i in range(3)]
+    assert [r[0] for r in sacct_rows("-j", second)] == [f"{second}_1"]
+    assert {(t["job_id"], t["state"]) for t in result["tasks"]} == {
+        (f"{first}_0", "COMPLETED"), (f"{second}_1", "COMPLETED"), (f"{first}_2", "COMPLETED")}
+    assert len(calls) >= 4 and all(s == 1 and q <= 1 for s, q in calls), calls
+
+
+def test_reattach_instead_of_submitting_twice(remote: tuple[SlurmHook, str]) -> None:
+    """A job submitted by an earlier try (worker died after sbatch) is reattached while live,
+    and again once COMPLETED when the task runs another time: never a second job."""
+    hook, base = remote
+    name = f"t{TOKEN}-reattach"
+    earlier = hook.submit(f"{base}/sleep.sh", job_name=name, script_args=["3"], resources=RES,
+                          output=hook.resolve(f"plugin-tests/{TOKEN}/logs/{name}-%j.out"))
+    when = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    for _ in range(2):
+        state, result = run_task(submit_op(base, "reattach", script="sleep.sh", script_args=["3"]),
+                                 dag_id="reattach", logical_date=when)
+        assert state == "success", result
+        assert result["job_ids"] == [earlier]
+    assert [r[0] for r in sacct_rows("--name", name, "-S", "now-1hour")] == [earlier]
+
+
+def test_sshd_restart_while_watching(remote: tuple[SlurmHook, str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _, base = remote
+    errors: list[BaseException] = []
+    query = SlurmHook.query
+
+    def recording_query(self: SlurmHook, job_ids: list[str]) -> Any:
+        try:
+            return query(self, job_ids)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+    monkeypatch.setattr(SlurmHook, "query", recording_query)
+
+    def outage() -> None:
+        wait_running(until(watched_job_id))
+        try:
+            stop_sshd_and_our_sessions()
+            time.sleep(6)
+        finally:
+            ensure_sshd()
+    restarter = in_background(outage)
+    try:
+        state, result = run_task(submit_op(base, "sshd", script="sleep.sh", script_args=["15"]),
+                                 dag_id="sshd")
+    finally:
+        restarter.join()
+        ensure_sshd()
+    assert not restarter.errors, restarter.errors
+    assert state == "success", result
+    assert errors, "the watch never saw the outage"
+
+
+def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str]) -> None:
+    _, base = remote
+
+    def outage() -> None:
+        job_id = until(watched_job_id)
+        wait_running(job_id)
+        until(lambda: sacct_rows("-j", job_id))  # accounting knew the job before it went away
+        try:
+            kill_pidfile("/run/slurmdbd.pid")
+            until(lambda: "COMPLETED" in subprocess.run(
+                ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], capture_output=True,
+                text=True).stdout, timeout=60)
+            time.sleep(5)  # the watch must conclude from squeue alone
+        finally:
+            ensure_slurmdbd()
+    breaker = in_background(outage)
+    try:
+        state, result = run_task(submit_op(base, "dbd", script="sleep.sh", script_args=["8"],
+                                           max_poll_interval_s=1), dag_id="dbd")
+    finally:
+        breaker.join()
+        ensure_slurmdbd()
+    assert not breaker.errors, breaker.errors
+    assert state == "success", result
+    assert result["tasks"][0]["source"] == "squeue"
+
+
+def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str]) -> None:
+    hook, base = remote
+    pwn = f"/tmp/pwned-{TOKEN}-"
+    weird = f"{base}/we ird; $(touch {pwn}1) 'q\" `touch {pwn}2`"
+    hook.makedirs(weird)
+    hook.write_text(f"{weird}/job.sh", f"#!/bin/bash\n{SCRIPTS['ok.sh']}\n", 0o755)
+    args = [f"; touch {pwn}3", f"$(touch {pwn}4)", "it's \"quoted\"", "a  b", "&& id >&2"]
+    name = f"t{TOKEN}-inj ; touch {pwn}5 $(touch {pwn}6) 'q\" `id`"
+    state, result = run_task(lambda: SlurmSubmitOperator(
+        task_id="step", ssh_conn_id="hpc_ssh", script=f"{weird}/job.sh", script_args=args,
+        job_name=name, resources=RES, env={"FOO": f"$(touch {pwn}7); x"}, chdir=weird,
+        log_dir=f"{weird}/log dir; $(touch {pwn}8)", **FAST), dag_id="inj")
+    assert state == "success", result
+    log = hook.read_text(result["log_path"].replace("%j", result["job_ids"][0]))
+    assert "".join(f"<{a}>\n" for a in args) in log
+    assert f"FOO=<$(touch {pwn}7); x>" in log
+    assert [r[2] for r in sacct_rows("-j", result["job_ids"][0])] == [name.replace('"', "`")]
+    assert [j.job_id for j in hook.find_jobs(name)] == result["job_ids"]
+    assert not [p for p in os.listdir("/tmp") if p.startswith(f"pwned-{TOKEN}")]
+    assert not hook.run(["bash", "-c", f"ls {pwn}* 2>/dev/null"])[1]
+
+
+def test_trigger_on_kill_cancels_the_job(remote: tuple[SlurmHook, str]) -> None:
+    """What Airflow 3.3's triggerer calls when a deferred task is marked failed in the UI."""
+    hook, base = remote
+    job_id = hook.submit(f"{base}/sleep.sh", job_name=f"t{TOKEN}-kill", script_args=["120"],
+                         resources=RES, output=f"{base}/kill-%j.out")
+    wait_running(job_id)
+    asyncio.run(SlurmJobTrigger(ssh_conn_id="hpc_ssh", job_ids=[job_id]).on_kill())
+    until(lambda: sacct_rows("-j", job_id)[0][1].startswith("CANCELLED"), timeout=30)
+
+
+def test_zero_array_size_skips(remote: tuple[SlurmHook, str]) -> None:
+    _, base = remote
+    state, _ = run_task(submit_op(base, "skip", array_size="0"), dag_id="skip")
+    assert state == "skipped"
+    assert not sacct_rows("--name", f"t{TOKEN}-skip", "-S", "now-1hour")
+
+
+def test_sensor_sees_time_limit(remote: tuple[SlurmHook, str], timeout_job: str) -> None:
+    """Last on purpose: the --time=1 job started with the module is killed after ~75 s."""
+    _, base = remote
+    state, exc = run_task(lambda: SlurmJobSensor(
+        task_id="wait", ssh_conn_id="hpc_ssh", job_id=timeout_job,
+        log_path=f"{base}/timeout-%j.out", **FAST), dag_id="timeout")
+    assert state == "failed"
+    assert "TIMEOUT" in str(exc) and "sleeping 600" in str(exc)
+
+
+def test_sensor_poke_mode(remote: tuple[SlurmHook, str]) -> None:
+    hook, base = remote
+    job_id = hook.submit(f"{base}/ok.sh", job_name=f"t{TOKEN}-poke", resources=RES,
+                         output=f"{base}/poke-%j.out", env={"FOO": "poked"})
+    state, result = run_task(lambda: SlurmJobSensor(
+        task_id="wait", ssh_conn_id="hpc_ssh", job_id=f"['{job_id}']", deferrable=False,
+        poke_interval=1, log_path=f"{base}/poke-%j.out"), dag_id="poke")
+    assert state == "success", result
+    assert result["tasks"][0]["state"] == "COMPLETED"
+
+
+# -- test bed control (always restored: the test bed is shared) -------------------------
+
+
+def kill_pidfile(path: str) -> None:
+    with open(path) as fh:
+        pid = int(fh.read().strip())
+    proc = psutil.Process(pid)
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def stop_sshd_and_our_sessions() -> None:
+    """Stop the sshd listener and the session processes serving *this* test process's
+    connections (a restarted sshd alone leaves existing sessions alive)."""
+    kill_pidfile(SSHD_PIDFILE)
+    conns = psutil.net_connections(kind="tcp")
+    ours = {c.laddr.port for c in conns if c.pid == os.getpid() and c.raddr and c.raddr.port == 2222}
+    for pid in {c.pid for c in conns if c.pid and c.laddr.port == 2222 and c.raddr
+                and c.raddr.port in ours}:
+        psutil.Process(pid).terminate()
+
+
+def _alive(pidfile: str) -> bool:
+    try:
+        with open(pidfile) as fh:
+            return psutil.pid_exists(int(fh.read().strip()))
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_sshd() -> None:
+    if not _alive(SSHD_PIDFILE):
+        subprocess.run(SSHD, check=True)
+        until(lambda: _alive(SSHD_PIDFILE), timeout=10)
+
+
+def ensure_slurmdbd() -> None:
+    if not _alive("/run/slurmdbd.pid"):
+        subprocess.run(["/usr/sbin/slurmdbd"], check=True)
+    until(lambda: subprocess.run(["sacctmgr", "-n", "list", "cluster"],
+                                 capture_output=True).returncode == 0, timeout=60)
