@@ -27,10 +27,9 @@ _STDERR_TAIL_LINES = 4
 class DecodeError(Exception):
     """A clip that cannot be turned into audio; ``kind`` is one of the contract's ERROR_KINDS."""
 
-    def __init__(self, kind: str, message: str, duration_s: float = 0.0) -> None:
+    def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-        self.duration_s = duration_s
 
 
 def _stderr_tail(stderr: bytes) -> str:
@@ -62,12 +61,11 @@ def decode(path: str | Path, clip_id: str, max_seconds: float) -> DecodedClip:
     if proc.returncode != 0:
         tail = _stderr_tail(proc.stderr)
         raise DecodeError(classify_failure(tail), f"ffmpeg exit {proc.returncode}: {tail}")
-    audio = np.frombuffer(proc.stdout, dtype=np.float32)
+    audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()  # writable, as torch wants
     if audio.size == 0:
         raise DecodeError("corrupt", f"ffmpeg decoded no samples: {_stderr_tail(proc.stderr)}")
-    duration = audio.size / SAMPLE_RATE
-    if duration > max_seconds:
-        raise DecodeError("too_long", f"longer than the {max_seconds:g} s limit", duration)
+    if audio.size > max_seconds * SAMPLE_RATE:
+        raise DecodeError("too_long", f"longer than the {max_seconds:g} s limit")
     return DecodedClip(clip_id=clip_id, audio=audio, decode_s=time.perf_counter() - start)
 
 

@@ -121,7 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-clip-seconds", type=float, default=3 * 3600)
-    p.add_argument("--workers", type=int, default=2, help="FFmpeg decode threads")
+    p.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
+                   help="FFmpeg decode threads (default: half the CPUs granted)")
     p.add_argument("--progress-interval", type=float, default=30.0)
     return p.parse_args(argv)
 
@@ -164,7 +165,7 @@ class ShardRun:
         """Feed the engine decoded clips; decode failures are recorded here, on the way."""
         for job, outcome in pool:
             if isinstance(outcome, DecodeError):
-                self._failed(job.clip_id, outcome.kind, str(outcome), outcome.duration_s)
+                self._failed(job.clip_id, outcome.kind, str(outcome))
                 progress.add(0.0)
             else:
                 yield outcome
