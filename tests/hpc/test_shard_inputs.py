@@ -1,6 +1,7 @@
-"""The shard runner refuses what it cannot run, clearly, before touching any result: unknown
-manifest versions, a shard not in the plan, another plan's manifest, a missing model. Runs in
-the HPC runtime (it needs numpy and, for the model check, WhisperX)."""
+"""The shard runner without transcribing: it refuses what it cannot run, clearly (unknown
+manifest version, a shard not in the plan, another plan's manifest, a missing model), and
+repairs a ledger torn by a kill. Runs in the HPC runtime (numpy; WhisperX for the model
+check)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_contract import Clip, Manifest, Shard
+from pipeline_contract import Clip, ClipResult, Manifest, Shard, ShardSummary
 from tests.conftest import REPO
 from tests.hpc.slurm_jobs import HPC_PYTHON, MODELS_DIR
 
@@ -55,3 +56,26 @@ def test_missing_model_fails_the_shard(stage: Path) -> None:
     proc = _run(stage, "--shard", "0", "--model", "no-such-model")
     assert proc.returncode == 3
     assert "no CTranslate2 model at" in proc.stderr and "no-such-model" in proc.stderr
+
+
+def test_torn_line_is_dropped_and_the_shard_resumes(stage: Path) -> None:
+    """A kill mid-write leaves half a line: it is cut off, the clip already done is skipped,
+    and a clip that never reached staging is recorded as transfer_failed without the engine
+    ever loading."""
+    day = stage / DATE
+    m = Manifest.from_json((day / "manifest.json").read_text())
+    m.shards[0].clips.append(Clip(f"{DATE}/lost.m4a", "lost.m4a", "/src/lost.m4a", 1))
+    (day / "manifest.json").write_text(m.to_json())
+    ledger = day / "results" / "p1" / "shard-0000.jsonl"
+    ledger.parent.mkdir(parents=True)
+    done = ClipResult(clip_id=f"{DATE}/a.wav", date=DATE, status="ok", text="hi").to_line()
+    ledger.write_text(done + done[:40])
+    proc = _run(stage, "--shard", "0", "--model", "not-needed")
+    assert proc.returncode == 0, proc.stderr
+    assert "dropping a torn last line" in proc.stderr
+    lines = ledger.read_text().splitlines()
+    assert len(lines) == 2 and lines[0] == done.strip()
+    lost = ClipResult.from_line(lines[1])
+    assert (lost.clip_id, lost.error_kind) == (f"{DATE}/lost.m4a", "transfer_failed")
+    summary = ShardSummary.from_json((ledger.parent / "shard-0000.summary.json").read_text())
+    assert (summary.ok, summary.failed, summary.skipped_already_done) == (1, 1, 1)
