@@ -72,6 +72,7 @@ class TorchWhisperEngine(TranscriptionEngine):
         model = model.to(self.device, _dtype(options, self.device)).eval()
         self.vad, self.lookahead, self.bench_tokens_per_s = vad, lookahead, bench_tokens_per_s
         self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
+        self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
 
     @property
     def device_name(self) -> str:
@@ -109,6 +110,8 @@ class TorchWhisperEngine(TranscriptionEngine):
         t0 = time.perf_counter()
         results = self.decoder.transcribe(windows, fixed)
         share = (time.perf_counter() - t0) / len(batch)
+        self.windows += len(windows)
+        self.window_audio_s += sum(len(w) for w in windows) / SAMPLE_RATE
         for (c, i), d in zip(batch, results):
             c.decoded[i] = d
             c.transcribe_s += share

@@ -1,0 +1,201 @@
+"""Throughput of the torch engine vs the transformers ASR pipeline, one synthetic day, one run.
+
+Both recipes get the same clips (10-60 s of speech-like bursts and pauses) and a Whisper
+large-v3-shaped model with random weights. Random weights never emit end-of-text, so the
+decode length is fixed to a realistic rate: ``--tokens-per-s`` text tokens per second of
+audio in each window (3.0 by default: ~150 words/min x ~1.3 BPE tokens/word; bench_wer.py
+prints the rate of its references). The peer decodes every 30 s chunk for
+``30 x tokens-per-s`` tokens, the same rate, because its chunks hold 30 s of audio.
+
+    python bench/bench_gpu_throughput.py --tokenizer .bench_assets/tokenizer.json
+
+prints one JSON line per run and a table; ``--json PATH`` keeps all of it.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hpc" / "src"))
+
+from engines.base import SAMPLE_RATE, DecodedClip, EngineOptions  # noqa: E402
+from engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
+from engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
+from engines.torch_engine import TorchWhisperEngine  # noqa: E402
+from engines.torch_model import WhisperTorch  # noqa: E402
+
+# large-v3's shape; the vocabulary is tiny.en's (51,864 vs 51,866 rows: 0.004% of the
+# output layer) so both recipes can use the one tokenizer.json available offline.
+LARGE_V3 = Dims(vocab_size=51864)
+TINY = Dims(num_mel_bins=80, d_model=384, encoder_layers=4, encoder_attention_heads=6,
+            encoder_ffn_dim=1536, decoder_layers=4, decoder_attention_heads=6,
+            decoder_ffn_dim=1536, vocab_size=51864)
+
+
+def synthetic_day(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Clips of 10-60 s: syllable-rate modulated noise bursts of 1-6 s, pauses of 0.2-1.2 s."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(n):
+        total = int(rng.uniform(10, 60) * SAMPLE_RATE)
+        audio = rng.normal(0, 0.001, total).astype(np.float32)
+        pos = int(rng.uniform(0, 1) * SAMPLE_RATE)
+        while pos < total:
+            burst = int(rng.uniform(1, 6) * SAMPLE_RATE)
+            t = np.arange(min(burst, total - pos)) / SAMPLE_RATE
+            envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+            audio[pos:pos + len(t)] += 0.1 * envelope * rng.normal(0, 1, len(t))
+            pos += burst + int(rng.uniform(0.2, 1.2) * SAMPLE_RATE)
+        clips.append(audio)
+    return clips
+
+
+def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
+                     tokens_per_s: float, device: str) -> dict:
+    """The torch engine, bf16 on GPU, graphs captured before the clock starts."""
+    torch.manual_seed(0)
+    model = WhisperTorch(dims)
+    vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
+    t0 = time.perf_counter()
+    engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device), model=model,
+                                vocab=vocab, decode_options=DecodeOptions(temperatures=(0.0,)),
+                                bench_tokens_per_s=tokens_per_s)
+    setup_s = time.perf_counter() - t0
+    list(engine.transcribe_stream(DecodedClip(f"w{i}", a) for i, a in enumerate(clips[:batch])))
+    engine.windows, engine.window_audio_s = 0, 0.0
+    sync()
+    t0 = time.perf_counter()
+    outcomes = list(engine.transcribe_stream(DecodedClip(f"c{i}", a) for i, a in enumerate(clips)))
+    sync()
+    wall = time.perf_counter() - t0
+    audio_s = sum(len(a) for a in clips) / SAMPLE_RATE
+    failed = [repr(o) for _, o in outcomes if isinstance(o, Exception)]
+    windows, window_audio_s = engine.windows, engine.window_audio_s
+    encoder_s = 0.0                 # second pass, encoder timed alone: where the time goes
+    encode = engine.decoder.encode
+
+    def timed_encode(windows: list[np.ndarray]) -> None:
+        nonlocal encoder_s
+        sync()
+        t = time.perf_counter()
+        encode(windows)
+        sync()
+        encoder_s += time.perf_counter() - t
+    engine.decoder.encode = timed_encode
+    t0 = time.perf_counter()
+    list(engine.transcribe_stream(DecodedClip(f"c{i}", a) for i, a in enumerate(clips)))
+    sync()
+    second_wall = time.perf_counter() - t0
+    return {"recipe": f"torch engine {str(next(model.parameters()).dtype)[6:]} batch {batch}", "audio_s": round(audio_s, 1),
+            "wall_s": round(wall, 2), "audio_s_per_s": round(audio_s / wall, 1),
+            "windows": windows, "audio_s_per_window": round(window_audio_s / windows, 2),
+            "setup_s": round(setup_s, 1), "second_pass_wall_s": round(second_wall, 2),
+            "encoder_share": round(encoder_s / second_wall, 3), "failed": failed[:3], "n_failed": len(failed),
+            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if torch.cuda.is_available() else 0}
+
+
+def check_graphs(clips: list[np.ndarray], dims: Dims, vocab_path: Path) -> dict:
+    """CUDA-graph decoding vs eager decoding of the same 16 windows: same tokens?"""
+    torch.manual_seed(0)
+    model = WhisperTorch(dims).to("cuda", torch.bfloat16).eval()
+    vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
+    windows = [a[:30 * SAMPLE_RATE] for a in clips[:16]]
+    lengths = [20 + 4 * i for i in range(16)]           # rows end at different steps: compaction
+    tokens = []
+    for graphs in (True, False):
+        dec = BatchDecoder(model, vocab, 16, "en", DecodeOptions(temperatures=(0.0,)), cuda_graphs=graphs)
+        tokens.append([d.tokens for d in dec.decode(windows, fixed_tokens=lengths)])
+        del dec
+    same = sum(a == b for g, e in zip(*tokens) for a, b in zip(g, e))
+    return {"check": "graph vs eager greedy tokens", "agree": same, "of": sum(lengths),
+            "first_rows_identical": sum(g == e for g, e in zip(*tokens))}
+
+
+def run_peer(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
+             tokens_per_s: float, device: str) -> dict:
+    """transformers' ASR pipeline: 30 s chunks (5 s strides), batch ``batch``, fp16, SDPA."""
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperTokenizerFast, pipeline)
+    torch.manual_seed(0)
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    config = WhisperConfig(**asdict(dims), decoder_start_token_id=50257, eos_token_id=50256,
+                           pad_token_id=50256, bos_token_id=50256)
+    model = WhisperForConditionalGeneration._from_config(config, attn_implementation="sdpa",
+                                                         torch_dtype=dtype).to(device).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256,
+        no_timestamps_token_id=50362, is_multilingual=False, begin_suppress_tokens=[220, 50256])
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(vocab_path), pad_token="<|endoftext|>")
+    asr = pipeline("automatic-speech-recognition", model=model, tokenizer=tokenizer,
+                   feature_extractor=WhisperFeatureExtractor(feature_size=dims.num_mel_bins),
+                   chunk_length_s=30, batch_size=batch, device=device, torch_dtype=dtype)
+    n_tokens = round(30 * tokens_per_s)
+    kwargs = {"generate_kwargs": {"min_new_tokens": n_tokens, "max_new_tokens": n_tokens}}
+    asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips[:2]], **kwargs)  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    out = asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips], **kwargs)
+    sync()
+    wall = time.perf_counter() - t0
+    audio_s = sum(len(a) for a in clips) / SAMPLE_RATE
+    return {"recipe": f"transformers pipeline fp16 batch {batch}", "audio_s": round(audio_s, 1),
+            "wall_s": round(wall, 2), "audio_s_per_s": round(audio_s / wall, 1),
+            "outputs": len(out), "new_tokens_per_chunk": n_tokens}
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokenizer", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json"))
+    p.add_argument("--clips", type=int, default=240)
+    p.add_argument("--tokens-per-s", type=float, default=3.0)
+    p.add_argument("--batches", default="64,128", help="torch engine decoder batch sizes")
+    p.add_argument("--peer-batch", type=int, default=24)
+    p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--tiny", action="store_true", help="tiny shapes: a CPU smoke test")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dims = TINY if args.tiny else LARGE_V3
+    import transformers
+    env = {"device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
+           "torch": torch.__version__, "transformers": transformers.__version__,
+           "python": platform.python_version(), "dims": asdict(dims), "clips": args.clips,
+           "tokens_per_s": args.tokens_per_s, "argv": sys.argv}
+    print(json.dumps(env), flush=True)
+    clips = synthetic_day(args.clips)
+    if device == "cuda":
+        print(json.dumps(check_graphs(clips, dims, args.tokenizer)), flush=True)
+    runs = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        runs.append(run_torch_engine(clips, dims, args.tokenizer, batch, args.tokens_per_s, device))
+        print(json.dumps(runs[-1]), flush=True)
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    if not args.no_peer:
+        runs.append(run_peer(clips, dims, args.tokenizer, args.peer_batch, args.tokens_per_s, device))
+        print(json.dumps(runs[-1]), flush=True)
+        best = max(r["audio_s_per_s"] for r in runs[:-1])
+        print(f"speed-up of the best torch-engine run over the peer: {best / runs[-1]['audio_s_per_s']:.1f}x")
+    for r in runs:
+        print(f"{r['recipe']:<40} {r['audio_s']:>8} audio-s {r['wall_s']:>8} s {r['audio_s_per_s']:>8} audio-s/s")
+    if args.json:
+        args.json.write_text(json.dumps({"env": env, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

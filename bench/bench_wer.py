@@ -1,0 +1,76 @@
+"""WER of the torch engine vs the WhisperX engine on the same weights and espeak-ng speech.
+
+Both engines read the same faster-whisper dir (tiny.en by default) through the engine
+interface that ``hpc_process_day.py`` uses, on CPU. Also prints the text-token rate of the
+references (tokens per second of audio), which calibrates bench_gpu_throughput.py.
+
+    /opt/hpc-venv/bin/python bench/bench_wer.py --clips 24
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hpc" / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from espeak_clips import corpus  # noqa: E402
+
+from engines.base import DecodedClip, EngineOptions, load_engine  # noqa: E402
+from wer import corpus_wer  # noqa: E402
+
+
+def run_engine(name: str, options: EngineOptions, clips: list) -> dict:
+    """Transcribe every clip; return WER, wall time and the hypotheses."""
+    t0 = time.perf_counter()
+    engine = load_engine(name, options)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hyps = {c.clip_id: o for c, o in engine.transcribe_stream(
+        DecodedClip(f"{i}", c.audio) for i, c in enumerate(clips))}
+    wall = time.perf_counter() - t0
+    texts = [h.text if not isinstance(h, Exception) else "" for h in (hyps[f"{i}"] for i in range(len(clips)))]
+    return {"engine": name, "compute_type": options.compute_type,
+            "wer": round(100 * corpus_wer((c.text, t) for c, t in zip(clips, texts)), 2),
+            "failed": sum(isinstance(h, Exception) for h in hyps.values()),
+            "load_s": round(load_s, 1), "wall_s": round(wall, 1), "hypotheses": texts}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models-dir", default="/opt/hpc-models")
+    p.add_argument("--model", default="faster-whisper-tiny.en")
+    p.add_argument("--clips", type=int, default=24)
+    p.add_argument("--whisperx-compute", default="int8,float32")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    clips = corpus(args.clips)
+    audio_s = sum(c.duration_s for c in clips)
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(Path(args.models_dir) / args.model / "tokenizer.json"))
+    tokens = sum(len(tok.encode(" " + c.text).ids) for c in clips)
+    print(f"{len(clips)} clips, {audio_s:.0f} s of audio, {tokens / audio_s:.2f} reference "
+          f"text tokens per audio second", flush=True)
+    runs = [run_engine("torch", EngineOptions(args.models_dir, args.model, batch_size=8,
+                                              device="cpu", compute_type="float32"), clips)]
+    print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
+    for compute in args.whisperx_compute.split(","):
+        runs.append(run_engine("whisperx", EngineOptions(args.models_dir, args.model, batch_size=8,
+                                                         device="cpu", compute_type=compute), clips))
+        print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
+    for r in runs:
+        print(f"{r['engine']:<9} {r['compute_type']:<8} WER {r['wer']:6.2f} %  "
+              f"failed {r['failed']}  {audio_s / r['wall_s']:7.1f} audio-s/s on CPU")
+    if args.json:
+        args.json.write_text(json.dumps({"audio_s": audio_s, "tokens_per_audio_s": tokens / audio_s,
+                                         "references": [c.text for c in clips],
+                                         "voices": [[c.voice, c.speed] for c in clips],
+                                         "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
