@@ -151,17 +151,34 @@ def until(predicate: Callable[[], Any], timeout: float = 60) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def test_success_on_gpu_partition(remote: tuple[SlurmHook, str], timeout_job: str) -> None:
+def test_success_on_gpu_partition(remote: tuple[SlurmHook, str], timeout_job: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
     hook, base = remote
     state, result = run_task(submit_op(
         base, "ok", resources=SlurmResources(partition="gpu", gres="gpu:1", time="5", mem="100M"),
         script_args=["a b", "c"], env={"FOO": "x,y z"}), dag_id="ok")
     assert state == "success", result
+    task_log = capsys.readouterr().out
+    (job_id,) = result["job_ids"]
+    assert f"Watching SLURM job(s) ['{job_id}']; remote log: {result['log_path']}" in task_log
+    assert "FOO=<x,y z>" in task_log  # the job's log tail, in the task log
     (task,) = result["tasks"]
     assert task["state"] == "COMPLETED" and task["exit_code"] == "0:0" and task["node"]
     assert task["gpus"] == 1 and task["elapsed_s"] is not None
     log = hook.read_text(result["log_path"].replace("%j", result["job_ids"][0]))
     assert "<a b>\n<c>" in log and "FOO=<x,y z>" in log and "gpus=<0>" in log
+
+
+def test_sftp_helpers(remote: tuple[SlurmHook, str], tmp_path: Any) -> None:
+    hook, base = remote
+    (tmp_path / "sub dir").mkdir()
+    (tmp_path / "sub dir" / "run.sh").write_text("#!/bin/sh\necho tree\n")
+    (tmp_path / "sub dir" / "run.sh").chmod(0o750)
+    hook.put_tree(str(tmp_path), f"plugin-tests/{TOKEN}/tree")
+    target = f"{base}/tree/sub dir/run.sh"
+    assert hook.exists(target) and not hook.exists(f"{base}/tree/nope")
+    assert hook.read_text(f"~/plugin-tests/{TOKEN}/tree/sub dir/run.sh").endswith("echo tree\n")
+    assert hook.run([target]) == (0, "tree\n", "")
 
 
 def test_nonzero_exit_names_state_exit_node_and_log_tail(remote: tuple[SlurmHook, str]) -> None:
@@ -192,17 +209,21 @@ def test_array_retry_resubmits_only_the_failed_index(remote: tuple[SlurmHook, st
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Also: one sacct call per poll for the whole array, never one per index."""
     _, base = remote
+    commands: list[str] = []
     calls: list[tuple[int, int]] = []  # (sacct, squeue) calls made by each poll
     run, query = SlurmHook.run, SlurmHook.query
 
+    def recording_run(self: SlurmHook, argv: list[str], timeout: float | None = None) -> Any:
+        commands.append(argv[0])
+        return run(self, argv, timeout)
+
     def counting_query(self: SlurmHook, job_ids: list[str]) -> Any:
-        seen: list[str] = []
-        monkeypatch.setattr(self, "run", lambda argv, timeout=None: (seen.append(argv[0]), run(self, argv, timeout))[1])
+        start = len(commands)
         try:
             return query(self, job_ids)
         finally:
-            calls.append((seen.count("sacct"), seen.count("squeue")))
-            monkeypatch.delattr(self, "run")
+            calls.append((commands[start:].count("sacct"), commands[start:].count("squeue")))
+    monkeypatch.setattr(SlurmHook, "run", recording_run)
     monkeypatch.setattr(SlurmHook, "query", counting_query)
     OUTCOMES.pop("step_retry", None)
 

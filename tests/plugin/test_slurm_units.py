@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from hpc_pipeline.hooks.slurm import (JobState, expand_job_id, job_name, log_path,
-                                      newest_per_index, parse_sacct, parse_squeue)
+                                      latest_runs, parse_sacct, parse_squeue)
 from hpc_pipeline.operators.slurm import index_spec, parse_array_size, plan
 from hpc_pipeline.sensors.slurm import parse_job_ids
 from hpc_pipeline.slurm_states import Verdict, verdict
-from hpc_pipeline.triggers.slurm import SlurmJobTrigger, judge
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger, failure_message, judge
 
 S = "\x1f"
 
@@ -48,18 +48,22 @@ def test_parse_sacct_and_squeue() -> None:
         "3:0", 3723, "/h/x-%A_%a.out", 1)
 
 
-def _job(jid: str, idx: int | None, state: str) -> JobState:
+def _job(jid: str, idx: int | None, state: str, name: str = "n") -> JobState:
     return JobState(job_id=f"{jid}_{idx}" if idx is not None else jid, array_job_id=jid,
-                    array_index=idx, name="n", state=state, exit_code="0:0", node="vm",
+                    array_index=idx, name=name, state=state, exit_code="0:0", node="vm",
                     elapsed_s=1, alloc_tres="", gpus=0)
 
 
-def test_newest_job_per_index_wins() -> None:
+def test_newest_job_per_name_and_index_wins() -> None:
     jobs = [_job("5", 0, "COMPLETED"), _job("5", 1, "FAILED"), _job("9", 1, "COMPLETED")]
-    assert {i: j.job_id for i, j in newest_per_index(jobs).items()} == {0: "5_0", 1: "9_1"}
+    assert [j.job_id for j in latest_runs(jobs)] == ["5_0", "9_1"]
     assert judge(["5", "9"], jobs)[0] is Verdict.SUCCESS
     assert judge(["5"], jobs[:2])[0] is Verdict.FAILURE
     assert judge(["5", "77"], jobs)[2] is not None  # an id nobody knows: degraded poll
+    # Independent jobs (other names) never hide each other's failure.
+    independent = [_job("5", None, "FAILED", "a"), _job("6", None, "COMPLETED", "b")]
+    assert judge(["5", "6"], independent)[0] is Verdict.FAILURE
+    assert failure_message([_job(str(i), None, "FAILED") for i in range(25)]).endswith("and 5 more")
 
 
 def test_plan_resubmits_only_failed_or_missing_indices() -> None:

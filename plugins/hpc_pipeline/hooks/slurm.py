@@ -36,7 +36,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
 _ACCOUNTING_DOWN = re.compile(r"accounting storage is disabled|slurmdbd|talking to the database|"
-                              r"connection refused|unable to connect", re.IGNORECASE)
+                              r"connection refused|unable to connect|timed out", re.IGNORECASE)
 
 
 class SlurmError(AirflowException):
@@ -152,12 +152,17 @@ def newest_first(jobs: Iterable[JobState]) -> list[JobState]:
     return sorted(jobs, key=lambda j: (int(j.array_job_id), j.array_index or 0), reverse=True)
 
 
-def newest_per_index(jobs: Iterable[JobState]) -> dict[int | None, JobState]:
-    """Judge an array by the newest job that ran each index (a retry supersedes a failure)."""
-    latest: dict[int | None, JobState] = {}
+def latest_runs(jobs: Iterable[JobState]) -> list[JobState]:
+    """The newest job per (job name, array index), by name then index.
+
+    A retry resubmits failed indices under the same name, so its job supersedes the failed
+    one for those indices; jobs with other names (independent jobs) are judged separately.
+    slurmdbd stores '"' as '`', hence the normalised name.
+    """
+    latest: dict[tuple[str, int | None], JobState] = {}
     for job in newest_first(jobs):
-        latest.setdefault(job.array_index, job)
-    return latest
+        latest.setdefault((job.name.replace('"', "`"), job.array_index), job)
+    return [latest[k] for k in sorted(latest, key=lambda k: (k[0], k[1] or 0))]
 
 
 def log_path(pattern: str, job: JobState) -> str:

@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from airflow.sdk import BaseOperator
 
 from hpc_pipeline.config import SlurmResources
-from hpc_pipeline.hooks.slurm import JobState, SlurmHook, log_path, newest_per_index
+from hpc_pipeline.hooks.slurm import JobState, SlurmHook, latest_runs, log_path
 from hpc_pipeline.slurm_states import Verdict, verdict
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
@@ -46,7 +46,7 @@ def plan(existing: list[JobState], array_size: int | None) -> tuple[list[str], s
         if jobs and verdict(jobs[0].state) is not Verdict.FAILURE:
             return [jobs[0].array_job_id], None, False
         return [], None, True
-    latest = newest_per_index(j for j in existing if j.array_index is not None)
+    latest = {j.array_index: j for j in latest_runs(j for j in existing if j.array_index is not None)}
     todo = [i for i in range(array_size)
             if i not in latest or verdict(latest[i].state) is Verdict.FAILURE]
     watch = sorted({latest[i].array_job_id for i in range(array_size) if i in latest and i not in todo},

@@ -26,15 +26,15 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, SlurmHook,
-                                      SlurmUnavailable, newest_per_index)
+                                      SlurmUnavailable, latest_runs)
 from hpc_pipeline.slurm_states import Verdict, verdict
 
 
 def judge(job_ids: list[str], jobs: list[JobState]) -> tuple[Verdict, list[JobState], str | None]:
-    """Overall verdict over the newest job of every index, the per-index states, and why
-    the poll is degraded (None when every job was understood)."""
+    """Overall verdict over the newest job of every (name, index), those jobs, and why the
+    poll is degraded (None when every job was understood)."""
     missing = sorted(set(job_ids) - {j.array_job_id for j in jobs})
-    latest = sorted(newest_per_index(jobs).values(), key=lambda j: (j.array_index or 0))
+    latest = latest_runs(jobs)
     unknown = [f"{j.job_id}={j.state}" for j in latest if verdict(j.state) is Verdict.UNKNOWN]
     if missing or unknown:
         why = f"jobs unknown to SLURM: {missing}" if missing else f"unknown states: {unknown}"
@@ -45,10 +45,12 @@ def judge(job_ids: list[str], jobs: list[JobState]) -> tuple[Verdict, list[JobSt
     return (Verdict.FAILURE if Verdict.FAILURE in verdicts else Verdict.SUCCESS), latest, None
 
 
-def failure_message(tasks: list[JobState]) -> str:
-    """``"12_1 FAILED exit=3:0 node=vm; ..."`` for every failed index."""
-    return "; ".join(f"{j.job_id} {j.state} exit={j.exit_code} node={j.node or '-'}"
-                     for j in tasks if verdict(j.state) is Verdict.FAILURE)
+def failure_message(tasks: list[JobState], limit: int = 20) -> str:
+    """``"12_1 FAILED exit=3:0 node=vm; ..."`` for the failed indices (the first ``limit``)."""
+    failed = [f"{j.job_id} {j.state} exit={j.exit_code} node={j.node or '-'}"
+              for j in tasks if verdict(j.state) is Verdict.FAILURE]
+    more = f"; ... and {len(failed) - limit} more" if len(failed) > limit else ""
+    return "; ".join(failed[:limit]) + more
 
 
 def event_payload(job_ids: list[str], status: str, message: str, tasks: list[JobState],
