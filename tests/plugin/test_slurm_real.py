@@ -29,7 +29,8 @@ from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 TOKEN = uuid.uuid4().hex[:8]
 FAST = dict(poll_interval_s=1, max_poll_interval_s=2)
-RES = SlurmResources(time="00:05:00", mem="100M")
+# Short limits let the backfill scheduler slot test jobs in front of big pending ones.
+RES = SlurmResources(time="1", mem="100M")
 SSHD_PIDFILE = "/run/devcluster-sshd.pid"
 SSHD = ["/usr/sbin/sshd", "-f", "/var/lib/hpc-devcluster/sshd_config",
         "-E", "/var/log/hpc-devcluster/sshd.log"]
@@ -45,8 +46,10 @@ SCRIPTS = {
     "sleep.sh": 'echo "sleeping $1"; sleep "$1"',
 }
 
-# What tasks returned / raised, filled by callbacks (dag.test runs tasks in this process).
+# What tasks raised, filled by callbacks (dag.test runs tasks in this process), and the
+# last task instance run (for XCom checks).
 OUTCOMES: dict[str, Any] = {}
+LAST_TI: list[Any] = []
 
 
 def _on_failure(context: Any) -> None:
@@ -88,6 +91,7 @@ def run_task(op_factory: Callable[[], Any], *, dag_id: str,
                                          {}, None, set(), session)
     dr = dag.test(logical_date=logical_date or datetime.now(timezone.utc))
     ti = dr.get_task_instance(op.task_id)
+    LAST_TI[:] = [ti]
     if ti.state == "success":
         return ti.state, ti.xcom_pull(task_ids=op.task_id)
     return ti.state, OUTCOMES.get(op.task_id)
@@ -155,13 +159,15 @@ def test_success_on_gpu_partition(remote: tuple[SlurmHook, str], timeout_job: st
                                   capsys: pytest.CaptureFixture[str]) -> None:
     hook, base = remote
     state, result = run_task(submit_op(
-        base, "ok", resources=SlurmResources(partition="gpu", gres="gpu:1", time="5", mem="100M"),
+        base, "ok", resources=SlurmResources(partition="gpu", gres="gpu:1", time="1", mem="100M"),
         script_args=["a b", "c"], env={"FOO": "x,y z"}), dag_id="ok")
     assert state == "success", result
     task_log = capsys.readouterr().out
     (job_id,) = result["job_ids"]
     assert f"Watching SLURM job(s) ['{job_id}']; remote log: {result['log_path']}" in task_log
     assert "FOO=<x,y z>" in task_log  # the job's log tail, in the task log
+    pushed = LAST_TI[0].xcom_pull(task_ids="step", key="slurm_job")
+    assert pushed == {"job_ids": [job_id], "log_path": result["log_path"]}
     (task,) = result["tasks"]
     assert task["state"] == "COMPLETED" and task["exit_code"] == "0:0" and task["node"]
     assert task["gpus"] == 1 and task["elapsed_s"] is not None
@@ -231,7 +237,7 @@ def test_array_retry_resubmits_only_the_failed_index(remote: tuple[SlurmHook, st
         OUTCOMES["step_retry"] = context.get("exception")
     state, result = run_task(submit_op(
         base, "array", script="flaky_array.sh", array_size="3",
-        resources=SlurmResources(time="5", mem="100M", array_parallelism=2),
+        resources=SlurmResources(time="1", mem="100M", array_parallelism=2),
         env={"MARK": f"{base}/array-mark"}, retries=1, retry_delay=timedelta(0),
         on_retry_callback=[retry_seen]), dag_id="array")
     assert state == "success", result
@@ -337,7 +343,8 @@ def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str]) -> None:
     log = hook.read_text(result["log_path"].replace("%j", result["job_ids"][0]))
     assert "".join(f"<{a}>\n" for a in args) in log
     assert f"FOO=<$(touch {pwn}7); x>" in log
-    assert [r[2] for r in sacct_rows("-j", result["job_ids"][0])] == [name.replace('"', "`")]
+    rows = until(lambda: sacct_rows("-j", result["job_ids"][0]))  # accounting may lag a bit
+    assert [r[2] for r in rows] == [name.replace('"', "`")]  # slurmdbd's quote quirk
     assert [j.job_id for j in hook.find_jobs(name)] == result["job_ids"]
     assert not [p for p in os.listdir("/tmp") if p.startswith(f"pwned-{TOKEN}")]
     assert not hook.run(["bash", "-c", f"ls {pwn}* 2>/dev/null"])[1]

@@ -1,6 +1,9 @@
 """Pure parts of the SLURM plugin: state mapping, output parsing, retry planning, backoff."""
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from hpc_pipeline.hooks.slurm import (JobState, expand_job_id, job_name, log_path,
@@ -94,3 +97,52 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     assert trig._next_interval(3) > 2.4  # 2 * 1.5**3 * 0.8
     cls, kwargs = trig.serialize()
     assert cls == "hpc_pipeline.triggers.slurm.SlurmJobTrigger" and SlurmJobTrigger(**kwargs).job_ids == ["1"]
+
+
+class _FakeHook:
+    """Stands in for SlurmHook inside the trigger: scripted query results / errors."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.closed = 0
+
+    def query(self, job_ids: list[str]) -> list[JobState]:
+        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def _run_trigger(script: list[Any], outage_timeout_s: float) -> tuple[dict[str, Any], _FakeHook]:
+    fake = _FakeHook(script)
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["5"], poll_interval_s=0.01,
+                           max_poll_interval_s=0.02, outage_timeout_s=outage_timeout_s)
+    trig._hook = lambda: fake  # type: ignore[method-assign]
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trig.run():
+            return event.payload
+        raise AssertionError("no event")
+    return asyncio.run(first_event()), fake
+
+
+def test_trigger_rides_out_short_outages() -> None:
+    event, fake = _run_trigger([OSError("refused"), EOFError(), [_job("5", None, "RUNNING")],
+                                [_job("5", None, "COMPLETED")]], outage_timeout_s=30)
+    assert event["status"] == "success" and fake.closed >= 2  # reconnected after each error
+
+
+def test_trigger_fails_after_the_outage_window() -> None:
+    event, _ = _run_trigger([OSError("refused")], outage_timeout_s=0.2)
+    assert event["status"] == "error" and "refused" in event["message"]
+    event, _ = _run_trigger([[_job("5", None, "BRAND_NEW")]], outage_timeout_s=0.2)
+    assert event["status"] == "error" and "BRAND_NEW" in event["message"]
+
+
+def test_trigger_failure_event_names_failed_indices() -> None:
+    event, _ = _run_trigger([[_job("5", 0, "COMPLETED"), _job("5", 1, "OUT_OF_MEMORY")]], 30)
+    assert event["status"] == "failed" and event["message"] == "5_1 OUT_OF_MEMORY exit=0:0 node=vm"
+    assert [t["array_index"] for t in event["failed"]] == [1] and len(event["tasks"]) == 2

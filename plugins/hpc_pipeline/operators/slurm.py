@@ -3,6 +3,19 @@
 Submitting and waiting are one task on purpose: Airflow retries tasks, so a retry of this
 task looks at what its job name already ran and resubmits only what failed (only the failed
 array indices), while a live or completed job is reattached, never submitted twice.
+
+Example (``cfg = load_config()``; the job name must be unique per step, day and DAG run:
+the DAG registers ``user_defined_macros={"job_name": hooks.slurm.job_name}``)::
+
+    SlurmSubmitOperator(
+        task_id="process_audio", ssh_conn_id=cfg.ssh_conn_id,
+        script="audio-pipeline/current/hpc/slurm/2_process_audio_job.sh",
+        script_args=["--date", "{{ params.date }}"],
+        job_name="{{ job_name('audio', 'audio', params.date, run_id) }}",
+        resources=cfg.resources["audio"],
+        array_size="{{ ti.xcom_pull('plan')['shards'] }}",  # "0" skips the task
+        env={"CONTAINER_RUNTIME": cfg.container_runtime},
+        log_dir="audio-pipeline/staging/{{ params.date }}/logs", retries=2)
 """
 from __future__ import annotations
 
