@@ -61,7 +61,7 @@ def slurm_step(step: str, script: str, args: list[str], **kwargs: Any) -> SlurmS
 with DAG(
     dag_id="audio_pipeline_daily",
     description="Daily HPC audio transcription: plan, transfer, WhisperX shards, PostgreSQL",
-    schedule="@daily",
+    schedule=CONFIG.schedule,
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
     catchup=CONFIG.catchup,
     max_active_runs=CONFIG.max_active_runs,

@@ -3,10 +3,12 @@
 # (SLURM + sshd dev cluster, PostgreSQL, Airflow scheduler/triggerer/api-server), then the
 # day's summary from PostgreSQL. Expects `make up` to have run (the Makefile does it).
 #
-# Usage: scripts/demo.sh run|stop        DEMO_DAY=YYYY-MM-DD (default: yesterday, UTC)
+# Usage: scripts/demo.sh run|stop
+# The sample day is yesterday (UTC): unpausing the @daily DAG makes the scheduler create the
+# run for the latest midnight, which processes yesterday; the demo follows that run.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DAY=${DEMO_DAY:-$(date -u -d yesterday +%F)}
+DAY=$(date -u -d yesterday +%F)
 SOURCE_ROOT=/srv/audio-source
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO/.airflow/demo}
 
@@ -17,8 +19,8 @@ run() {
   fi
   chmod -R a+rX "$SOURCE_ROOT"
   bash "$REPO/scripts/airflow_stack.sh" start
-  "$REPO/.venv/bin/python" "$REPO/scripts/airflow_api.py" run audio_pipeline_daily \
-    --conf "{\"date\": \"$DAY\", \"reprocess\": \"none\"}"
+  "$REPO/.venv/bin/python" "$REPO/scripts/airflow_api.py" scheduled audio_pipeline_daily \
+    --conf "{\"date\": \"$DAY\"}"
   echo
   echo "== Day $DAY in PostgreSQL (audio_results) =="
   PGPASSWORD=audio psql -h 127.0.0.1 -U audio -d audio_results -P pager=off -v day="$DAY" <<'SQL'

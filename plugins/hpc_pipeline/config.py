@@ -66,6 +66,7 @@ class PipelineConfig:
     max_clip_seconds: int = 600
     shard_size: int = 50
     # Scheduling.
+    schedule: str | None = "@daily"          # None: on-demand only (manual runs with a date)
     resources: dict[str, SlurmResources] = field(default_factory=_default_resources)
     catchup: bool = False
     max_active_runs: int = 2

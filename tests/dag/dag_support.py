@@ -14,6 +14,7 @@ def write_config(path: Path, tag: str, **overrides: Any) -> Path:
     """A site config (config/local.json + overrides) isolating cluster dirs under ``tag``."""
     config = json.loads((REPO / "config" / "local.json").read_text())
     config.update(source_root=str(SOURCE_ROOT), remote_root=f"audio-pipeline-test/{tag}",
-                  staging_root=f"audio-pipeline-test/{tag}/staging", retries=0, **overrides)
+                  staging_root=f"audio-pipeline-test/{tag}/staging", retries=0)
+    config.update(overrides)
     path.write_text(json.dumps(config))
     return path
