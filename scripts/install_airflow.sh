@@ -4,9 +4,15 @@
 set -euo pipefail
 VENV=${1:-.venv}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if ! dpkg -s chromium >/dev/null 2>&1; then   # the browser test drives Debian's Chromium
+# Chromium for the browser test, shellcheck and docker-compose (offline validator) for the
+# container tests, curl for the stack's health check.
+missing=()
+for pkg in chromium shellcheck docker-compose curl python3-venv; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium shellcheck docker-compose >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
 if ! cmp -s "$HERE/requirements-dev.txt" "$VENV/.installed-requirements" 2>/dev/null \
