@@ -106,6 +106,11 @@ with DAG(
                                    steps.DayContext(**day))
 
     @task
+    def globus_credentials(day: dict[str, str]) -> str:
+        return steps.write_globus_credentials(SlurmHook(CONFIG.ssh_conn_id), CONFIG,
+                                              steps.DayContext(**day))
+
+    @task
     def read_plan(day: dict[str, str]) -> dict[str, int]:
         return steps.read_plan(SlurmHook(CONFIG.ssh_conn_id), steps.DayContext(**day))
 
@@ -126,10 +131,16 @@ with DAG(
     day = resolve_day()
     day_args = ["--date", ctx("day"), "--staging-root", ctx("staging_root"),
                 "--backend", CONFIG.transfer_backend]
-    master = slurm_step("master", "0_master_scheduler.sh",
-                        day_args + ["--source-root", CONFIG.source_root,
-                                    "--shard-size", str(CONFIG.shard_size)])
-    transfer = slurm_step("transfer", "1_globus_transfer_job.sh", day_args)
+    master_args = ["--source-root", CONFIG.source_root, "--shard-size", str(CONFIG.shard_size)]
+    transfer_args = ["--deadline-hours", str(CONFIG.transfer_deadline_hours)]
+    if CONFIG.transfer_backend == "globus":
+        credentials = ["--globus-credentials", "{{ ti.xcom_pull(task_ids='globus_credentials') }}",
+                       "--source-collection", CONFIG.globus_source_collection]
+        master_args += credentials
+        transfer_args += credentials + ["--dest-collection", CONFIG.globus_dest_collection,
+                                        "--dest-root", CONFIG.globus_dest_root]
+    master = slurm_step("master", "0_master_scheduler.sh", day_args + master_args)
+    transfer = slurm_step("transfer", "1_globus_transfer_job.sh", day_args + transfer_args)
     audio = slurm_step(
         "audio", "2_process_audio_job.sh",
         ["--date", ctx("day"), "--staging-root", ctx("staging_root"), "--plan-id", ctx("plan_id"),
@@ -141,7 +152,10 @@ with DAG(
     plan = read_plan(day)
     recorded = record_results(day)
 
-    [ensure_schema(), deploy_code(day)] >> write_request(day) >> master >> plan >> transfer
+    request = write_request(day)
+    [ensure_schema(), deploy_code(day)] >> request >> master >> plan >> transfer
+    if CONFIG.transfer_backend == "globus":
+        globus_credentials(day) >> master
     transfer >> audio >> recorded
     # The day is red when any step failed, even though recording ran to keep partial results.
     [recorded, audio] >> cleanup_staging(day)

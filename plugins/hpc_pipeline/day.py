@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from hpc_pipeline.config import PipelineConfig
@@ -87,6 +89,24 @@ def write_request(ssh: SlurmHook, db: ResultsDbHook, config: PipelineConfig,
               "done_failed": sum(s == "failed" for s in done.values())}
     log.info("Request for %s (reprocess=%s): %s", ctx.day, ctx.reprocess, counts)
     return counts
+
+
+def write_globus_credentials(ssh: SlurmHook, config: PipelineConfig, ctx: DayContext) -> str:
+    """Put the Globus client id/secret (Airflow connection ``globus_conn_id``: login =
+    client id, password = secret) where the jobs read it: a 0600 file in a 0700 dir.
+
+    The secret never travels on a command line or in the job environment (both are visible
+    to other users through ``ps`` and ``scontrol show job``).
+    """
+    folder = posixpath.join(posixpath.dirname(ctx.release_root), "secrets")
+    path = posixpath.join(folder, "globus.json")
+    conn = BaseHook.get_connection(config.globus_conn_id)
+    ssh.makedirs(folder)
+    ssh.run(["chmod", "700", "--", folder])
+    ssh.write_text(path, "", mode=0o600)  # restrict before the secret is written
+    ssh.write_text(path, json.dumps({"client_id": conn.login, "client_secret": conn.password}),
+                   mode=0o600)
+    return path
 
 
 def read_plan(ssh: SlurmHook, ctx: DayContext) -> dict[str, int]:
