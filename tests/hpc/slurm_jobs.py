@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import run_as_submit_user
+from tests.testbed import run_as_submit_user
 
 HPC_PYTHON = "/opt/hpc-venv/bin/python"
 MODELS_DIR = "/opt/hpc-models"

@@ -78,8 +78,8 @@ def complete(op: BaseOperator, hook: SlurmHook, event: dict[str, Any],
     failed = [JobState(**t) for t in event.get("failed", [])]
     tails: list[str] = []
     for job in (failed if event["status"] == "failed" else tasks)[:_MAX_TAILS]:
-        path = log_path(pattern, job) if pattern else job.stdout
-        if path:
+        if source := pattern or job.stdout:
+            path = log_path(source, job)
             text = hook.tail(path, tail_lines).rstrip()
             op.log.info("---- %s: last %d lines of %s ----\n%s", job.job_id, tail_lines, path, text)
             tails.append(f"--- last lines of {path} ---\n{text}")
@@ -114,7 +114,7 @@ class SlurmSubmitOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("script", "script_args", "job_name", "array_size", "env",
-                                      "log_dir", "chdir")
+                                      "log_dir", "chdir", "dependency")
     ui_color = "#d9e8f5"
 
     def __init__(self, *, ssh_conn_id: str, script: str, job_name: str,

@@ -27,8 +27,9 @@ class SlurmJobSensor(BaseSensorOperator):
     """Succeed when every job (every array index) in ``job_id`` is COMPLETED; fail, naming
     state, exit code, node and log tail, when all ended and any failed.
 
-    ``log_path``: optional ``--output`` pattern (``%A``/``%a``/``%j``) to tail; without it
-    the path SLURM reports (squeue StdOut) is used while the controller still knows the job.
+    ``log_path``: the job's ``--output`` pattern (``%A``/``%a``/``%j``), to tail its log into
+    the task log and failure message; without it a tail appears only when the final state
+    came from squeue (accounting down), which reports the output path, and sacct does not.
     Deferrable by default; with ``deferrable=False`` it pokes (one sacct call per poke).
     """
 
