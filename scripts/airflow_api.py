@@ -75,6 +75,15 @@ class AirflowApi:
         tis = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self._call("GET", path + "?deserialize=true")["value"]
+
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """What *Mark as failed/success* does in the UI."""
+        self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+                   {"new_state": state})
+
     def wait(self, dag_id: str, run_id: str, timeout_s: float = 1200) -> str:
         deadline = time.monotonic() + timeout_s
         state = self.run_state(dag_id, run_id)

@@ -2,7 +2,8 @@
 LocalExecutor, started by the same script as the README demo.
 
 A run triggered through the REST API must defer its SLURM waits to the triggerer and land
-rows in PostgreSQL; a person triggering the DAG with a date from the UI (headless Chromium)
+rows in PostgreSQL; marking a waiting SLURM task failed (as from the UI) must cancel its job;
+a person triggering the DAG with a date from the UI (headless Chromium)
 must see the run succeed.
 """
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import psycopg
 import pytest
@@ -74,6 +76,39 @@ def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]
         trigger_logs = list((run_logs / f"task_id={step}").glob("attempt=*.log.trigger.*.log"))
         assert trigger_logs, f"{step} never deferred"
         assert "Trigger fired event" in trigger_logs[0].read_text()
+
+
+def test_marking_a_waiting_task_failed_cancels_its_slurm_job(stack: dict[str, str]) -> None:
+    """The triggerer calls the trigger's on_kill on a user action; the job must not run on."""
+    dag = "audio_pipeline_daily"
+    api = AirflowApi(f"http://127.0.0.1:{PORT}")
+    api.unpause(dag)
+    run_id = api.trigger(dag, {"date": stack["day"], "reprocess": "all"})
+    job_ids = _when(lambda: api.task_states(dag, run_id).get("audio") == "deferred"
+                    and api.xcom(dag, run_id, "audio", "slurm_job")["job_ids"], timeout_s=600)
+    assert _sacct_states(job_ids) <= {"PENDING", "RUNNING"}  # still working when we step in
+    api.set_task_state(dag, run_id, "audio", "failed")
+    _when(lambda: _sacct_states(job_ids) == {"CANCELLED"}, timeout_s=90)
+    assert api.wait(dag, run_id, timeout_s=300) == "failed"
+    assert api.task_states(dag, run_id)["audio"] == "failed"
+
+
+def _sacct_states(job_ids: list[str]) -> set[str]:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", ",".join(job_ids)],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line}
+
+
+def _when(predicate: Callable[[], Any], timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if value := predicate():
+                return value
+        except RuntimeError:  # e.g. the XCom is not there yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout_s} s")
 
 
 def test_browser_trigger_with_a_date_succeeds(stack: dict[str, str]) -> None:
