@@ -30,6 +30,7 @@ os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
 sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO / "hpc" / "src"))
+sys.path.insert(0, str(REPO / "hpc" / "devcluster"))  # sample_clips
 
 
 def _sh(*args: str, **kw) -> subprocess.CompletedProcess:

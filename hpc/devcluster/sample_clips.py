@@ -66,15 +66,18 @@ def speak(text: str, voice: str, wpm: int, out: Path, codec: list[str]) -> None:
                 *codec, str(out))
 
 
-def make_bad_clips(day_dir: Path) -> None:
+def make_bad_clips(day_dir: Path, prefix: str = "") -> dict[str, str]:
+    """Write the kinds of ``BAD_CLIPS`` (names prefixed); return ``{name: error kind}``."""
     good = day_dir / "_tmp_source.m4a"
     speak(" ".join(SENTENCES[:3]), "en-us", 160, good, VARIANTS[0][3])
     data = good.read_bytes()
-    (day_dir / "corrupt.m4a").write_bytes(data[: len(data) // 3])
     good.unlink()
-    (day_dir / "empty.mp4").write_bytes(b"")
-    (day_dir / "notes.mp4").write_text("meeting notes, not a video\n" * 20)
-    _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "10", str(day_dir / "silence.wav"))
+    (day_dir / f"{prefix}corrupt.m4a").write_bytes(data[: len(data) // 3])  # moov atom cut off
+    (day_dir / f"{prefix}empty.mp4").write_bytes(b"")
+    (day_dir / f"{prefix}notes.mp4").write_text("meeting notes, not a video\n" * 20)
+    _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "10",
+            str(day_dir / f"{prefix}silence.wav"))
+    return {prefix + name: kind for name, kind in BAD_CLIPS.items()}
 
 
 def make_day(root: Path, day: str, clips: int = 6, bad: bool = True,
@@ -91,8 +94,7 @@ def make_day(root: Path, day: str, clips: int = 6, bad: bool = True,
         speak(text, voice, wpm, day_dir / name, codec)
         expected[name] = text
     if bad:
-        expected.update({name: f"error:{kind}" for name, kind in BAD_CLIPS.items()})
-        make_bad_clips(day_dir)
+        expected.update({name: f"error:{kind}" for name, kind in make_bad_clips(day_dir).items()})
     (root / f"{day}.expected.json").write_text(json.dumps(expected, indent=1))
     return expected
 

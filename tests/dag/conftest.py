@@ -5,17 +5,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+import sample_clips
 from dag_support import DAY, REPO, SOURCE_ROOT, write_config
-
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
-import sample_clips  # noqa: E402
 
 
 @pytest.fixture(scope="session")
