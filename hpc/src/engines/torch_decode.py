@@ -10,6 +10,7 @@ whose log-probability is low is silence.
 from __future__ import annotations
 
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,13 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6
     max_new_tokens: int = 220
     encoder_batch: int = 32
+
+
+@dataclass
+class Encoded:
+    """Encoder outputs of one batch, possibly still being computed on the encoder stream."""
+    outputs: list[torch.Tensor]
+    ready: torch.cuda.Event | None
 
 
 @dataclass
@@ -73,7 +81,7 @@ class BatchDecoder:
         max_len = min(len(self.prompt) + options.max_new_tokens, model.dims.max_target_positions)
         self.max_new = max_len - len(self.prompt)
         self.state = DecodeState(model, max_batch, max_len)
-        self.row_buckets = _buckets(max_batch, 8)
+        self.row_buckets = sorted({*_buckets(min(max_batch, 64), 8), *range(64, max_batch, 32), max_batch})
         self.len_buckets = _buckets(max_len, 64)
         v = model.dims.vocab_size
         bias = torch.zeros(v, device=self.device)
@@ -85,8 +93,13 @@ class BatchDecoder:
         self.lang_ids = torch.tensor(sorted(vocab.languages.values()), device=self.device)
         self.lang_names = {i: name for name, i in vocab.languages.items()}
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        if cuda_graphs and self.device.type == "cuda":
+        cuda = self.device.type == "cuda"
+        self.encoder_stream = torch.cuda.Stream(self.device, priority=0) if cuda else None
+        self.decode_stream = torch.cuda.Stream(self.device, priority=-1) if cuda else None
+        if cuda_graphs and cuda:
             self._capture_all()
+        if cuda:
+            torch.cuda.synchronize(self.device)     # buffers are used from other streams next
 
     def _capture_all(self) -> None:
         """Capture one graph per (rows, length) bucket up front, sharing one memory pool."""
@@ -114,29 +127,48 @@ class BatchDecoder:
         return out[:n]
 
     @torch.inference_mode()
-    def encode(self, windows: list[np.ndarray]) -> None:
-        """Log-mel + encoder + cross K/V for ``windows`` into rows ``[:len(windows)]``."""
+    def encode(self, windows: list[np.ndarray]) -> Encoded:
+        """Log-mel + encoder for ``windows``. On CUDA it is queued on a low-priority side
+        stream and returns at once: the compute-bound encoder of the next batch then runs
+        alongside the memory-bound decoding of this one."""
         dtype = next(self.model.parameters()).dtype
         step = self.options.encoder_batch
-        for i in range(0, len(windows), step):
-            part = windows[i:i + step]
-            audio = np.zeros((len(part), WINDOW_SAMPLES), dtype=np.float32)
-            for j, w in enumerate(part):
-                audio[j, :len(w)] = w[:WINDOW_SAMPLES]
-            batch = torch.from_numpy(audio).to(self.device, non_blocking=True)
-            mel = self.model.log_mel(batch).to(dtype)
-            self.state.set_cross(slice(i, i + len(part)), self.model.model.encoder(mel))
+        outputs = []
+        with torch.cuda.stream(self.encoder_stream) if self.encoder_stream else nullcontext():
+            for i in range(0, len(windows), step):
+                part = windows[i:i + step]
+                audio = torch.zeros((len(part), WINDOW_SAMPLES), dtype=torch.float32,
+                                    pin_memory=self.device.type == "cuda")
+                for j, w in enumerate(part):
+                    audio[j, :len(w)] = torch.from_numpy(w[:WINDOW_SAMPLES])
+                mel = self.model.log_mel(audio.to(self.device, non_blocking=True)).to(dtype)
+                outputs.append(self.model.model.encoder(mel))
+            ready = self.encoder_stream.record_event() if self.encoder_stream else None
+        return Encoded(outputs, ready)
+
+    def _load_cross(self, encoded: Encoded) -> None:
+        """Cross-attention K/V of every layer from the encoder outputs, into rows ``[:n]``."""
+        if encoded.ready is not None:
+            torch.cuda.current_stream().wait_event(encoded.ready)
+        row = 0
+        for out in encoded.outputs:
+            if encoded.ready is not None:    # made on the side stream, read on this one
+                out.record_stream(torch.cuda.current_stream())
+            self.state.set_cross(slice(row, row + len(out)), out)
+            row += len(out)
 
     @torch.inference_mode()
     def decode(self, windows: list[np.ndarray], temperature: float = 0.0,
-               fixed_tokens: list[int] | None = None) -> list[Decoded]:
+               fixed_tokens: list[int] | None = None, encoded: Encoded | None = None
+               ) -> list[Decoded]:
         """Decode ``windows`` (<= max_batch) at one temperature.
 
-        ``fixed_tokens`` forces each row to exactly that many text tokens (end-of-text
-        suppressed before, forced after): for benchmarks with random weights only.
+        ``encoded``: their ``encode`` result, if already queued. ``fixed_tokens`` forces each
+        row to exactly that many text tokens (end-of-text suppressed before, forced after):
+        for benchmarks with random weights only.
         """
         n = len(windows)
-        self.encode(windows)
+        self._load_cross(encoded or self.encode(windows))
         dev, lp, st = self.device, len(self.prompt), self.state
         prompt = torch.tensor(self.prompt, device=dev)
         max_tok = torch.full((n,), self.max_new - 1, device=dev)
@@ -182,14 +214,17 @@ class BatchDecoder:
                 done = done | (nxt == self.vocab.eot)
             st.tokens[:live] = nxt
             st.positions[:live] = step + 1
-            if step >= lp - 1 and step % 8 == 0:
-                left = int((~done).sum())
+            if step >= lp - 1 and step % 4 == 0:
+                keep = torch.nonzero(~done)[:, 0]
+                left = keep.numel()
                 if left == 0:
                     break
-                if left <= live // 2:
-                    keep = torch.nonzero(~done)[:, 0]
+                if left <= live // 2:       # copy the live rows to the front
                     st.compact(keep)
                     row, done, live = row[keep], done[keep], left
+                else:                       # rows end longest-first: drop the finished tail
+                    live = int(keep[-1]) + 1
+                    row, done = row[:live], done[:live]
         return self._results(out_tokens, sum_lp, n_text, no_speech, language, temperature)
 
     def _results(self, out_tokens: torch.Tensor, sum_lp: torch.Tensor, n_text: torch.Tensor,
@@ -203,12 +238,17 @@ class BatchDecoder:
                                    language=self.lang_names.get(lang, "en"), temperature=temperature))
         return results
 
-    def transcribe(self, windows: list[np.ndarray], fixed_tokens: list[int] | None = None
-                   ) -> list[Decoded]:
+    def transcribe(self, windows: list[np.ndarray], fixed_tokens: list[int] | None = None,
+                   encoded: Encoded | None = None) -> list[Decoded]:
         """Greedy first; rows failing the guards go again, together, at each next temperature.
         When every temperature fails, the attempt with the best log-probability is kept."""
+        with torch.cuda.stream(self.decode_stream) if self.decode_stream else nullcontext():
+            return self._transcribe(windows, fixed_tokens, encoded)
+
+    def _transcribe(self, windows: list[np.ndarray], fixed_tokens: list[int] | None,
+                    encoded: Encoded | None) -> list[Decoded]:
         o = self.options
-        best = self.decode(windows, o.temperatures[0], fixed_tokens)
+        best = self.decode(windows, o.temperatures[0], fixed_tokens, encoded)
         todo = [i for i, d in enumerate(best) if d.needs_fallback(o)]
         for temperature in o.temperatures[1:]:
             if not todo:

@@ -26,7 +26,7 @@ import torch
 from engines.base import (SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech, Transcript,
                           TranscriptionEngine)
 from engines.torch_checkpoint import Vocab, load_checkpoint
-from engines.torch_decode import BatchDecoder, Decoded, DecodeOptions
+from engines.torch_decode import BatchDecoder, Decoded, DecodeOptions, Encoded
 from engines.torch_model import WhisperTorch
 from engines.torch_vad import VadConfig, chunk
 
@@ -103,12 +103,16 @@ class TorchWhisperEngine(TranscriptionEngine):
                           language=c.decoded[0].language, segments=segments, alignment=ALIGNMENT,
                           timings={"transcribe_s": round(c.transcribe_s, 3)})
 
-    def _run_batch(self, batch: list[tuple[_Clip, int]]) -> None:
-        windows = [c.clip.audio[c.chunks[i][0]:c.chunks[i][1]] for c, i in batch]
+    @staticmethod
+    def _windows(batch: list[tuple[_Clip, int]]) -> list[np.ndarray]:
+        return [c.clip.audio[c.chunks[i][0]:c.chunks[i][1]] for c, i in batch]
+
+    def _run_batch(self, batch: list[tuple[_Clip, int]], encoded: Encoded) -> None:
+        windows = self._windows(batch)
         fixed = None if self.bench_tokens_per_s is None else [
             round(self.bench_tokens_per_s * len(w) / SAMPLE_RATE) for w in windows]
         t0 = time.perf_counter()
-        results = self.decoder.transcribe(windows, fixed)
+        results = self.decoder.transcribe(windows, fixed, encoded)
         share = (time.perf_counter() - t0) / len(batch)
         self.windows += len(windows)
         self.window_audio_s += sum(len(w) for w in windows) / SAMPLE_RATE
@@ -118,16 +122,21 @@ class TorchWhisperEngine(TranscriptionEngine):
 
     def transcribe_stream(self, clips: Iterable[DecodedClip]
                           ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
-        """Batches windows across clips; yields each clip once all its windows are done."""
+        """Batches windows across clips; yields each clip once all its windows are done.
+
+        Batch k+1 is formed and its encoder queued before batch k is decoded, so the GPU
+        encodes one batch while it decodes the other."""
         size = self.decoder.state.max_batch
         inbox: queue.Queue = queue.Queue(maxsize=self.lookahead * size)
         threading.Thread(target=self._produce, args=(clips, inbox), daemon=True).start()
         ready: list[tuple[_Clip, int]] = []
+        failed: set[int] = set()
+        pending: tuple[list[tuple[_Clip, int]], Encoded | Exception] | None = None
         ended = False
-        while not ended or ready:
+        while not ended or ready or pending:
             while not ended and len(ready) < self.lookahead * size:
-                try:
-                    item = inbox.get(block=len(ready) < size)
+                try:        # wait for clips only when the GPU has nothing queued
+                    item = inbox.get(block=pending is None and len(ready) < size)
                 except queue.Empty:
                     break
                 if item is _END:
@@ -141,18 +150,34 @@ class TorchWhisperEngine(TranscriptionEngine):
                 else:
                     c = _Clip(item[0], item[1])
                     ready.extend((c, i) for i in range(len(c.chunks)))
-            if not ready:
-                continue
-            ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0], reverse=True)
-            batch, ready = ready[:size], ready[size:]
-            try:
-                self._run_batch(batch)
-            except Exception as exc:  # e.g. out of memory: this batch's clips fail, not the shard
-                failed = {id(c): c for c, _ in batch}
-                ready = [(c, i) for c, i in ready if id(c) not in failed]
-                for c in failed.values():
-                    yield c.clip, exc
-                continue
-            for c in {id(c): c for c, _ in batch}.values():
-                if len(c.decoded) == len(c.chunks):
-                    yield c.clip, self._finish(c)
+            following = None
+            if ready and (ended or len(ready) >= size or pending is None):
+                ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0],
+                           reverse=True)
+                batch, ready = ready[:size], ready[size:]
+                try:
+                    following = (batch, self.decoder.encode(self._windows(batch)))
+                except Exception as exc:
+                    following = (batch, exc)
+            if pending is not None:
+                yield from self._complete(*pending, failed)
+            pending = following
+
+    def _complete(self, batch: list[tuple[_Clip, int]], encoded: Encoded | Exception,
+                  failed: set[int]) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
+        """Decode one batch; yield the clips it completes, or fail its clips (out of memory,
+        say) but not the shard. The whole batch is decoded even when an earlier batch failed
+        one of its clips: the queued encoder rows belong to exactly these windows."""
+        clips = {id(c): c for c, _ in batch if id(c) not in failed}
+        try:
+            if isinstance(encoded, Exception):
+                raise encoded
+            self._run_batch(batch, encoded)
+        except Exception as exc:
+            failed.update(clips)
+            for c in clips.values():
+                yield c.clip, exc
+            return
+        for c in clips.values():
+            if len(c.decoded) == len(c.chunks):
+                yield c.clip, self._finish(c)
