@@ -1,4 +1,5 @@
-"""WER of the torch engine vs the WhisperX engine on the same weights and espeak-ng speech.
+"""WER of the torch engine (greedy) vs the WhisperX engine (greedy and beam search) on the
+same weights and espeak-ng speech.
 
 Both engines read the same faster-whisper dir (tiny.en by default) through the engine
 interface that ``hpc_process_day.py`` uses, on CPU. Also prints the text-token rate of the
@@ -34,7 +35,7 @@ def run_engine(name: str, options: EngineOptions, clips: list) -> dict:
         DecodedClip(f"{i}", c.audio) for i, c in enumerate(clips))}
     wall = time.perf_counter() - t0
     texts = [h.text if not isinstance(h, Exception) else "" for h in (hyps[f"{i}"] for i in range(len(clips)))]
-    return {"engine": name, "compute_type": options.compute_type,
+    return {"engine": name, "compute_type": options.compute_type, "beam_size": options.beam_size,
             "wer": round(100 * corpus_wer((c.text, t) for c, t in zip(clips, texts)), 2),
             "failed": sum(isinstance(h, Exception) for h in hyps.values()),
             "load_s": round(load_s, 1), "wall_s": round(wall, 1), "hypotheses": texts}
@@ -46,6 +47,7 @@ def main() -> None:
     p.add_argument("--model", default="faster-whisper-tiny.en")
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--whisperx-compute", default="int8,float32")
+    p.add_argument("--beams", default="1,5", help="WhisperX beam sizes (the torch engine is greedy)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     clips = corpus(args.clips)
@@ -56,14 +58,17 @@ def main() -> None:
     print(f"{len(clips)} clips, {audio_s:.0f} s of audio, {tokens / audio_s:.2f} reference "
           f"text tokens per audio second", flush=True)
     runs = [run_engine("torch", EngineOptions(args.models_dir, args.model, batch_size=8,
-                                              device="cpu", compute_type="float32"), clips)]
+                                              device="cpu", compute_type="float32",
+                                              beam_size=1), clips)]
     print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
-    for compute in args.whisperx_compute.split(","):
-        runs.append(run_engine("whisperx", EngineOptions(args.models_dir, args.model, batch_size=8,
-                                                         device="cpu", compute_type=compute), clips))
-        print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
+    for beam in map(int, args.beams.split(",")):
+        for compute in args.whisperx_compute.split(","):
+            runs.append(run_engine("whisperx", EngineOptions(
+                args.models_dir, args.model, batch_size=8, device="cpu", compute_type=compute,
+                beam_size=beam), clips))
+            print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
     for r in runs:
-        print(f"{r['engine']:<9} {r['compute_type']:<8} WER {r['wer']:6.2f} %  "
+        print(f"{r['engine']:<9} {r['compute_type']:<8} beam {r['beam_size']}  WER {r['wer']:6.2f} %  "
               f"failed {r['failed']}  {audio_s / r['wall_s']:7.1f} audio-s/s on CPU")
     if args.json:
         args.json.write_text(json.dumps({"audio_s": audio_s, "tokens_per_audio_s": tokens / audio_s,

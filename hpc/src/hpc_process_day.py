@@ -120,6 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compute-type", default="int8")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--beam-size", type=int, default=5, help="WhisperX beam width (1 = greedy); the torch engine decodes greedily")
     p.add_argument("--max-clip-seconds", type=float, default=3 * 3600)
     p.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
                    help="FFmpeg decode threads (default: half the CPUs granted)")
@@ -190,7 +191,8 @@ class ShardRun:
         try:
             return load_engine(a.engine, EngineOptions(
                 models_dir=a.models_dir, model_name=a.model, language=a.language,
-                compute_type=a.compute_type, batch_size=a.batch_size, device=a.device))
+                compute_type=a.compute_type, batch_size=a.batch_size, device=a.device,
+                beam_size=a.beam_size))
         except Exception as exc:
             raise EngineStartError(f"engine {a.engine} did not start: "
                                    f"{type(exc).__name__}: {exc}") from exc

@@ -50,6 +50,7 @@ class EngineOptions:
     compute_type: str = "int8"
     batch_size: int = 16
     device: str = "auto"        # auto | cpu | cuda
+    beam_size: int = 5          # WhisperX only (1 = greedy); the torch engine is greedy
 
 
 class TranscriptionEngine(ABC):

@@ -4,7 +4,8 @@ Select it with ``--engine torch`` (config key ``engine: torch``); ``models_dir``
 may name a faster-whisper (CTranslate2) dir, the same one WhisperX reads, or a Hugging Face
 Whisper dir. ``batch_size`` is the number of 30 s windows decoded together (use 64-128 on an
 H100; 8-16 on CPU). ``compute_type``: ``float32`` or ``float16`` force that precision on GPU,
-anything else means bfloat16 there; the CPU always runs float32.
+anything else means bfloat16 there; the CPU always runs float32. Decoding is greedy with
+Whisper's temperature fallback (``beam_size`` is WhisperX's alone).
 
 A background thread pulls clips from the caller's iterator (so FFmpeg decoding of the next
 clips runs while the GPU works) and cuts them at silences; the main loop fills each batch with

@@ -42,7 +42,8 @@ class WhisperXEngine(TranscriptionEngine):
         self.model = whisperx.load_model(
             str(model_path), self.device, compute_type=options.compute_type,
             language=options.language or None, vad_method="pyannote",
-            local_files_only=True, threads=_cpu_threads())
+            asr_options={"beam_size": options.beam_size}, local_files_only=True,
+            threads=_cpu_threads())
         self._aligners: dict[str, tuple[Any, dict] | str] = {}
 
     @property
