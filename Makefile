@@ -26,5 +26,5 @@ demo: up            ## run one whole day end to end on sample clips, print its s
 test: up            ## the whole test suite on the real local test bed
 	$(PY) -m pytest
 
-bench:              ## CPU benchmarks (GPU ones: see README, Performance)
-	$(PY) bench/bench_engines.py
+bench: install      ## WER of both engines on CPU (the GPU throughput bench: bench/RESULTS.md)
+	/opt/hpc-venv/bin/python bench/bench_wer.py --json bench/results/wer_tiny_en_cpu.json

@@ -89,7 +89,7 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     encoder_s = time_encoder_alone(engine, clips)
     return {"recipe": f"torch engine {str(next(model.parameters()).dtype)[6:]} batch {batch}", "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 2), "audio_s_per_s": round(audio_s / wall, 1),
-            "windows": windows, "audio_s_per_window": round(window_audio_s / windows, 2),
+            "windows": windows, "audio_s_per_window": round(window_audio_s / max(windows, 1), 2),
             "setup_s": round(setup_s, 1), "second_pass_wall_s": round(second_wall, 2),
             "second_pass_audio_s_per_s": round(audio_s / second_wall, 1),
             "encoder_alone_s": round(encoder_s, 2), "failed": failed[:3], "n_failed": len(failed),
