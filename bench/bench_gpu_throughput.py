@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hpc" / "src"))
 
@@ -62,15 +63,18 @@ def synthetic_day(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
-                     tokens_per_s: float, device: str) -> dict:
-    """The torch engine, bf16 on GPU, graphs captured before the clock starts."""
+                     tokens_per_s: float, device: str, cross_attention: str = "auto",
+                     overlap: bool = True) -> dict:
+    """The torch engine, bf16 on GPU, graphs captured before the clock starts.
+    ``cross_attention``: its SDPA kernel; ``overlap=False``: no encoder/decoder overlap."""
     torch.manual_seed(0)
     model = WhisperTorch(dims)
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
     t0 = time.perf_counter()
     engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device), model=model,
-                                vocab=vocab, decode_options=DecodeOptions(temperatures=(0.0,)),
-                                bench_tokens_per_s=tokens_per_s)
+                                vocab=vocab, decode_options=DecodeOptions(
+                                    temperatures=(0.0,), cross_attention=cross_attention),
+                                bench_tokens_per_s=tokens_per_s, overlap=overlap)
     setup_s = time.perf_counter() - t0
     list(engine.transcribe_stream(DecodedClip(f"w{i}", a) for i, a in enumerate(clips[:batch])))
     engine.windows, engine.window_audio_s = 0, 0.0
@@ -87,7 +91,11 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     sync()
     second_wall = time.perf_counter() - t0
     encoder_s = time_encoder_alone(engine, clips)
-    return {"recipe": f"torch engine {str(next(model.parameters()).dtype)[6:]} batch {batch}", "audio_s": round(audio_s, 1),
+    variant = "" if (cross_attention, overlap) == ("auto", True) else \
+        f" ({'cross ' + cross_attention if cross_attention != 'auto' else ''}" \
+        f"{'' if overlap else (', ' if cross_attention != 'auto' else '') + 'no overlap'})"
+    return {"recipe": f"torch engine {str(next(model.parameters()).dtype)[6:]} batch {batch}{variant}",
+            "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 2), "audio_s_per_s": round(audio_s / wall, 1),
             "windows": windows, "audio_s_per_window": round(window_audio_s / max(windows, 1), 2),
             "setup_s": round(setup_s, 1), "second_pass_wall_s": round(second_wall, 2),
@@ -106,6 +114,98 @@ def time_encoder_alone(engine: TorchWhisperEngine, clips: list[np.ndarray]) -> f
         engine.decoder.encode(cut[i:i + size])
     sync()
     return time.perf_counter() - t0
+
+
+def _time_ms(fn, reps: int = 20) -> float:
+    """Median milliseconds of ``fn`` on the GPU (CUDA events), after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
+
+
+def profile_decoder(dims: Dims, vocab_path: Path, batch: int, kernels: list[str],
+                    t: int = 128) -> list[dict]:
+    """Where a decoder step's time goes, per cross-attention SDPA kernel: cross-attention of
+    one layer alone and one whole graph-replayed step (``batch`` rows, ``t`` self-attention
+    positions), as GB/s of the bytes a step must read (cross K/V, self K/V, weights); and the
+    encoder alone at two encoder batch sizes. Buffers hold random values, never zeros."""
+    torch.manual_seed(0)
+    model = WhisperTorch(dims).to("cuda", torch.bfloat16).eval()
+    vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
+    dec = BatchDecoder(model, vocab, batch, "en", DecodeOptions(temperatures=(0.0,)), cuda_graphs=False)
+    st = dec.state
+    for buf in (st.cross_k, st.cross_v, st.self_k, st.self_v):
+        buf.normal_()
+    st.tokens.random_(0, vocab.eot)
+    st.positions.fill_(t - 1)
+    L, H, D = dims.decoder_layers, dims.decoder_attention_heads, dims.d_model
+    S = dims.max_source_positions
+    cross_bytes = batch * L * 2 * S * D * 2
+    self_bytes = batch * L * 2 * t * D * 2
+    weight_bytes = 2 * sum(p.numel() for n, p in model.model.decoder.named_parameters()
+                           if "encoder_attn.k_proj" not in n and "encoder_attn.v_proj" not in n)
+    q = torch.randn(batch, H, 1, D // H, device="cuda", dtype=torch.bfloat16)
+    out = []
+    for kernel in kernels:
+        st.cross_backend = kernel
+        row = {"profile": f"decoder step, cross-attention kernel {kernel}", "rows": batch, "t": t}
+        try:
+            with torch.inference_mode(), st._cross_kernel():
+                ms = _time_ms(lambda: F.scaled_dot_product_attention(q, st.cross_k[0, :batch],
+                                                                     st.cross_v[0, :batch]), 50)
+            row["cross_attn_layer_ms"] = round(ms, 4)
+            row["cross_attn_GBps"] = round(cross_bytes / L / ms / 1e6)
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                st.step(batch, t)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=stream):
+                    st.step(batch, t)
+            torch.cuda.current_stream().wait_stream(stream)
+            ms = _time_ms(graph.replay)
+            row.update(step_ms=round(ms, 3), us_per_row=round(1000 * ms / batch, 1),
+                       step_GBps=round((cross_bytes + self_bytes + weight_bytes) / ms / 1e6),
+                       cross_share_of_bytes=round(cross_bytes / (cross_bytes + self_bytes + weight_bytes), 3))
+            del graph
+        except Exception as exc:
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    st.cross_backend = "auto"
+    rng = np.random.default_rng(0)
+    windows = [rng.normal(0, 0.1, 30 * SAMPLE_RATE).astype(np.float32) for _ in range(128)]
+    for eb in (32, 64):
+        dec.options = DecodeOptions(temperatures=(0.0,), encoder_batch=eb)
+        ms = _time_ms(lambda: dec.encode(windows).ready.synchronize(), 3)
+        out.append({"profile": f"encoder alone, encoder batch {eb}", "windows_per_s": round(128e3 / ms, 1)})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def gpu_health() -> dict:
+    """The card's two ceilings as found: a bf16 8192^3 matrix product on random data and a
+    1 GiB device-to-device copy (bytes read + written). A slow card shows here first."""
+    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    ms = _time_ms(lambda: a @ b, 10)
+    src = torch.randn(2**28, device="cuda")
+    dst = torch.empty_like(src)
+    copy_ms = _time_ms(lambda: dst.copy_(src), 10)
+    return {"check": "gpu ceilings", "bf16_matmul_TFLOPs": round(2 * 8192**3 / ms / 1e9),
+            "copy_GBps": round(2 * src.numel() * 4 / copy_ms / 1e6)}
+
+
+def best_kernel(results: list[dict]) -> str:
+    steps = [(r["step_ms"], r["profile"].rsplit(" ", 1)[1]) for r in results if "step_ms" in r]
+    return min(steps)[1] if steps else "auto"
 
 
 def check_graphs(clips: list[np.ndarray], dims: Dims, vocab_path: Path) -> dict:
@@ -167,7 +267,12 @@ def main() -> None:
     p.add_argument("--tokenizer", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json"))
     p.add_argument("--clips", type=int, default=240)
     p.add_argument("--tokens-per-s", type=float, default=3.0)
-    p.add_argument("--batches", default="64,128", help="torch engine decoder batch sizes")
+    p.add_argument("--batches", default="64,128",
+                   help="torch engine runs: BATCH[/KERNEL][/serial], KERNEL the cross-attention "
+                        "SDPA kernel (auto|flash|efficient|cudnn|math|best: the fastest in "
+                        "--profile), serial: no encoder/decoder overlap")
+    p.add_argument("--profile", default="", help="cross-attention kernels to profile a decoder "
+                   "step with, e.g. auto,flash,efficient,cudnn,math (GPU only)")
     p.add_argument("--peer-batch", type=int, default=24)
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--tiny", action="store_true", help="tiny shapes: a CPU smoke test")
@@ -182,17 +287,29 @@ def main() -> None:
            "tokens_per_s": args.tokens_per_s, "argv": sys.argv}
     print(json.dumps(env), flush=True)
     clips = synthetic_day(args.clips)
-    steps = [lambda b=int(b): run_torch_engine(clips, dims, args.tokenizer, b, args.tokens_per_s, device)
-             for b in args.batches.split(",")]
+    results: list[dict] = []
+
+    def engine_run(spec: str) -> dict:
+        batch, *rest = spec.split("/")
+        kernel = next((r for r in rest if r != "serial"), "auto")
+        kernel = best_kernel(results) if kernel == "best" else kernel
+        return run_torch_engine(clips, dims, args.tokenizer, int(batch), args.tokens_per_s, device,
+                                kernel, overlap="serial" not in rest)
+    steps = [lambda spec=spec: engine_run(spec) for spec in args.batches.split(",")]
     if device == "cuda":
         steps.insert(0, lambda: check_graphs(clips, dims, args.tokenizer))
+        steps.insert(0, gpu_health)
+        if args.profile:
+            steps.insert(1, lambda: profile_decoder(dims, args.tokenizer, max(
+                int(s.split("/")[0]) for s in args.batches.split(",")), args.profile.split(",")))
     if not args.no_peer:
         steps.append(lambda: run_peer(clips, dims, args.tokenizer, args.peer_batch, args.tokens_per_s, device))
-    results = []
     for step in steps:
         try:            # one failing recipe must not cost the others' numbers (device time is scarce)
-            results.append(step())
-            print(json.dumps(results[-1]), flush=True)
+            got = step()
+            results.extend(got if isinstance(got, list) else [got])
+            if not isinstance(got, list):
+                print(json.dumps(got), flush=True)
         except Exception:
             traceback.print_exc()
         gc.collect()

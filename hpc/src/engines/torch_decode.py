@@ -29,6 +29,7 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6
     max_new_tokens: int = 220
     encoder_batch: int = 32
+    cross_attention: str = "auto"       # SDPA kernel of cross-attention: auto|flash|efficient|cudnn|math
 
 
 @dataclass
@@ -80,7 +81,7 @@ class BatchDecoder:
         self.prompt = vocab.prompt(language)
         max_len = min(len(self.prompt) + options.max_new_tokens, model.dims.max_target_positions)
         self.max_new = max_len - len(self.prompt)
-        self.state = DecodeState(model, max_batch, max_len)
+        self.state = DecodeState(model, max_batch, max_len, options.cross_attention)
         self.row_buckets = sorted({*_buckets(min(max_batch, 64), 8), *range(64, max_batch, 32), max_batch})
         self.len_buckets = _buckets(max_len, 64)
         v = model.dims.vocab_size

@@ -59,9 +59,10 @@ class TorchWhisperEngine(TranscriptionEngine):
     def __init__(self, options: EngineOptions, model: WhisperTorch | None = None,
                  vocab: Vocab | None = None, decode_options: DecodeOptions = DecodeOptions(),
                  vad: VadConfig = VadConfig(), lookahead: int = 4,
-                 bench_tokens_per_s: float | None = None) -> None:
+                 bench_tokens_per_s: float | None = None, overlap: bool = True) -> None:
         """``model``/``vocab`` bypass loading (benchmarks with random weights);
-        ``bench_tokens_per_s`` fixes each window's decode length to that rate of its audio."""
+        ``bench_tokens_per_s`` fixes each window's decode length to that rate of its audio;
+        ``overlap`` queues the encoder of the next batch before this one decodes."""
         super().__init__(options)
         want = options.device
         self.device = torch.device("cuda" if want == "auto" and torch.cuda.is_available()
@@ -72,6 +73,7 @@ class TorchWhisperEngine(TranscriptionEngine):
             model.load_hf_state_dict(state_dict)
         model = model.to(self.device, _dtype(options, self.device)).eval()
         self.vad, self.lookahead, self.bench_tokens_per_s = vad, lookahead, bench_tokens_per_s
+        self.overlap = overlap
         self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
         self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
 
@@ -108,7 +110,7 @@ class TorchWhisperEngine(TranscriptionEngine):
     def _windows(batch: list[tuple[_Clip, int]]) -> list[np.ndarray]:
         return [c.clip.audio[c.chunks[i][0]:c.chunks[i][1]] for c, i in batch]
 
-    def _run_batch(self, batch: list[tuple[_Clip, int]], encoded: Encoded) -> None:
+    def _run_batch(self, batch: list[tuple[_Clip, int]], encoded: Encoded | None) -> None:
         windows = self._windows(batch)
         fixed = None if self.bench_tokens_per_s is None else [
             round(self.bench_tokens_per_s * len(w) / SAMPLE_RATE) for w in windows]
@@ -157,28 +159,31 @@ class TorchWhisperEngine(TranscriptionEngine):
                            reverse=True)
                 batch, ready = ready[:size], ready[size:]
                 try:
-                    following = (batch, self.decoder.encode(self._windows(batch)))
+                    following = (batch, self.decoder.encode(self._windows(batch))
+                                 if self.overlap else None)
                 except Exception as exc:
                     following = (batch, exc)
             if pending is not None:
                 yield from self._complete(*pending, failed)
+                if failed:      # chunks of clips already failed are not worth decoding
+                    ready = [(c, i) for c, i in ready if id(c) not in failed]
             pending = following
 
-    def _complete(self, batch: list[tuple[_Clip, int]], encoded: Encoded | Exception,
+    def _complete(self, batch: list[tuple[_Clip, int]], encoded: Encoded | Exception | None,
                   failed: set[int]) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
-        """Decode one batch; yield the clips it completes, or fail its clips (out of memory,
-        say) but not the shard. The whole batch is decoded even when an earlier batch failed
-        one of its clips: the queued encoder rows belong to exactly these windows."""
-        clips = {id(c): c for c, _ in batch if id(c) not in failed}
+        """Decode one batch whole (its rows are the encoded ones); yield the clips it completes,
+        or fails (out of memory, say, fails this batch's clips, not the shard). A clip that
+        already failed in an earlier batch is never yielded again."""
+        clips = [c for c in {id(c): c for c, _ in batch}.values() if id(c) not in failed]
         try:
             if isinstance(encoded, Exception):
                 raise encoded
             self._run_batch(batch, encoded)
         except Exception as exc:
-            failed.update(clips)
-            for c in clips.values():
+            for c in clips:
+                failed.add(id(c))
                 yield c.clip, exc
             return
-        for c in clips.values():
+        for c in clips:
             if len(c.decoded) == len(c.chunks):
                 yield c.clip, self._finish(c)

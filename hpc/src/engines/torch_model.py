@@ -9,6 +9,8 @@ sequence of kernels that a CUDA graph can replay. Attention is ``scaled_dot_prod
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -136,8 +138,12 @@ class DecodeState:
     buckets), so early steps do not pay for the full context.
     """
 
-    def __init__(self, model: WhisperTorch, max_batch: int, max_len: int) -> None:
+    def __init__(self, model: WhisperTorch, max_batch: int, max_len: int,
+                 cross_backend: str = "auto") -> None:
+        """``cross_backend``: the SDPA kernel for cross-attention (``auto`` lets torch pick;
+        ``flash``, ``efficient``, ``cudnn`` or ``math`` force one; it is fixed at graph capture)."""
         d = model.dims
+        self.cross_backend = cross_backend
         p = next(model.parameters())
         dh = d.d_model // d.decoder_attention_heads
         kw = {"device": p.device, "dtype": p.dtype}
@@ -173,6 +179,14 @@ class DecodeState:
         self.tokens[:m] = self.tokens[keep]
         self.positions[:m] = self.positions[keep]
 
+    def _cross_kernel(self):
+        if self.cross_backend == "auto":
+            return nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        return sdpa_kernel({"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                            "math": SDPBackend.MATH}[self.cross_backend])
+
     @torch.inference_mode()
     def step(self, n: int, t: int) -> torch.Tensor:
         """One decoder step for rows ``[:n]`` (token ``tokens[i]`` at ``positions[i]``), reading
@@ -192,8 +206,9 @@ class DecodeState:
                 q, self.self_k[i, :n, :, :t], self.self_v[i, :n, :, :t], attn_mask=mask))
             c = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x)
-            x = x + c.merge(F.scaled_dot_product_attention(
-                c.split(c.q_proj(h)), self.cross_k[i, :n], self.cross_v[i, :n]))
+            with self._cross_kernel():
+                x = x + c.merge(F.scaled_dot_product_attention(
+                    c.split(c.q_proj(h)), self.cross_k[i, :n], self.cross_v[i, :n]))
             x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
         h = dec.layer_norm(x[:, 0])
         return F.linear(h, dec.embed_tokens.weight).float()
