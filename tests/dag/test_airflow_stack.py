@@ -86,9 +86,15 @@ def test_marking_a_waiting_task_failed_cancels_its_slurm_job(stack: dict[str, st
     run_id = api.trigger(dag, {"date": stack["day"], "reprocess": "all"})
     job_ids = _when(lambda: api.task_states(dag, run_id).get("audio") == "deferred"
                     and api.xcom(dag, run_id, "audio", "slurm_job")["job_ids"], timeout_s=600)
+    # Step in once the triggerer runs the wait (a trigger never started has no on_kill to call).
+    audio_logs = Path(stack["home"], "logs", f"dag_id={dag}", f"run_id={run_id}", "task_id=audio")
+    _when(lambda: any(" starting" in f.read_text()
+                      for f in audio_logs.glob("attempt=*.log.trigger.*.log")), timeout_s=120)
     assert _sacct_states(job_ids) <= {"PENDING", "RUNNING"}  # still working when we step in
     api.set_task_state(dag, run_id, "audio", "failed")
     _when(lambda: _sacct_states(job_ids) == {"CANCELLED"}, timeout_s=90)
+    assert any(f"Cancelling SLURM jobs {job_ids}" in f.read_text()
+               for f in audio_logs.glob("attempt=*.log.trigger.*.log"))
     assert api.wait(dag, run_id, timeout_s=300) == "failed"
     assert api.task_states(dag, run_id)["audio"] == "failed"
 

@@ -244,8 +244,9 @@ def test_array_retry_resubmits_only_the_failed_index(remote: tuple[SlurmHook, st
     first_try = str(OUTCOMES["step_retry"])
     assert "failed array indices: [1]" in first_try and "shard 1 broke" in first_try
     first, second = result["job_ids"]
-    assert sorted(r[0] for r in sacct_rows("-j", first)) == [f"{first}_{i}" for i in range(3)]
-    assert [r[0] for r in sacct_rows("-j", second)] == [f"{second}_1"]
+    # (accounting lists a fresh array job as "<id>" for a moment before "<id>_<index>")
+    until(lambda: sorted(r[0] for r in sacct_rows("-j", first)) == [f"{first}_{i}" for i in range(3)])
+    until(lambda: [r[0] for r in sacct_rows("-j", second)] == [f"{second}_1"])
     assert {(t["job_id"], t["state"]) for t in result["tasks"]} == {
         (f"{first}_0", "COMPLETED"), (f"{second}_1", "COMPLETED"), (f"{first}_2", "COMPLETED")}
     assert len(calls) >= 4 and all(s == 1 and q <= 1 for s, q in calls), calls

@@ -270,7 +270,8 @@ class SlurmHook:
         """States of every job / array index of ``job_ids``, newest first.
 
         Exactly one ``sacct`` call for all ids; ``squeue`` (one call) only for the ids
-        accounting does not know yet, or for all of them when accounting is down.
+        accounting does not know yet or reports without array indices (the controller's
+        answer wins for those), or for all of them when accounting is down.
         Ids neither knows are absent from the result.
         """
         if not job_ids:
@@ -282,10 +283,15 @@ class SlurmHook:
             raise SlurmError(f"sacct failed (rc={rc}): {err.strip()}")
         found = parse_sacct(out) if rc == 0 else []
         known = {j.array_job_id for j in found}
-        missing = [i for i in job_ids if i not in known]
-        if not missing:
+        # Accounting lags: a fresh array job first shows as "<id>" (no index, even COMPLETED)
+        # before "<id>_<i>"; taken at its word, a retried index would still look failed.
+        unindexed = {j.array_job_id for j in found if j.array_index is None}
+        ask = [i for i in job_ids if i not in known or i in unindexed]
+        if not ask:
             return newest_first(found)
-        return _merge(found, self._squeue(["-j", ",".join(missing)]))
+        live = self._squeue(["-j", ",".join(ask)])
+        answered = {j.array_job_id for j in live}
+        return _merge([j for j in found if j.array_job_id not in answered], live)
 
     def _squeue(self, selector: list[str]) -> list[JobState]:
         fmt = ",".join(f"{f}:{_SEP}" for f in SQUEUE_FIELDS)
