@@ -86,10 +86,10 @@ with DAG(
     @task(retries=0)
     def resolve_day(params: dict[str, Any], run_id: str,
                     logical_date: dt.datetime | None = None) -> dict[str, str]:
-        return steps.resolve_day(SlurmHook(CONFIG.ssh_conn_id), CONFIG,
-                                 date_param=params.get("date"),
-                                 reprocess=params.get("reprocess") or "none",
-                                 logical_date=logical_date, run_id=run_id).to_xcom()
+        with SlurmHook(CONFIG.ssh_conn_id) as ssh:
+            return steps.resolve_day(ssh, CONFIG, date_param=params.get("date"),
+                                     reprocess=params.get("reprocess") or "none",
+                                     logical_date=logical_date, run_id=run_id).to_xcom()
 
     @task
     def ensure_schema() -> list[str]:
@@ -97,36 +97,38 @@ with DAG(
 
     @task
     def deploy_code(day: dict[str, str]) -> str:
-        return deploy_release(SlurmHook(CONFIG.ssh_conn_id), HPC_DIR, day["release_root"])
+        with SlurmHook(CONFIG.ssh_conn_id) as ssh:
+            return deploy_release(ssh, HPC_DIR, day["release_root"])
 
     @task
     def write_request(day: dict[str, str]) -> dict[str, int]:
-        return steps.write_request(SlurmHook(CONFIG.ssh_conn_id),
-                                   ResultsDbHook(CONFIG.results_conn_id), CONFIG,
-                                   steps.DayContext(**day))
+        with SlurmHook(CONFIG.ssh_conn_id) as ssh:
+            return steps.write_request(ssh, ResultsDbHook(CONFIG.results_conn_id), CONFIG,
+                                       steps.DayContext(**day))
 
     @task
     def globus_credentials(day: dict[str, str]) -> str:
-        return steps.write_globus_credentials(SlurmHook(CONFIG.ssh_conn_id), CONFIG,
-                                              steps.DayContext(**day))
+        with SlurmHook(CONFIG.ssh_conn_id) as ssh:
+            return steps.write_globus_credentials(ssh, CONFIG, steps.DayContext(**day))
 
     @task
     def read_plan(day: dict[str, str]) -> dict[str, int]:
-        return steps.read_plan(SlurmHook(CONFIG.ssh_conn_id), steps.DayContext(**day))
+        with SlurmHook(CONFIG.ssh_conn_id) as ssh:
+            return steps.read_plan(ssh, steps.DayContext(**day))
 
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def record_results(day: dict[str, str], **context: Any) -> dict[str, Any]:
         job_ids = {step: (context["ti"].xcom_pull(task_ids=step, key=XCOM_KEY) or {})
                    .get("job_ids", []) for step in ("master", "transfer", "audio")}
-        return steps.record_results(SlurmHook(CONFIG.ssh_conn_id),
-                                    ResultsDbHook(CONFIG.results_conn_id),
-                                    steps.DayContext(**day), job_ids)
+        with SlurmHook(CONFIG.ssh_conn_id) as ssh:
+            return steps.record_results(ssh, ResultsDbHook(CONFIG.results_conn_id),
+                                        steps.DayContext(**day), job_ids)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def cleanup_staging(day: dict[str, str]) -> list[str]:
-        return steps.cleanup_staging(SlurmHook(CONFIG.ssh_conn_id),
-                                     ResultsDbHook(CONFIG.results_conn_id),
-                                     steps.DayContext(**day), CONFIG.retention_days)
+        with SlurmHook(CONFIG.ssh_conn_id) as ssh:
+            return steps.cleanup_staging(ssh, ResultsDbHook(CONFIG.results_conn_id),
+                                         steps.DayContext(**day), CONFIG.retention_days)
 
     day = resolve_day()
     day_args = ["--date", ctx("day"), "--staging-root", ctx("staging_root"),

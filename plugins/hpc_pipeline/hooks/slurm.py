@@ -209,6 +209,12 @@ class SlurmHook:
             self._sftp_of = client
         return self._sftp
 
+    def __enter__(self) -> "SlurmHook":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Drop the connection; the next call opens a new one."""
         for thing in (self._sftp, self._ssh.client):

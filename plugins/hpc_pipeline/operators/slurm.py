@@ -19,6 +19,7 @@ the DAG registers ``user_defined_macros={"job_name": hooks.slurm.job_name}``)::
 """
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 from collections.abc import Sequence
@@ -67,7 +68,7 @@ def plan(existing: list[JobState], array_size: int | None) -> tuple[list[str], s
     return watch, (index_spec(todo) if todo else None), bool(todo)
 
 
-def complete(op: BaseOperator, hook: SlurmHook, event: dict[str, Any],
+def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
              tail_lines: int) -> dict[str, Any]:
     """Log the jobs' log tails; return the per-index outcome or raise naming what failed.
 
@@ -81,7 +82,7 @@ def complete(op: BaseOperator, hook: SlurmHook, event: dict[str, Any],
         if source := pattern or job.stdout:
             path = log_path(source, job)
             text = hook.tail(path, tail_lines).rstrip()
-            op.log.info("---- %s: last %d lines of %s ----\n%s", job.job_id, tail_lines, path, text)
+            log.info("---- %s: last %d lines of %s ----\n%s", job.job_id, tail_lines, path, text)
             tails.append(f"--- last lines of {path} ---\n{text}")
     result = {"job_ids": event["job_ids"], "log_path": pattern,
               "tasks": [t.to_dict() for t in tasks]}
@@ -95,6 +96,28 @@ def complete(op: BaseOperator, hook: SlurmHook, event: dict[str, Any],
     raise AirflowException(f"SLURM watch error: {event['message']}")
 
 
+class SlurmWatchMixin:
+    """What the submit operator and the sensor share: the trigger they defer to and how its
+    event becomes the task's outcome."""
+
+    log: logging.Logger
+    ssh_conn_id: str
+    poll_interval_s: float
+    max_poll_interval_s: float
+    outage_timeout_s: float
+    tail_lines: int
+
+    def watch_trigger(self, job_ids: list[str], log_path: str | None) -> SlurmJobTrigger:
+        return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=job_ids,
+                               poll_interval_s=self.poll_interval_s,
+                               max_poll_interval_s=self.max_poll_interval_s,
+                               outage_timeout_s=self.outage_timeout_s, log_path=log_path)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        with SlurmHook(self.ssh_conn_id) as hook:
+            return complete(self.log, hook, event, self.tail_lines)
+
+
 def parse_array_size(value: int | str | None) -> int | None:
     if value is None or value == "":
         return None
@@ -104,7 +127,7 @@ def parse_array_size(value: int | str | None) -> int | None:
     return size
 
 
-class SlurmSubmitOperator(BaseOperator):
+class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
     """Submit ``script`` with ``sbatch`` (or reattach to the job named ``job_name``), defer
     until it ends, fail with state, exit code, node, failed indices and log tail.
 
@@ -146,8 +169,7 @@ class SlurmSubmitOperator(BaseOperator):
         if size == 0:
             raise AirflowSkipException("nothing to do: array_size is 0")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.job_name)
-        hook = SlurmHook(self.ssh_conn_id)
-        try:
+        with SlurmHook(self.ssh_conn_id) as hook:
             log_dir = hook.resolve(self.log_dir)
             pattern = posixpath.join(log_dir, f"{safe}-%A_%a.out" if size else f"{safe}-%j.out")
             watch, array, submit = plan(hook.find_jobs(self.job_name), size)
@@ -162,29 +184,14 @@ class SlurmSubmitOperator(BaseOperator):
                 self.log.info("Submitted SLURM job %s%s named %r", new,
                               f" (array {array})" if array else "", self.job_name)
                 watch = [*watch, new]
-        finally:
-            hook.close()
         self._job_ids = watch
         self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
         context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
-        self.defer(trigger=SlurmJobTrigger(
-            ssh_conn_id=self.ssh_conn_id, job_ids=watch, poll_interval_s=self.poll_interval_s,
-            max_poll_interval_s=self.max_poll_interval_s, outage_timeout_s=self.outage_timeout_s,
-            log_path=pattern), method_name="execute_complete")
-
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        hook = SlurmHook(self.ssh_conn_id)
-        try:
-            return complete(self, hook, event, self.tail_lines)
-        finally:
-            hook.close()
+        self.defer(trigger=self.watch_trigger(watch, pattern), method_name="execute_complete")
 
     def on_kill(self) -> None:
         """Killed while submitting (not deferred): cancel what we submitted. While deferred,
         the trigger's ``on_kill`` does it."""
         if self._job_ids:
-            hook = SlurmHook(self.ssh_conn_id)
-            try:
+            with SlurmHook(self.ssh_conn_id) as hook:
                 hook.cancel(self._job_ids)
-            finally:
-                hook.close()

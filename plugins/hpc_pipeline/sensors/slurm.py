@@ -8,9 +8,9 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.operators.slurm import complete
+from hpc_pipeline.operators.slurm import SlurmWatchMixin, complete
 from hpc_pipeline.slurm_states import Verdict
-from hpc_pipeline.triggers.slurm import SlurmJobTrigger, event_payload, failure_message, judge
+from hpc_pipeline.triggers.slurm import event_payload, failure_message, judge
 
 
 def parse_job_ids(value: str | int | Sequence[str | int]) -> list[str]:
@@ -23,7 +23,7 @@ def parse_job_ids(value: str | int | Sequence[str | int]) -> list[str]:
     return ids
 
 
-class SlurmJobSensor(BaseSensorOperator):
+class SlurmJobSensor(SlurmWatchMixin, BaseSensorOperator):
     """Succeed when every job (every array index) in ``job_id`` is COMPLETED; fail, naming
     state, exit code, node and log tail, when all ended and any failed.
 
@@ -49,22 +49,16 @@ class SlurmJobSensor(BaseSensorOperator):
         self.outage_timeout_s = outage_timeout_s
         self.tail_lines = tail_lines
 
-    def _trigger(self) -> SlurmJobTrigger:
-        return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=parse_job_ids(self.job_id),
-                               poll_interval_s=self.poll_interval_s,
-                               max_poll_interval_s=self.max_poll_interval_s,
-                               outage_timeout_s=self.outage_timeout_s, log_path=self.log_path)
-
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
         self.log.info("Waiting for SLURM job(s) %s", parse_job_ids(self.job_id))
-        self.defer(trigger=self._trigger(), method_name="execute_complete")
+        self.defer(trigger=self.watch_trigger(parse_job_ids(self.job_id), self.log_path),
+                   method_name="execute_complete")
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
         job_ids = parse_job_ids(self.job_id)
-        hook = SlurmHook(self.ssh_conn_id)
-        try:
+        with SlurmHook(self.ssh_conn_id) as hook:
             overall, tasks, problem = judge(job_ids, hook.query(job_ids))
             if problem or overall is Verdict.WAIT:
                 return False
@@ -73,13 +67,4 @@ class SlurmJobSensor(BaseSensorOperator):
                                   failure_message(tasks) if failed else "completed", tasks,
                                   self.log_path)
             return PokeReturnValue(is_done=True, xcom_value=complete(
-                self, hook, event, self.tail_lines))
-        finally:
-            hook.close()
-
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        hook = SlurmHook(self.ssh_conn_id)
-        try:
-            return complete(self, hook, event, self.tail_lines)
-        finally:
-            hook.close()
+                self.log, hook, event, self.tail_lines))

@@ -144,10 +144,7 @@ class SlurmJobTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """The user killed the deferred task: cancel its SLURM jobs."""
         def cancel() -> None:
-            hook = self._hook()
-            try:
+            with self._hook() as hook:
                 hook.cancel(self.job_ids)
-            finally:
-                hook.close()
         self.log.info("Cancelling SLURM jobs %s", self.job_ids)
         await asyncio.to_thread(cancel)
