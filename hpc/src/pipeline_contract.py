@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import IO, Any, Iterator, Literal
 
 SCHEMA_VERSION = 1
 
@@ -279,14 +280,16 @@ def latest_per_clip(results: list[ClipResult]) -> dict[str, ClipResult]:
     return best
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write via a temp file + rename so readers never see half a document."""
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A temp file beside ``path``, fsync'd and renamed over it when the block ends well
+    (removed when it does not), so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -294,3 +297,9 @@ def write_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` so readers never see half a document."""
+    with atomic_file(path) as fh:
+        fh.write(text)

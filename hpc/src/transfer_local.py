@@ -6,31 +6,20 @@ recorded as failed with the reason and the other clips proceed.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from checksums import sha256_file
-from pipeline_contract import Clip, TransferOutcome
+from pipeline_contract import Clip, TransferOutcome, atomic_file
 
 
 def _copy_hashing(src: Path, dest: Path) -> str:
-    """Copy via a temp file + rename (never a half-written clip on staging); return the
-    sha256 of the bytes read from the source."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    """Copy atomically (never a half-written clip on staging); return the sha256 of the
+    bytes read from the source."""
     h = hashlib.sha256()
-    try:
-        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            for block in iter(lambda: fin.read(1 << 20), b""):
-                h.update(block)
-                fout.write(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(src, "rb") as fin, atomic_file(dest, "wb") as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            h.update(block)
+            fout.write(block)
     return h.hexdigest()
 
 

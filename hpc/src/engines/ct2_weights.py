@@ -91,6 +91,18 @@ def _norm(v: dict[str, torch.Tensor], src: str, dst: str, sd: dict[str, torch.Te
     sd[f"{dst}.bias"] = v[f"{src}/beta"].float()
 
 
+def _self_attention_and_ffn(v: dict[str, torch.Tensor], src: str, dst: str,
+                            sd: dict[str, torch.Tensor]) -> None:
+    """The parts every encoder and decoder layer has: self-attention and the feed-forward."""
+    _norm(v, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
+    _linear(v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", sd,
+            ("q_proj", "k_proj", "v_proj"))
+    _linear(v, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", sd)
+    _norm(v, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", sd)
+    _linear(v, f"{src}/ffn/linear_0", f"{dst}.fc1", sd)
+    _linear(v, f"{src}/ffn/linear_1", f"{dst}.fc2", sd)
+
+
 def ct2_to_hf(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CT2 Whisper variables -> ``WhisperForConditionalGeneration`` state dict (float32)."""
     sd: dict[str, torch.Tensor] = {}
@@ -99,16 +111,9 @@ def ct2_to_hf(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         sd[f"{enc}.{conv}.weight"] = v[f"encoder/{conv}/weight"].float()
         sd[f"{enc}.{conv}.bias"] = v[f"encoder/{conv}/bias"].float()
     sd[f"{enc}.embed_positions.weight"] = v["encoder/position_encodings/encodings"].float()
-    qkv = ("q_proj", "k_proj", "v_proj")
     i = 0
     while f"encoder/layer_{i}/ffn/linear_0/bias" in v:
-        src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        _norm(v, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
-        _linear(v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", sd, qkv)
-        _linear(v, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", sd)
-        _norm(v, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", sd)
-        _linear(v, f"{src}/ffn/linear_0", f"{dst}.fc1", sd)
-        _linear(v, f"{src}/ffn/linear_1", f"{dst}.fc2", sd)
+        _self_attention_and_ffn(v, f"encoder/layer_{i}", f"{enc}.layers.{i}", sd)
         i += 1
     _norm(v, "encoder/layer_norm", f"{enc}.layer_norm", sd)
     sd[f"{dec}.embed_tokens.weight"] = v["decoder/embeddings/weight"].float()
@@ -117,16 +122,11 @@ def ct2_to_hf(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     i = 0
     while f"decoder/layer_{i}/ffn/linear_0/bias" in v:
         src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        _norm(v, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
-        _linear(v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", sd, qkv)
-        _linear(v, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", sd)
+        _self_attention_and_ffn(v, src, dst, sd)
         _norm(v, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm", sd)
         _linear(v, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj", sd)
         _linear(v, f"{src}/attention/linear_1", f"{dst}.encoder_attn", sd, ("k_proj", "v_proj"))
         _linear(v, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj", sd)
-        _norm(v, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", sd)
-        _linear(v, f"{src}/ffn/linear_0", f"{dst}.fc1", sd)
-        _linear(v, f"{src}/ffn/linear_1", f"{dst}.fc2", sd)
         i += 1
     _norm(v, "decoder/layer_norm", f"{dec}.layer_norm", sd)
     return sd
