@@ -33,7 +33,9 @@ from engines.base import SAMPLE_RATE, DecodedClip, EngineOptions  # noqa: E402
 from engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
 from engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
 from engines.torch_engine import TorchWhisperEngine  # noqa: E402
+from engines.torch_attention import attend, quantize, reference  # noqa: E402
 from engines.torch_model import WhisperTorch  # noqa: E402
+from engines.torch_pack import Packing, pack  # noqa: E402
 from engines.torch_vad import chunk  # noqa: E402
 
 # large-v3's shape; the vocabulary is tiny.en's (51,864 vs 51,866 rows: 0.004% of the
@@ -63,17 +65,19 @@ def synthetic_day(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
-                     tokens_per_s: float, device: str, cross_attention: str = "auto",
+                     tokens_per_s: float, device: str, fp8: bool = False, packed: bool = False,
                      overlap: bool = True) -> dict:
-    """The torch engine, bf16 on GPU, graphs captured before the clock starts.
-    ``cross_attention``: its SDPA kernel; ``overlap=False``: no encoder/decoder overlap."""
+    """The torch engine, bf16 on GPU, graphs captured before the clock starts. ``fp8``:
+    float8 cross-attention K/V; ``packed``: chunks share windows; ``overlap=False``: no
+    encoder/decoder overlap."""
     torch.manual_seed(0)
     model = WhisperTorch(dims)
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
     t0 = time.perf_counter()
     engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device), model=model,
                                 vocab=vocab, decode_options=DecodeOptions(
-                                    temperatures=(0.0,), cross_attention=cross_attention),
+                                    temperatures=(0.0,), cross_fp8=fp8),
+                                packing=Packing(enabled=packed),
                                 bench_tokens_per_s=tokens_per_s, overlap=overlap)
     setup_s = time.perf_counter() - t0
     list(engine.transcribe_stream(DecodedClip(f"w{i}", a) for i, a in enumerate(clips[:batch])))
@@ -91,9 +95,9 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     sync()
     second_wall = time.perf_counter() - t0
     encoder_s = time_encoder_alone(engine, clips)
-    variant = "" if (cross_attention, overlap) == ("auto", True) else \
-        f" ({'cross ' + cross_attention if cross_attention != 'auto' else ''}" \
-        f"{'' if overlap else (', ' if cross_attention != 'auto' else '') + 'no overlap'})"
+    variant = ", ".join(name for name, on in (("fp8 cross K/V", fp8), ("packed", packed),
+                                              ("no overlap", not overlap)) if on)
+    variant = f" ({variant})" if variant else ""
     return {"recipe": f"torch engine {str(next(model.parameters()).dtype)[6:]} batch {batch}{variant}",
             "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 2), "audio_s_per_s": round(audio_s / wall, 1),
@@ -107,11 +111,11 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
 def time_encoder_alone(engine: TorchWhisperEngine, clips: list[np.ndarray]) -> float:
     """Seconds the encoder alone needs for the same windows (how much of the wall it is)."""
     cut = [a[s:e] for a in clips for s, e in chunk(a, engine.vad)]
-    size = engine.decoder.state.max_batch
+    size = engine.decoder.state.max_rows
     sync()
     t0 = time.perf_counter()
     for i in range(0, len(cut), size):
-        engine.decoder.encode(cut[i:i + size])
+        engine.decoder.encode(pack(cut[i:i + size], engine.packing).windows)
     sync()
     return time.perf_counter() - t0
 
@@ -131,56 +135,68 @@ def _time_ms(fn, reps: int = 20) -> float:
     return float(np.median(times))
 
 
-def profile_decoder(dims: Dims, vocab_path: Path, batch: int, kernels: list[str],
-                    t: int = 128) -> list[dict]:
-    """Where a decoder step's time goes, per cross-attention SDPA kernel: cross-attention of
-    one layer alone and one whole graph-replayed step (``batch`` rows, ``t`` self-attention
-    positions), as GB/s of the bytes a step must read (cross K/V, self K/V, weights); and the
-    encoder alone at two encoder batch sizes. Buffers hold random values, never zeros."""
+def profile_decoder(dims: Dims, vocab_path: Path, batch: int, t: int = 128) -> list[dict]:
+    """Where a decoder step's time goes, cross K/V in bf16 and in float8: one layer's
+    cross-attention alone and one whole graph-replayed step (``batch`` rows, each at self-attention
+    position ``t``, each reading all 1500 frames), as GB/s of the bytes a step must read; the
+    kernel checked against the torch reference first; and the encoder alone at two encoder
+    batch sizes. Buffers hold random values, never zeros."""
     torch.manual_seed(0)
     model = WhisperTorch(dims).to("cuda", torch.bfloat16).eval()
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
-    dec = BatchDecoder(model, vocab, batch, "en", DecodeOptions(temperatures=(0.0,)), cuda_graphs=False)
-    st = dec.state
-    for buf in (st.cross_k, st.cross_v, st.self_k, st.self_v):
-        buf.normal_()
-    st.tokens.random_(0, vocab.eot)
-    st.positions.fill_(t - 1)
     L, H, D = dims.decoder_layers, dims.decoder_attention_heads, dims.d_model
     S = dims.max_source_positions
-    cross_bytes = batch * L * 2 * S * D * 2
-    self_bytes = batch * L * 2 * t * D * 2
     weight_bytes = 2 * sum(p.numel() for n, p in model.model.decoder.named_parameters()
                            if "encoder_attn.k_proj" not in n and "encoder_attn.v_proj" not in n)
-    q = torch.randn(batch, H, 1, D // H, device="cuda", dtype=torch.bfloat16)
+    q = torch.randn(batch, H, D // H, device="cuda", dtype=torch.bfloat16)
+    slot = torch.randperm(batch, device="cuda")
+    full = torch.tensor([[0, S, S, S]] * batch, device="cuda")
     out = []
-    for kernel in kernels:
-        st.cross_backend = kernel
-        row = {"profile": f"decoder step, cross-attention kernel {kernel}", "rows": batch, "t": t}
-        try:
-            with torch.inference_mode(), st._cross_kernel():
-                ms = _time_ms(lambda: F.scaled_dot_product_attention(q, st.cross_k[0, :batch],
-                                                                     st.cross_v[0, :batch]), 50)
-            row["cross_attn_layer_ms"] = round(ms, 4)
-            row["cross_attn_GBps"] = round(cross_bytes / L / ms / 1e6)
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                st.step(batch, t)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=stream):
-                    st.step(batch, t)
-            torch.cuda.current_stream().wait_stream(stream)
-            ms = _time_ms(graph.replay)
-            row.update(step_ms=round(ms, 3), us_per_row=round(1000 * ms / batch, 1),
-                       step_GBps=round((cross_bytes + self_bytes + weight_bytes) / ms / 1e6),
-                       cross_share_of_bytes=round(cross_bytes / (cross_bytes + self_bytes + weight_bytes), 3))
-            del graph
-        except Exception as exc:
-            row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    for fp8 in (False, True):
+        dec = BatchDecoder(model, vocab, batch, "en", DecodeOptions(temperatures=(0.0,), cross_fp8=fp8),
+                           cuda_graphs=False)
+        st = dec.state
+        for buf in (st.cross_k, st.cross_v):
+            if fp8:
+                x, scale = quantize(torch.randn(batch, H, S, D // H, device="cuda"))
+                buf.copy_(x[None].expand_as(buf))
+                (st.k_scale if buf is st.cross_k else st.v_scale).copy_(scale[None].expand_as(st.k_scale))
+            else:
+                buf.normal_()
+        for buf in (st.self_k, st.self_v):
+            buf.normal_()
+        st.start([(w, 0, S, S, S) for w in range(batch)], 0)
+        st.tokens.random_(0, vocab.eot)
+        st.positions.fill_(t - 1)
+        scales = (st.k_scale[0], st.v_scale[0]) if fp8 else ()
+        ranges = torch.tensor([[0, 700, 1200, S]] * batch, device="cuda")
+        got = attend(q, st.cross_k[0], st.cross_v[0], slot, ranges, *scales)
+        want = reference(q, st.cross_k[0], st.cross_v[0], slot, ranges, *scales)
+        cross_bytes = batch * L * 2 * S * D * (1 if fp8 else 2) + (batch * L * 2 * S * H * 4 if fp8 else 0)
+        self_bytes = batch * L * 2 * t * D * 2
+        row = {"profile": f"decoder step, cross K/V {'float8' if fp8 else 'bf16'}", "rows": batch, "t": t,
+               "kernel_vs_reference_max_abs_err": round(float((got.float() - want.float()).abs().max()), 5)}
+        with torch.inference_mode():
+            ms = _time_ms(lambda: attend(q, st.cross_k[0], st.cross_v[0], slot, full, *scales), 50)
+        row["cross_attn_layer_ms"] = round(ms, 4)
+        row["cross_attn_GBps"] = round(cross_bytes / L / ms / 1e6)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            st.step(batch)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=stream):
+                st.step(batch)
+        torch.cuda.current_stream().wait_stream(stream)
+        ms = _time_ms(graph.replay)
+        total = cross_bytes + self_bytes + weight_bytes
+        row.update(step_ms=round(ms, 3), us_per_row=round(1000 * ms / batch, 1),
+                   step_GBps=round(total / ms / 1e6), cross_share_of_bytes=round(cross_bytes / total, 3))
         out.append(row)
         print(json.dumps(row), flush=True)
-    st.cross_backend = "auto"
+        del graph, dec, st
+        torch.cuda.empty_cache()
+    dec = BatchDecoder(model, vocab, 8, "en", DecodeOptions(temperatures=(0.0,)), cuda_graphs=False)
     rng = np.random.default_rng(0)
     windows = [rng.normal(0, 0.1, 30 * SAMPLE_RATE).astype(np.float32) for _ in range(128)]
     for eb in (32, 64):
@@ -203,22 +219,17 @@ def gpu_health() -> dict:
             "copy_GBps": round(2 * src.numel() * 4 / copy_ms / 1e6)}
 
 
-def best_kernel(results: list[dict]) -> str:
-    steps = [(r["step_ms"], r["profile"].rsplit(" ", 1)[1]) for r in results if "step_ms" in r]
-    return min(steps)[1] if steps else "auto"
-
-
 def check_graphs(clips: list[np.ndarray], dims: Dims, vocab_path: Path) -> dict:
     """CUDA-graph decoding vs eager decoding of the same 16 windows: same tokens?"""
     torch.manual_seed(0)
     model = WhisperTorch(dims).to("cuda", torch.bfloat16).eval()
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
-    windows = [a[:30 * SAMPLE_RATE] for a in clips[:16]]
-    lengths = [20 + 4 * i for i in range(16)]           # rows end at different steps: compaction
+    layout = pack([a[:10 * SAMPLE_RATE] for a in clips[:16]])      # 2 clips per window
+    lengths = [20 + 4 * i for i in range(16)]           # rows end at different steps
     tokens = []
     for graphs in (True, False):
         dec = BatchDecoder(model, vocab, 16, "en", DecodeOptions(temperatures=(0.0,)), cuda_graphs=graphs)
-        tokens.append([d.tokens for d in dec.decode(windows, fixed_tokens=lengths)])
+        tokens.append([d.tokens for d in dec.decode(layout, fixed_tokens=lengths)])
         del dec
     same = sum(a == b for g, e in zip(*tokens) for a, b in zip(g, e))
     return {"check": "graph vs eager greedy tokens", "agree": same, "of": sum(lengths),
@@ -267,12 +278,10 @@ def main() -> None:
     p.add_argument("--tokenizer", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json"))
     p.add_argument("--clips", type=int, default=240)
     p.add_argument("--tokens-per-s", type=float, default=3.0)
-    p.add_argument("--batches", default="64,128",
-                   help="torch engine runs: BATCH[/KERNEL][/serial], KERNEL the cross-attention "
-                        "SDPA kernel (auto|flash|efficient|cudnn|math|best: the fastest in "
-                        "--profile), serial: no encoder/decoder overlap")
-    p.add_argument("--profile", default="", help="cross-attention kernels to profile a decoder "
-                   "step with, e.g. auto,flash,efficient,cudnn,math (GPU only)")
+    p.add_argument("--batches", default="192,192/fp8",
+                   help="torch engine runs: BATCH[/fp8][/packed][/serial]: fp8 cross-attention "
+                        "K/V, chunks packed into shared windows, no encoder/decoder overlap")
+    p.add_argument("--profile", action="store_true", help="profile a decoder step (GPU only)")
     p.add_argument("--peer-batch", type=int, default=24)
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--tiny", action="store_true", help="tiny shapes: a CPU smoke test")
@@ -291,17 +300,15 @@ def main() -> None:
 
     def engine_run(spec: str) -> dict:
         batch, *rest = spec.split("/")
-        kernel = next((r for r in rest if r != "serial"), "auto")
-        kernel = best_kernel(results) if kernel == "best" else kernel
         return run_torch_engine(clips, dims, args.tokenizer, int(batch), args.tokens_per_s, device,
-                                kernel, overlap="serial" not in rest)
+                                fp8="fp8" in rest, packed="packed" in rest, overlap="serial" not in rest)
     steps = [lambda spec=spec: engine_run(spec) for spec in args.batches.split(",")]
     if device == "cuda":
         steps.insert(0, lambda: check_graphs(clips, dims, args.tokenizer))
         steps.insert(0, gpu_health)
         if args.profile:
             steps.insert(1, lambda: profile_decoder(dims, args.tokenizer, max(
-                int(s.split("/")[0]) for s in args.batches.split(",")), args.profile.split(",")))
+                int(s.split("/")[0]) for s in args.batches.split(","))))
     if not args.no_peer:
         steps.append(lambda: run_peer(clips, dims, args.tokenizer, args.peer_batch, args.tokens_per_s, device))
     for step in steps:

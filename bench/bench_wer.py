@@ -1,5 +1,6 @@
-"""WER of the torch engine (greedy) vs the WhisperX engine (greedy and beam search) on the
-same weights and espeak-ng speech.
+"""WER of the torch engine (greedy; chunks packed into shared windows or not, cross-attention
+K/V in float8 or not) vs the WhisperX engine (greedy and beam search) on the same weights and
+espeak-ng speech.
 
 Both engines read the same faster-whisper dir (tiny.en by default) through the engine
 interface that ``hpc_process_day.py`` uses, on CPU. Also prints the text-token rate of the
@@ -22,20 +23,34 @@ sys.path.insert(0, str(REPO / "bench"))
 from espeak_clips import corpus  # noqa: E402
 
 from engines.base import DecodedClip, EngineOptions, load_engine  # noqa: E402
+from engines.torch_decode import DecodeOptions  # noqa: E402
+from engines.torch_engine import TorchWhisperEngine  # noqa: E402
+from engines.torch_pack import Packing  # noqa: E402
 from wer import corpus_wer  # noqa: E402
 
 
-def run_engine(name: str, options: EngineOptions, clips: list) -> dict:
+TORCH_VARIANTS = {"unpacked": (Packing(enabled=False), False),
+                  "unpacked+fp8": (Packing(enabled=False), True),
+                  "packed": (Packing(), False), "packed+fp8": (Packing(), True)}
+
+
+def run_engine(name: str, options: EngineOptions, clips: list, variant: str = "") -> dict:
     """Transcribe every clip; return WER, wall time and the hypotheses."""
     t0 = time.perf_counter()
-    engine = load_engine(name, options)
+    if name == "torch":
+        packing, fp8 = TORCH_VARIANTS[variant]
+        engine = TorchWhisperEngine(options, packing=packing,
+                                    decode_options=DecodeOptions(cross_fp8=fp8))
+    else:
+        engine = load_engine(name, options)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     hyps = {c.clip_id: o for c, o in engine.transcribe_stream(
         DecodedClip(f"{i}", c.audio) for i, c in enumerate(clips))}
     wall = time.perf_counter() - t0
     texts = [h.text if not isinstance(h, Exception) else "" for h in (hyps[f"{i}"] for i in range(len(clips)))]
-    return {"engine": name, "compute_type": options.compute_type, "beam_size": options.beam_size,
+    return {"engine": name, "variant": variant, "compute_type": options.compute_type,
+            "beam_size": options.beam_size,
             "wer": round(100 * corpus_wer((c.text, t) for c, t in zip(clips, texts)), 2),
             "failed": sum(isinstance(h, Exception) for h in hyps.values()),
             "load_s": round(load_s, 1), "wall_s": round(wall, 1), "hypotheses": texts}
@@ -48,27 +63,33 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--whisperx-compute", default="int8,float32")
     p.add_argument("--beams", default="1,5", help="WhisperX beam sizes (the torch engine is greedy)")
+    p.add_argument("--torch-variants", default=",".join(TORCH_VARIANTS))
+    p.add_argument("--min-s", type=float, default=10.0, help="shortest clip")
+    p.add_argument("--max-s", type=float, default=60.0, help="longest clip")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    clips = corpus(args.clips)
+    clips = corpus(args.clips, args.min_s, args.max_s)
     audio_s = sum(c.duration_s for c in clips)
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(Path(args.models_dir) / args.model / "tokenizer.json"))
     tokens = sum(len(tok.encode(" " + c.text).ids) for c in clips)
     print(f"{len(clips)} clips, {audio_s:.0f} s of audio, {tokens / audio_s:.2f} reference "
           f"text tokens per audio second", flush=True)
-    runs = [run_engine("torch", EngineOptions(args.models_dir, args.model, batch_size=8,
-                                              device="cpu", compute_type="float32",
-                                              beam_size=1), clips)]
-    print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
-    for beam in map(int, args.beams.split(",")):
+    runs = []
+    for variant in filter(None, args.torch_variants.split(",")):
+        runs.append(run_engine("torch", EngineOptions(args.models_dir, args.model, batch_size=8,
+                                                      device="cpu", compute_type="float32",
+                                                      beam_size=1), clips, variant))
+        print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
+    for beam in filter(None, args.beams.split(",")):
+        beam = int(beam)
         for compute in args.whisperx_compute.split(","):
             runs.append(run_engine("whisperx", EngineOptions(
                 args.models_dir, args.model, batch_size=8, device="cpu", compute_type=compute,
                 beam_size=beam), clips))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
     for r in runs:
-        print(f"{r['engine']:<9} {r['compute_type']:<8} beam {r['beam_size']}  WER {r['wer']:6.2f} %  "
+        print(f"{r['engine']:<9} {r['variant']:<11} {r['compute_type']:<8} beam {r['beam_size']}  WER {r['wer']:6.2f} %  "
               f"failed {r['failed']}  {audio_s / r['wall_s']:7.1f} audio-s/s on CPU")
     if args.json:
         args.json.write_text(json.dumps({"audio_s": audio_s, "tokens_per_audio_s": tokens / audio_s,

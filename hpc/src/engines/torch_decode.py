@@ -1,8 +1,9 @@
 """Batched greedy decoding of 30 s windows, with Whisper's fallback and guards.
 
-Rows of one batch decode in lock step against static K/V buffers; on CUDA every step replays
-a captured CUDA graph for a (rows, self-attention length) bucket, and finished rows are
-compacted away so long rows do not drag short ones' cost along. The guards are Whisper's:
+Rows of one batch decode in lock step against static K/V buffers; each row reads its own span
+of an encoded window (``torch_pack``). On CUDA every step replays a captured CUDA graph for a
+bucket of live rows, and finished rows are dropped from the live set (an index rewrite) so
+long rows do not drag short ones' cost along. The guards are Whisper's:
 a row whose text compresses too well (repetition loop) or whose mean log-probability is too
 low is decoded again at the next temperature; a row whose no-speech probability is high and
 whose log-probability is low is silence.
@@ -18,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from engines.torch_checkpoint import Vocab
-from engines.torch_model import WINDOW_SAMPLES, DecodeState, WhisperTorch
+from engines.torch_model import DecodeState, WhisperTorch
+from engines.torch_pack import WINDOW_SAMPLES, Layout
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6
     max_new_tokens: int = 220
     encoder_batch: int = 32
-    cross_attention: str = "auto"       # SDPA kernel of cross-attention: auto|flash|efficient|cudnn|math
+    cross_fp8: bool = False             # cross-attention K/V stored as float8 (half the bytes)
 
 
 @dataclass
@@ -75,15 +77,15 @@ class BatchDecoder:
 
     def __init__(self, model: WhisperTorch, vocab: Vocab, max_batch: int, language: str,
                  options: DecodeOptions = DecodeOptions(), cuda_graphs: bool = True) -> None:
+        """``max_batch`` rows, decoded against at most as many windows."""
         self.model, self.vocab, self.options = model, vocab, options
         self.device = next(model.parameters()).device
         self.detect_language = vocab.multilingual and not language
         self.prompt = vocab.prompt(language)
         max_len = min(len(self.prompt) + options.max_new_tokens, model.dims.max_target_positions)
         self.max_new = max_len - len(self.prompt)
-        self.state = DecodeState(model, max_batch, max_len, options.cross_attention)
+        self.state = DecodeState(model, max_batch, max_batch, max_len, options.cross_fp8)
         self.row_buckets = sorted({*_buckets(min(max_batch, 64), 8), *range(64, max_batch, 32), max_batch})
-        self.len_buckets = _buckets(max_len, 64)
         v = model.dims.vocab_size
         bias = torch.zeros(v, device=self.device)
         bias[vocab.eot + 1:] = -torch.inf               # special and timestamp tokens
@@ -93,7 +95,7 @@ class BatchDecoder:
         self.begin_bias[list(vocab.suppress_begin)] = -torch.inf
         self.lang_ids = torch.tensor(sorted(vocab.languages.values()), device=self.device)
         self.lang_names = {i: name for name, i in vocab.languages.items()}
-        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         cuda = self.device.type == "cuda"
         self.encoder_stream = torch.cuda.Stream(self.device, priority=0) if cuda else None
         self.decode_stream = torch.cuda.Stream(self.device, priority=-1) if cuda else None
@@ -103,27 +105,24 @@ class BatchDecoder:
             torch.cuda.synchronize(self.device)     # buffers are used from other streams next
 
     def _capture_all(self) -> None:
-        """Capture one graph per (rows, length) bucket up front, sharing one memory pool."""
+        """Capture one graph per row bucket up front, sharing one memory pool."""
         pool = torch.cuda.graph_pool_handle()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for n in self.row_buckets:
-                for t in self.len_buckets:
-                    self.state.step(n, t)               # warm-up: lazy init outside capture
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph, pool=pool, stream=stream):
-                        out = self.state.step(n, t)
-                    self.graphs[(n, t)] = (graph, out)
+                self.state.step(n)                  # warm-up: lazy init outside capture
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=pool, stream=stream):
+                    out = self.state.step(n)
+                self.graphs[n] = (graph, out)
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()
 
-    def _logits(self, n: int, t: int) -> torch.Tensor:
+    def _logits(self, n: int) -> torch.Tensor:
         if not self.graphs:
-            return self.state.step(n, t)
-        nb = next(b for b in self.row_buckets if b >= n)
-        tb = next(b for b in self.len_buckets if b >= t)
-        graph, out = self.graphs[(nb, tb)]
+            return self.state.step(n)
+        graph, out = self.graphs[next(b for b in self.row_buckets if b >= n)]
         graph.replay()
         return out[:n]
 
@@ -148,7 +147,7 @@ class BatchDecoder:
         return Encoded(outputs, ready)
 
     def _load_cross(self, encoded: Encoded) -> None:
-        """Cross-attention K/V of every layer from the encoder outputs, into rows ``[:n]``."""
+        """Cross-attention K/V of every layer from the encoder outputs, into windows ``[:w]``."""
         if encoded.ready is not None:
             torch.cuda.current_stream().wait_event(encoded.ready)
         row = 0
@@ -159,17 +158,17 @@ class BatchDecoder:
             row += len(out)
 
     @torch.inference_mode()
-    def decode(self, windows: list[np.ndarray], temperature: float = 0.0,
+    def decode(self, layout: Layout, temperature: float = 0.0,
                fixed_tokens: list[int] | None = None, encoded: Encoded | None = None
                ) -> list[Decoded]:
-        """Decode ``windows`` (<= max_batch) at one temperature.
+        """Decode the rows of ``layout`` (<= max_batch) at one temperature.
 
-        ``encoded``: their ``encode`` result, if already queued. ``fixed_tokens`` forces each
+        ``encoded``: ``encode(layout.windows)``, if already queued. ``fixed_tokens`` forces each
         row to exactly that many text tokens (end-of-text suppressed before, forced after):
         for benchmarks with random weights only.
         """
-        n = len(windows)
-        self._load_cross(encoded or self.encode(windows))
+        n = len(layout.spans)
+        self._load_cross(encoded or self.encode(layout.windows))
         dev, lp, st = self.device, len(self.prompt), self.state
         prompt = torch.tensor(self.prompt, device=dev)
         max_tok = torch.full((n,), self.max_new - 1, device=dev)
@@ -182,13 +181,12 @@ class BatchDecoder:
         n_text = torch.zeros(n, dtype=torch.long, device=dev)
         no_speech = torch.zeros(n, device=dev)
         language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1, device=dev)
-        row = torch.arange(n, device=dev)         # state row -> window index
+        row = torch.arange(n, device=dev)         # live row -> row of the layout
         done = torch.zeros(n, dtype=torch.bool, device=dev)
-        st.tokens[:n] = prompt[0]
-        st.positions[:n] = 0
+        st.start([(sp.window, sp.lo, sp.hi, sp.lo2, sp.hi2) for sp in layout.spans], self.prompt[0])
         live = n
         for step in range(lp + self.max_new - 1):
-            logits = self._logits(live, step + 1)
+            logits = self._logits(live)
             if step == 0:
                 no_speech[row] = logits.softmax(-1)[:, self.vocab.no_speech]
             if step < lp - 1:
@@ -220,12 +218,9 @@ class BatchDecoder:
                 left = keep.numel()
                 if left == 0:
                     break
-                if left <= live // 2:       # copy the live rows to the front
-                    st.compact(keep)
+                if left < live:
+                    st.keep(keep)
                     row, done, live = row[keep], done[keep], left
-                else:                       # rows end longest-first: drop the finished tail
-                    live = int(keep[-1]) + 1
-                    row, done = row[:live], done[:live]
         return self._results(out_tokens, sum_lp, n_text, no_speech, language, temperature)
 
     def _results(self, out_tokens: torch.Tensor, sum_lp: torch.Tensor, n_text: torch.Tensor,
@@ -239,22 +234,22 @@ class BatchDecoder:
                                    language=self.lang_names.get(lang, "en"), temperature=temperature))
         return results
 
-    def transcribe(self, windows: list[np.ndarray], fixed_tokens: list[int] | None = None,
+    def transcribe(self, layout: Layout, fixed_tokens: list[int] | None = None,
                    encoded: Encoded | None = None) -> list[Decoded]:
         """Greedy first; rows failing the guards go again, together, at each next temperature.
         When every temperature fails, the attempt with the best log-probability is kept."""
         with torch.cuda.stream(self.decode_stream) if self.decode_stream else nullcontext():
-            return self._transcribe(windows, fixed_tokens, encoded)
+            return self._transcribe(layout, fixed_tokens, encoded)
 
-    def _transcribe(self, windows: list[np.ndarray], fixed_tokens: list[int] | None,
+    def _transcribe(self, layout: Layout, fixed_tokens: list[int] | None,
                     encoded: Encoded | None) -> list[Decoded]:
         o = self.options
-        best = self.decode(windows, o.temperatures[0], fixed_tokens, encoded)
+        best = self.decode(layout, o.temperatures[0], fixed_tokens, encoded)
         todo = [i for i, d in enumerate(best) if d.needs_fallback(o)]
         for temperature in o.temperatures[1:]:
             if not todo:
                 break
-            retry = self.decode([windows[i] for i in todo], temperature)
+            retry = self.decode(layout.subset(todo), temperature)
             for i, d in zip(todo, retry):
                 if best[i].needs_fallback(o) and (not d.needs_fallback(o)
                                                   or d.avg_logprob > best[i].avg_logprob):

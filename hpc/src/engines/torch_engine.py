@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import numpy as np
 import torch
 
 from engines.base import (SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech, Transcript,
@@ -29,6 +28,7 @@ from engines.base import (SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech, Tra
 from engines.torch_checkpoint import Vocab, load_checkpoint
 from engines.torch_decode import BatchDecoder, Decoded, DecodeOptions, Encoded
 from engines.torch_model import WhisperTorch
+from engines.torch_pack import Layout, Packing, pack
 from engines.torch_vad import VadConfig, chunk
 
 ALIGNMENT = "skipped: the torch engine does not align words"
@@ -58,11 +58,12 @@ class TorchWhisperEngine(TranscriptionEngine):
 
     def __init__(self, options: EngineOptions, model: WhisperTorch | None = None,
                  vocab: Vocab | None = None, decode_options: DecodeOptions = DecodeOptions(),
-                 vad: VadConfig = VadConfig(), lookahead: int = 4,
+                 vad: VadConfig = VadConfig(), packing: Packing = Packing(), lookahead: int = 4,
                  bench_tokens_per_s: float | None = None, overlap: bool = True) -> None:
         """``model``/``vocab`` bypass loading (benchmarks with random weights);
-        ``bench_tokens_per_s`` fixes each window's decode length to that rate of its audio;
-        ``overlap`` queues the encoder of the next batch before this one decodes."""
+        ``packing``: how chunks share windows; ``bench_tokens_per_s`` fixes each chunk's
+        decode length to that rate of its audio; ``overlap`` queues the encoder of the next
+        batch before this one decodes."""
         super().__init__(options)
         want = options.device
         self.device = torch.device("cuda" if want == "auto" and torch.cuda.is_available()
@@ -72,7 +73,8 @@ class TorchWhisperEngine(TranscriptionEngine):
             model = WhisperTorch(dims)
             model.load_hf_state_dict(state_dict)
         model = model.to(self.device, _dtype(options, self.device)).eval()
-        self.vad, self.lookahead, self.bench_tokens_per_s = vad, lookahead, bench_tokens_per_s
+        self.vad, self.packing, self.lookahead = vad, packing, lookahead
+        self.bench_tokens_per_s = bench_tokens_per_s
         self.overlap = overlap
         self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
         self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
@@ -106,19 +108,18 @@ class TorchWhisperEngine(TranscriptionEngine):
                           language=c.decoded[0].language, segments=segments, alignment=ALIGNMENT,
                           timings={"transcribe_s": round(c.transcribe_s, 3)})
 
-    @staticmethod
-    def _windows(batch: list[tuple[_Clip, int]]) -> list[np.ndarray]:
-        return [c.clip.audio[c.chunks[i][0]:c.chunks[i][1]] for c, i in batch]
+    def _layout(self, batch: list[tuple[_Clip, int]]) -> Layout:
+        return pack([c.clip.audio[c.chunks[i][0]:c.chunks[i][1]] for c, i in batch], self.packing)
 
-    def _run_batch(self, batch: list[tuple[_Clip, int]], encoded: Encoded | None) -> None:
-        windows = self._windows(batch)
+    def _run_batch(self, batch: list[tuple[_Clip, int]], layout: Layout, encoded: Encoded | None) -> None:
+        lengths = [(c.chunks[i][1] - c.chunks[i][0]) / SAMPLE_RATE for c, i in batch]
         fixed = None if self.bench_tokens_per_s is None else [
-            round(self.bench_tokens_per_s * len(w) / SAMPLE_RATE) for w in windows]
+            round(self.bench_tokens_per_s * s) for s in lengths]
         t0 = time.perf_counter()
-        results = self.decoder.transcribe(windows, fixed, encoded)
+        results = self.decoder.transcribe(layout, fixed, encoded)
         share = (time.perf_counter() - t0) / len(batch)
-        self.windows += len(windows)
-        self.window_audio_s += sum(len(w) for w in windows) / SAMPLE_RATE
+        self.windows += len(layout.windows)
+        self.window_audio_s += sum(lengths)
         for (c, i), d in zip(batch, results):
             c.decoded[i] = d
             c.transcribe_s += share
@@ -127,14 +128,14 @@ class TorchWhisperEngine(TranscriptionEngine):
                           ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """Batches windows across clips; yields each clip once all its windows are done.
 
-        Batch k+1 is formed and its encoder queued before batch k is decoded, so the GPU
-        encodes one batch while it decodes the other."""
-        size = self.decoder.state.max_batch
+        Batch k+1 is formed (its chunks packed into windows) and its encoder queued before
+        batch k is decoded, so the GPU encodes one batch while it decodes the other."""
+        size = self.decoder.state.max_rows
         inbox: queue.Queue = queue.Queue(maxsize=self.lookahead * size)
         threading.Thread(target=self._produce, args=(clips, inbox), daemon=True).start()
         ready: list[tuple[_Clip, int]] = []
         failed: set[int] = set()
-        pending: tuple[list[tuple[_Clip, int]], Encoded | Exception] | None = None
+        pending: tuple[list[tuple[_Clip, int]], Layout, Encoded | Exception | None] | None = None
         ended = False
         while not ended or ready or pending:
             while not ended and len(ready) < self.lookahead * size:
@@ -158,19 +159,21 @@ class TorchWhisperEngine(TranscriptionEngine):
                 ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0],
                            reverse=True)
                 batch, ready = ready[:size], ready[size:]
+                layout = self._layout(batch)
                 try:
-                    following = (batch, self.decoder.encode(self._windows(batch))
+                    following = (batch, layout, self.decoder.encode(layout.windows)
                                  if self.overlap else None)
                 except Exception as exc:
-                    following = (batch, exc)
+                    following = (batch, layout, exc)
             if pending is not None:
                 yield from self._complete(*pending, failed)
                 if failed:      # chunks of clips already failed are not worth decoding
                     ready = [(c, i) for c, i in ready if id(c) not in failed]
             pending = following
 
-    def _complete(self, batch: list[tuple[_Clip, int]], encoded: Encoded | Exception | None,
-                  failed: set[int]) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
+    def _complete(self, batch: list[tuple[_Clip, int]], layout: Layout,
+                  encoded: Encoded | Exception | None, failed: set[int]
+                  ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """Decode one batch whole (its rows are the encoded ones); yield the clips it completes,
         or fails (out of memory, say, fails this batch's clips, not the shard). A clip that
         already failed in an earlier batch is never yielded again."""
@@ -178,7 +181,7 @@ class TorchWhisperEngine(TranscriptionEngine):
         try:
             if isinstance(encoded, Exception):
                 raise encoded
-            self._run_batch(batch, encoded)
+            self._run_batch(batch, layout, encoded)
         except Exception as exc:
             for c in clips:
                 failed.add(id(c))

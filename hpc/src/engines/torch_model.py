@@ -4,20 +4,19 @@ Why not ``WhisperForConditionalGeneration.generate``: its cache classes and gene
 internals change between transformers 4.57 (HPC venv) and 5.x (GPU image), and its per-step
 overhead dominates at large batch. This module depends on torch alone, loads any HF-named
 state dict (HF checkpoints, CT2 ones via ``ct2_weights``), and decodes against *static*
-buffers (self- and cross-attention K/V for ``max_batch`` rows), so one decoder step is a fixed
-sequence of kernels that a CUDA graph can replay. Attention is ``scaled_dot_product_attention``.
+buffers (self-attention K/V per row, cross-attention K/V per window), so one decoder step is a fixed
+sequence of kernels that a CUDA graph can replay. Attention is SDPA in the encoder and ``torch_attention.attend`` in the decoder.
 """
 from __future__ import annotations
-
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engines.torch_attention import FP8, attend, quantize
 from engines.torch_checkpoint import Dims
 
-N_FFT, HOP, WINDOW_SAMPLES = 400, 160, 480_000
+N_FFT, HOP = 400, 160
 
 
 class Attention(nn.Module):
@@ -132,28 +131,38 @@ class WhisperTorch(nn.Module):
 
 
 class DecodeState:
-    """Static K/V buffers for up to ``max_batch`` rows; rows ``[:n]`` are the live ones.
+    """Static buffers for decoding up to ``max_rows`` rows against ``max_windows`` windows.
 
-    Self-attention reads only the first ``t`` cache positions (``t`` from a few length
-    buckets), so early steps do not pay for the full context.
+    Live row ``r`` (rows ``[:n]``) keeps its self-attention cache in slot ``slot[r]`` and reads
+    two frame ranges ``cross_ranges[r]`` of window ``window[r]``'s cross-attention K/V (its
+    clip's frames and the window's trailing padding; several rows may share a window:
+    ``torch_pack``). Dropping finished rows rewrites these small index tensors
+    (``keep``); no cache is ever copied. ``cross_fp8`` stores cross K/V as float8 with scales
+    (``torch_attention.quantize``), halving the bytes every step reads.
     """
 
-    def __init__(self, model: WhisperTorch, max_batch: int, max_len: int,
-                 cross_backend: str = "auto") -> None:
-        """``cross_backend``: the SDPA kernel for cross-attention (``auto`` lets torch pick;
-        ``flash``, ``efficient``, ``cudnn`` or ``math`` force one; it is fixed at graph capture)."""
+    def __init__(self, model: WhisperTorch, max_rows: int, max_windows: int, max_len: int,
+                 cross_fp8: bool = False) -> None:
         d = model.dims
-        self.cross_backend = cross_backend
         p = next(model.parameters())
-        dh = d.d_model // d.decoder_attention_heads
+        heads, dh = d.decoder_attention_heads, d.d_model // d.decoder_attention_heads
         kw = {"device": p.device, "dtype": p.dtype}
-        self.model, self.max_batch, self.max_len = model, max_batch, max_len
-        shape_self = (d.decoder_layers, max_batch, d.decoder_attention_heads, max_len, dh)
-        shape_cross = (d.decoder_layers, max_batch, d.decoder_attention_heads, d.max_source_positions, dh)
+        self.model, self.max_rows, self.max_windows, self.max_len = model, max_rows, max_windows, max_len
+        self.cross_fp8 = cross_fp8
+        shape_self = (d.decoder_layers, max_rows, heads, max_len, dh)
+        shape_cross = (d.decoder_layers, max_windows, heads, d.max_source_positions, dh)
         self.self_k, self.self_v = torch.zeros(shape_self, **kw), torch.zeros(shape_self, **kw)
-        self.cross_k, self.cross_v = torch.zeros(shape_cross, **kw), torch.zeros(shape_cross, **kw)
-        self.tokens = torch.zeros(max_batch, dtype=torch.long, device=p.device)
-        self.positions = torch.zeros(max_batch, dtype=torch.long, device=p.device)
+        cross_kw = {**kw, "dtype": FP8} if cross_fp8 else kw
+        self.cross_k, self.cross_v = torch.zeros(shape_cross, **cross_kw), torch.zeros(shape_cross, **cross_kw)
+        scale_shape = (d.decoder_layers, max_windows, heads, d.max_source_positions)
+        self.k_scale = torch.ones(scale_shape, device=p.device) if cross_fp8 else None
+        self.v_scale = torch.ones(scale_shape, device=p.device) if cross_fp8 else None
+        ints = {"dtype": torch.long, "device": p.device}
+        self.tokens, self.positions = torch.zeros(max_rows, **ints), torch.zeros(max_rows, **ints)
+        self.slot, self.window = torch.arange(max_rows, **ints), torch.zeros(max_rows, **ints)
+        self.cross_ranges = torch.zeros(max_rows, 4, **ints)
+        self.cross_ranges[:, 1] = d.max_source_positions
+        self.self_ranges = torch.zeros(max_rows, 4, **ints)     # [0, position + 1), nothing
         layers = model.model.decoder.layers
         self.w_cross_kv = torch.cat([torch.cat([l.encoder_attn.k_proj.weight, l.encoder_attn.v_proj.weight])
                                      for l in layers])
@@ -161,54 +170,57 @@ class DecodeState:
                                                 l.encoder_attn.v_proj.bias]) for l in layers])
 
     @torch.inference_mode()
-    def set_cross(self, rows: slice, enc: torch.Tensor) -> None:
-        """Project encoder output to every layer's cross K/V in one matmul, into ``rows``."""
+    def set_cross(self, windows: slice, enc: torch.Tensor) -> None:
+        """Project encoder output to every layer's cross K/V in one matmul, into ``windows``."""
         d = self.model.dims
         b, t, _ = enc.shape
         kv = F.linear(enc, self.w_cross_kv, self.b_cross_kv)
         kv = kv.view(b, t, d.decoder_layers, 2, d.decoder_attention_heads, -1).permute(3, 2, 0, 4, 1, 5)
-        self.cross_k[:, rows] = kv[0]
-        self.cross_v[:, rows] = kv[1]
-
-    def compact(self, keep: torch.Tensor) -> None:
-        """Move rows ``keep`` (indices) to the front, so later steps run on fewer rows."""
-        m = keep.numel()
-        for buf in (self.self_k, self.self_v, self.cross_k, self.cross_v):
-            for layer in range(buf.shape[0]):
-                buf[layer, :m] = buf[layer, keep]
-        self.tokens[:m] = self.tokens[keep]
-        self.positions[:m] = self.positions[keep]
-
-    def _cross_kernel(self):
-        if self.cross_backend == "auto":
-            return nullcontext()
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        return sdpa_kernel({"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-                            "efficient": SDPBackend.EFFICIENT_ATTENTION,
-                            "math": SDPBackend.MATH}[self.cross_backend])
+        for i in range(d.decoder_layers):
+            for buf, scales, x in ((self.cross_k, self.k_scale, kv[0, i]), (self.cross_v, self.v_scale, kv[1, i])):
+                if self.cross_fp8:
+                    buf[i, windows], scales[i, windows] = quantize(x)
+                else:
+                    buf[i, windows] = x
 
     @torch.inference_mode()
-    def step(self, n: int, t: int) -> torch.Tensor:
-        """One decoder step for rows ``[:n]`` (token ``tokens[i]`` at ``positions[i]``), reading
-        ``t`` self-attention positions; returns float32 logits (n, vocab)."""
-        dec = self.model.model.decoder
-        tok, pos = self.tokens[:n], self.positions[:n]
-        rows = torch.arange(n, device=tok.device)
-        mask = (torch.arange(t, device=tok.device)[None, :] <= pos[:, None])[:, None, None, :]
-        x = (dec.embed_tokens(tok) + dec.embed_positions(pos))[:, None, :]
+    def start(self, spans: list[tuple[int, int, int, int, int]], first_token: int) -> None:
+        """Rows ``[:len(spans)]`` begin at ``first_token``; row i owns cache slot i and reads
+        ``spans[i]`` = (window, lo, hi, lo2, hi2): frames [lo, hi) and [lo2, hi2) of it."""
+        n = len(spans)
+        spans_t = torch.tensor(spans, dtype=torch.long)
+        self.window[:n], self.cross_ranges[:n] = spans_t[:, 0], spans_t[:, 1:]
+        self.slot[:n] = torch.arange(n)
+        self.tokens[:n] = first_token
+        self.positions[:n] = 0
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Live rows become ``rows`` (indices into the live rows), in that order."""
+        m = rows.numel()
+        for t in (self.tokens, self.positions, self.slot, self.window, self.cross_ranges):
+            t[:m] = t[rows]
+
+    @torch.inference_mode()
+    def step(self, n: int) -> torch.Tensor:
+        """One decoder step for rows ``[:n]`` (token ``tokens[i]`` at ``positions[i]``);
+        returns float32 logits (n, vocab)."""
+        dec, d = self.model.model.decoder, self.model.dims
+        heads, dh = d.decoder_attention_heads, d.d_model // d.decoder_attention_heads
+        tok, pos, slot, window = self.tokens[:n], self.positions[:n], self.slot[:n], self.window[:n]
+        self.self_ranges[:n, 1] = pos + 1
+        x = dec.embed_tokens(tok) + dec.embed_positions(pos)
         for i, layer in enumerate(dec.layers):
             a = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            q, k, v = a.split(a.q_proj(h)), a.split(a.k_proj(h)), a.split(a.v_proj(h))
-            self.self_k[i, rows, :, pos] = k[:, :, 0]
-            self.self_v[i, rows, :, pos] = v[:, :, 0]
-            x = x + a.merge(F.scaled_dot_product_attention(
-                q, self.self_k[i, :n, :, :t], self.self_v[i, :n, :, :t], attn_mask=mask))
+            self.self_k[i, slot, :, pos] = a.k_proj(h).view(n, heads, dh)
+            self.self_v[i, slot, :, pos] = a.v_proj(h).view(n, heads, dh)
+            x = x + a.out_proj(attend(a.q_proj(h).view(n, heads, dh), self.self_k[i], self.self_v[i],
+                                      slot, self.self_ranges[:n]).view(n, -1))
             c = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x)
-            with self._cross_kernel():
-                x = x + c.merge(F.scaled_dot_product_attention(
-                    c.split(c.q_proj(h)), self.cross_k[i, :n], self.cross_v[i, :n]))
+            x = x + c.out_proj(attend(
+                c.q_proj(h).view(n, heads, dh), self.cross_k[i], self.cross_v[i], window,
+                self.cross_ranges[:n],
+                *((self.k_scale[i], self.v_scale[i]) if self.cross_fp8 else ())).view(n, -1))
             x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
-        h = dec.layer_norm(x[:, 0])
-        return F.linear(h, dec.embed_tokens.weight).float()
+        return F.linear(dec.layer_norm(x), dec.embed_tokens.weight).float()
