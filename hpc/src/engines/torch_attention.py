@@ -61,36 +61,27 @@ def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.Ten
 
 if triton is not None:
     @triton.jit
-    def _attend_range(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base, scale_base, sk_t, start, stop,
-                      m, total, acc, D: tl.constexpr, BLOCK: tl.constexpr,
-                      N_BLOCKS: tl.constexpr, SCALED: tl.constexpr, FIXED: tl.constexpr):
-        """Online-softmax update of (max, sum, weighted V) over frames [start, stop).
-
-        ``FIXED``: loop ``N_BLOCKS`` times (enough for the longest range; blocks past ``stop``
-        are masked), for Triton's CPU interpreter, which cannot loop to a loaded bound (tests);
-        on the GPU the loop ends at ``stop``."""
+    def _attend_block(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base, scale_base, sk_t, first, stop,
+                      m, total, acc, D: tl.constexpr, BLOCK: tl.constexpr, SCALED: tl.constexpr):
+        """Online-softmax update of (max, sum, weighted V) by frames [first, first + BLOCK)
+        that are < stop."""
         d = tl.arange(0, D)
-        n_blocks = N_BLOCKS if FIXED else tl.cdiv(stop - start, BLOCK)
-        for i in range(0, n_blocks):
-            t = start + i * BLOCK + tl.arange(0, BLOCK)
-            inside = t < stop
-            offs = base + t[:, None] * sk_t + d[None, :]
-            k = tl.load(k_ptr + offs, mask=inside[:, None], other=0.0).to(tl.float32)
-            score = tl.sum(k * q[None, :], axis=1)
-            if SCALED:
-                score = score * tl.load(ks_ptr + scale_base + t, mask=inside, other=0.0)
-            score = tl.where(inside, score, -float("inf"))
-            m_new = tl.maximum(m, tl.max(score, axis=0))
-            p = tl.exp(score - m_new)
-            alpha = tl.exp(m - m_new)
-            pv = p
-            if SCALED:
-                pv = p * tl.load(vs_ptr + scale_base + t, mask=inside, other=0.0)
-            v = tl.load(v_ptr + offs, mask=inside[:, None], other=0.0).to(tl.float32)
-            acc = acc * alpha + tl.sum(pv[:, None] * v, axis=0)
-            total = total * alpha + tl.sum(p, axis=0)
-            m = m_new
-        return m, total, acc
+        t = first + tl.arange(0, BLOCK)
+        inside = t < stop
+        offs = base + t[:, None] * sk_t + d[None, :]
+        k = tl.load(k_ptr + offs, mask=inside[:, None], other=0.0).to(tl.float32)
+        score = tl.sum(k * q[None, :], axis=1)
+        if SCALED:
+            score = score * tl.load(ks_ptr + scale_base + t, mask=inside, other=0.0)
+        score = tl.where(inside, score, -float("inf"))
+        m_new = tl.maximum(m, tl.max(score, axis=0))
+        p = tl.exp(score - m_new)
+        alpha = tl.exp(m - m_new)
+        pv = p
+        if SCALED:
+            pv = p * tl.load(vs_ptr + scale_base + t, mask=inside, other=0.0)
+        v = tl.load(v_ptr + offs, mask=inside[:, None], other=0.0).to(tl.float32)
+        return m_new, total * alpha + tl.sum(p, axis=0), acc * alpha + tl.sum(pv[:, None] * v, axis=0)
 
     @triton.jit
     def _attend_kernel(q_ptr, k_ptr, v_ptr, ks_ptr, vs_ptr, slot_ptr, ranges_ptr, o_ptr,
@@ -107,11 +98,18 @@ if triton is not None:
         m = tl.full((), -float("inf"), tl.float32)
         total = tl.zeros((), tl.float32)
         acc = tl.zeros((D,), tl.float32)
-        for j in range(0, 2):
-            m, total, acc = _attend_range(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base, scale_base, sk_t,
-                                          tl.load(ranges_ptr + 4 * r + 2 * j),
-                                          tl.load(ranges_ptr + 4 * r + 2 * j + 1), m, total, acc,
-                                          D, BLOCK, N_BLOCKS, SCALED, FIXED)
+        for j in range(0, 2):       # the row's two frame ranges
+            start = tl.load(ranges_ptr + 4 * r + 2 * j)
+            stop = tl.load(ranges_ptr + 4 * r + 2 * j + 1)
+            if FIXED:       # Triton's CPU interpreter cannot loop to a loaded bound (tests)
+                for i in range(0, N_BLOCKS):
+                    m, total, acc = _attend_block(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base, scale_base,
+                                                  sk_t, start + i * BLOCK, stop, m, total, acc,
+                                                  D, BLOCK, SCALED)
+            else:
+                for first in range(start, stop, BLOCK):
+                    m, total, acc = _attend_block(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base, scale_base,
+                                                  sk_t, first, stop, m, total, acc, D, BLOCK, SCALED)
         out = acc / total
         tl.store(o_ptr + r * so_r + h * so_h + d, out.to(o_ptr.dtype.element_ty))
 

@@ -27,7 +27,7 @@ SAMPLES_PER_FRAME = WINDOW_SAMPLES // FRAMES
 
 @dataclass(frozen=True)
 class Packing:
-    enabled: bool = True        # False: one chunk per window (the span rule still applies)
+    enabled: bool = True        # False: one chunk per window (attending to all its frames)
     gap_s: float = 1.0          # silence between chunks sharing a window
     margin_s: float = 0.5       # frames either side of a chunk its row may attend to (< gap_s)
     reserve_s: float = 2.0      # padding kept free at the end of a shared window

@@ -1,0 +1,93 @@
+"""Checks of the decoder's attention kernel and the window packing, run under the HPC Python
+(torch + Triton) by test_torch_kernels.py; prints one JSON object.
+
+The Triton kernel runs in Triton's CPU interpreter here (``TRITON_INTERPRET=1``), so CI checks
+the very kernel the GPU runs against the torch reference, with shared slots, two ranges per
+row, float8 K/V and per-frame scales.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hpc" / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from engines.torch_attention import FP8, quantize, reference, triton_attend  # noqa: E402
+from engines.torch_pack import FRAMES, SAMPLES_PER_FRAME, Packing, pack  # noqa: E402
+
+
+def kernel() -> dict:
+    torch.manual_seed(0)
+    slots, heads, frames, dim = 3, 2, 300, 16
+    k, v = torch.randn(slots, heads, frames, dim), torch.randn(slots, heads, frames, dim)
+    k[1, :, 40:60] *= 30            # loud frames: per-frame scales must keep the quiet ones
+    q = torch.randn(6, heads, dim)
+    slot = torch.tensor([0, 2, 1, 2, 0, 1])
+    ranges = torch.tensor([[0, 300, 300, 300], [10, 70, 200, 300], [5, 6, 299, 300],
+                           [0, 1, 1, 2], [64, 129, 129, 300], [30, 90, 0, 0]])
+    out = {"rows": len(q)}
+    out["f32_err"] = float((triton_attend(q, k, v, slot, ranges) - reference(q, k, v, slot, ranges)).abs().max())
+    kb, vb, qb = k.bfloat16(), v.bfloat16(), q.bfloat16()
+    out["bf16_err"] = float((triton_attend(qb, kb, vb, slot, ranges).float()
+                             - reference(qb, kb, vb, slot, ranges).float()).abs().max())
+    (k8, ks), (v8, vs) = quantize(k), quantize(v)
+    out["fp8_dtype"] = str(k8.dtype)
+    out["fp8_err"] = float((triton_attend(q, k8, v8, slot, ranges, ks, vs)
+                            - reference(q, k8, v8, slot, ranges, ks, vs)).abs().max())
+    out["fp8_vs_exact_err"] = float((reference(q, k8, v8, slot, ranges, ks, vs)
+                                     - reference(q, k, v, slot, ranges)).abs().max())
+    dense = F.scaled_dot_product_attention(q[:, None].transpose(1, 2), k[slot], v[slot])[:, :, 0]
+    out["full_range_vs_sdpa_err"] = float((reference(q, k, v, slot, ranges)[0] - dense[0]).abs().max())
+    masked = F.scaled_dot_product_attention(q[1][:, None], k[2][:, 10:70], v[2][:, 10:70])
+    tail = F.scaled_dot_product_attention(q[1][:, None], torch.cat([k[2][:, 10:70], k[2][:, 200:]], 1),
+                                          torch.cat([v[2][:, 10:70], v[2][:, 200:]], 1))
+    got = triton_attend(q, k, v, slot, ranges)[1]
+    out["two_ranges_err"] = float((got - tail[:, 0]).abs().max())
+    out["two_ranges_differs_from_first_only"] = float((got - masked[:, 0]).abs().max())
+    assert k8.dtype == FP8
+    return out
+
+
+def packing() -> dict:
+    rng = np.random.default_rng(0)
+    pieces = [rng.normal(0, 0.1, int(s * 16_000)).astype(np.float32)
+              for s in (29.5, 12.0, 8.0, 6.5, 3.0, 14.0, 0.01)]
+    layout = pack(pieces, Packing())
+    spans = layout.spans
+    found = []
+    for i, (piece, sp) in enumerate(zip(pieces, spans)):
+        w = layout.windows[sp.window]
+        # the piece's audio sits inside its span, and nobody else's audio does
+        start = next(o for o in range(0, len(w) - len(piece) + 1, 1)
+                     if np.array_equal(w[o:o + len(piece)], piece)) if len(piece) > 1000 else None
+        found.append(start)
+    overlaps = 0
+    for a in range(len(spans)):
+        for b in range(len(spans)):
+            sa, sb = spans[a], spans[b]
+            if a != b and sa.window == sb.window and sa.lo < sb.hi and sb.lo < sa.hi:
+                overlaps += 1
+    sub = layout.subset([1, 4])
+    return {"windows": len(layout.windows), "window_s": [len(w) / 16_000 for w in layout.windows],
+            "rows": len(spans), "span_overlaps": overlaps,
+            "inside": all(f is None or (sp.lo * SAMPLES_PER_FRAME <= f and
+                                        (f + len(p)) <= sp.hi * SAMPLES_PER_FRAME)
+                          for f, sp, p in zip(found, spans, pieces)),
+            "tails_end_at_window_end": all(sp.hi2 == FRAMES and sp.lo2 >= sp.hi for sp in spans),
+            "shared_windows": sum(1 for w in range(len(layout.windows))
+                                  if sum(sp.window == w for sp in spans) > 1),
+            "unpacked_windows": len(pack(pieces, Packing(enabled=False)).windows),
+            "subset_windows": len(sub.windows),
+            "subset_audio_kept": all(np.array_equal(sub.windows[s.window], layout.windows[spans[r].window])
+                                     for s, r in zip(sub.spans, [1, 4]))}
+
+
+if __name__ == "__main__":
+    print(json.dumps({"kernel": kernel(), "packing": packing()}))

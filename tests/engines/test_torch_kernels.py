@@ -1,0 +1,43 @@
+"""The decoder's Triton attention kernel (in Triton's CPU interpreter) against the torch
+reference, and the invariants of packing chunks into shared windows."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+from tests.hpc.slurm_jobs import HPC_PYTHON
+
+
+@pytest.fixture(scope="module")
+def checks() -> dict:
+    proc = subprocess.run([HPC_PYTHON, str(REPO / "tests" / "engines" / "kernel_checks.py")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_kernel_matches_the_reference(checks: dict) -> None:
+    k = checks["kernel"]
+    assert k["f32_err"] < 1e-4 and k["fp8_err"] < 1e-4     # same math, same inputs
+    assert k["bf16_err"] < 0.02                              # bf16 output rounding
+    assert k["full_range_vs_sdpa_err"] < 1e-5                # one full range == plain attention
+    assert k["two_ranges_err"] < 1e-4                        # two ranges == attention over both
+    assert k["two_ranges_differs_from_first_only"] > 0.01    # ... and the second one counts
+
+
+def test_float8_kv_stays_close_to_exact(checks: dict) -> None:
+    k = checks["kernel"]
+    assert k["fp8_dtype"] == "torch.float8_e4m3fn"
+    assert k["fp8_vs_exact_err"] < 0.2
+
+
+def test_packing_shares_windows_without_overlap(checks: dict) -> None:
+    p = checks["packing"]
+    assert p["rows"] == 7 and p["unpacked_windows"] == 7
+    assert p["windows"] < 7 and p["shared_windows"] >= 1
+    assert all(s <= 30.0 for s in p["window_s"])
+    assert p["span_overlaps"] == 0 and p["inside"] and p["tails_end_at_window_end"]
+    assert p["subset_windows"] <= 2 and p["subset_audio_kept"]
