@@ -73,7 +73,7 @@ def _buckets(limit: int, first: int) -> list[int]:
 
 
 class BatchDecoder:
-    """Encodes and decodes batches of up to ``max_batch`` windows on one device."""
+    """Encodes windows and decodes batches of up to ``max_batch`` rows (chunks) on one device."""
 
     def __init__(self, model: WhisperTorch, vocab: Vocab, max_batch: int, language: str,
                  options: DecodeOptions = DecodeOptions(), cuda_graphs: bool = True) -> None:
