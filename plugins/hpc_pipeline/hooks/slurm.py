@@ -228,12 +228,19 @@ class SlurmHook:
 
     # -- commands ---------------------------------------------------------------------
     def run(self, argv: Sequence[str], timeout: float | None = None) -> tuple[int, str, str]:
-        """Run argv remotely (each element quoted); return (rc, stdout, stderr)."""
+        """Run argv remotely (each element quoted); return (rc, stdout, stderr).
+
+        Raises ``SlurmUnavailable`` when the SSH session ends before the command reports an
+        exit status (sshd restarted mid-command): that says nothing about SLURM, so callers
+        that ride out outages (the trigger) poll again on a new connection."""
         command = shlex.join(str(a) for a in argv)
         _, stdout, stderr = self._client().exec_command(command, timeout=timeout or self.cmd_timeout)
         out = stdout.read().decode("utf-8", "replace")
         err = stderr.read().decode("utf-8", "replace")
-        return stdout.channel.recv_exit_status(), out, err
+        rc = stdout.channel.recv_exit_status()
+        if rc == -1:        # paramiko's "no exit status": the channel closed under the command
+            raise SlurmUnavailable(f"{argv[0]}: the SSH session ended before the command finished")
+        return rc, out, err
 
     def _check(self, argv: Sequence[str]) -> str:
         rc, out, err = self.run(argv)
