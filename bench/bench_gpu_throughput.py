@@ -32,7 +32,7 @@ from engines.base import SAMPLE_RATE, DecodedClip, EngineOptions  # noqa: E402
 from engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
 from engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
 from engines.torch_engine import TorchWhisperEngine  # noqa: E402
-from engines.torch_attention import attend, quantize, reference  # noqa: E402
+from engines.torch_attention import attend, reference  # noqa: E402
 from engines.torch_model import WhisperTorch  # noqa: E402
 from engines.torch_pack import Packing, pack  # noqa: E402
 from engines.torch_vad import chunk  # noqa: E402
@@ -155,13 +155,9 @@ def profile_decoder(dims: Dims, vocab_path: Path, batch: int, t: int = 128) -> l
         dec = BatchDecoder(model, vocab, batch, "en", DecodeOptions(temperatures=(0.0,), cross_fp8=fp8),
                            cuda_graphs=False)
         st = dec.state
-        for buf in (st.cross_k, st.cross_v):
-            if fp8:
-                x, scale = quantize(torch.randn(batch, H, S, D // H, device="cuda"))
-                buf.copy_(x[None].expand_as(buf))
-                (st.k_scale if buf is st.cross_k else st.v_scale).copy_(scale[None].expand_as(st.k_scale))
-            else:
-                buf.normal_()
+        enc = torch.randn(16, S, D, device="cuda", dtype=torch.bfloat16)
+        for w in range(0, batch, 16):      # cross K/V (and float8 scales) the engine's way
+            st.set_cross(slice(w, w + 16), enc[:min(16, batch - w)])
         for buf in (st.self_k, st.self_v):
             buf.normal_()
         st.start([(w, 0, S, S, S) for w in range(batch)], 0)
@@ -223,7 +219,7 @@ def check_graphs(clips: list[np.ndarray], dims: Dims, vocab_path: Path) -> dict:
     torch.manual_seed(0)
     model = WhisperTorch(dims).to("cuda", torch.bfloat16).eval()
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
-    layout = pack([a[:10 * SAMPLE_RATE] for a in clips[:16]])      # 2 clips per window
+    layout = pack([a[:10 * SAMPLE_RATE] for a in clips[:16]], Packing(enabled=True))  # 2 per window
     lengths = [20 + 4 * i for i in range(16)]           # rows end at different steps
     tokens = []
     for graphs in (True, False):

@@ -29,9 +29,8 @@ from engines.torch_pack import Packing  # noqa: E402
 from wer import corpus_wer  # noqa: E402
 
 
-TORCH_VARIANTS = {"unpacked": (Packing(enabled=False), False),
-                  "unpacked+fp8": (Packing(enabled=False), True),
-                  "packed": (Packing(), False), "packed+fp8": (Packing(), True)}
+TORCH_VARIANTS = {"unpacked": (Packing(), False), "unpacked+fp8": (Packing(), True),
+                  "packed": (Packing(enabled=True), False), "packed+fp8": (Packing(enabled=True), True)}
 
 
 def run_engine(name: str, options: EngineOptions, clips: list, variant: str = "") -> dict:

@@ -59,7 +59,7 @@ def packing() -> dict:
     rng = np.random.default_rng(0)
     pieces = [rng.normal(0, 0.1, int(s * 16_000)).astype(np.float32)
               for s in (29.5, 12.0, 8.0, 6.5, 3.0, 14.0, 0.01)]
-    layout = pack(pieces, Packing())
+    layout = pack(pieces, Packing(enabled=True))
     spans = layout.spans
     found = []
     for i, (piece, sp) in enumerate(zip(pieces, spans)):
@@ -83,7 +83,7 @@ def packing() -> dict:
             "tails_end_at_window_end": all(sp.hi2 == FRAMES and sp.lo2 >= sp.hi for sp in spans),
             "shared_windows": sum(1 for w in range(len(layout.windows))
                                   if sum(sp.window == w for sp in spans) > 1),
-            "unpacked_windows": len(pack(pieces, Packing(enabled=False)).windows),
+            "unpacked_windows": len(pack(pieces, Packing()).windows),
             "subset_windows": len(sub.windows),
             "subset_audio_kept": all(np.array_equal(sub.windows[s.window], layout.windows[spans[r].window])
                                      for s, r in zip(sub.spans, [1, 4]))}

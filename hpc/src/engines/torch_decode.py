@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zlib
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import torch
@@ -84,7 +84,7 @@ class BatchDecoder:
         self.prompt = vocab.prompt(language)
         max_len = min(len(self.prompt) + options.max_new_tokens, model.dims.max_target_positions)
         self.max_new = max_len - len(self.prompt)
-        self.state = DecodeState(model, max_batch, max_batch, max_len, options.cross_fp8)
+        self.state = DecodeState(model, max_batch, max_len, options.cross_fp8)
         self.row_buckets = sorted({*_buckets(min(max_batch, 64), 8), *range(64, max_batch, 32), max_batch})
         v = model.dims.vocab_size
         bias = torch.zeros(v, device=self.device)
@@ -150,12 +150,12 @@ class BatchDecoder:
         """Cross-attention K/V of every layer from the encoder outputs, into windows ``[:w]``."""
         if encoded.ready is not None:
             torch.cuda.current_stream().wait_event(encoded.ready)
-        row = 0
+        first = 0
         for out in encoded.outputs:
             if encoded.ready is not None:    # made on the side stream, read on this one
                 out.record_stream(torch.cuda.current_stream())
-            self.state.set_cross(slice(row, row + len(out)), out)
-            row += len(out)
+            self.state.set_cross(slice(first, first + len(out)), out)
+            first += len(out)
 
     @torch.inference_mode()
     def decode(self, layout: Layout, temperature: float = 0.0,
@@ -183,7 +183,7 @@ class BatchDecoder:
         language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1, device=dev)
         row = torch.arange(n, device=dev)         # live row -> row of the layout
         done = torch.zeros(n, dtype=torch.bool, device=dev)
-        st.start([(sp.window, sp.lo, sp.hi, sp.lo2, sp.hi2) for sp in layout.spans], self.prompt[0])
+        st.start([astuple(sp) for sp in layout.spans], self.prompt[0])
         live = n
         for step in range(lp + self.max_new - 1):
             logits = self._logits(live)

@@ -3,8 +3,9 @@
 Select it with ``--engine torch`` (config key ``engine: torch``); ``models_dir``/``model_name``
 may name a faster-whisper (CTranslate2) dir, the same one WhisperX reads, or a Hugging Face
 Whisper dir. ``batch_size`` is the number of chunks (<= 30 s each) decoded together (192-256
-on an H100 with float8 cross-attention K/V, the CUDA default; 8-16 on CPU). ``compute_type``: ``float32`` or ``float16`` force that precision on GPU,
-anything else means bfloat16 there; the CPU always runs float32. Decoding is greedy with
+on an H100 with float8 cross-attention K/V, the CUDA default; 8-16 on CPU). ``compute_type``:
+``float32`` or ``float16`` force that precision on GPU, anything else means bfloat16 there;
+the CPU always runs float32. Decoding is greedy with
 Whisper's temperature fallback (``beam_size`` is WhisperX's alone).
 
 A background thread pulls clips from the caller's iterator (so FFmpeg decoding of the next
@@ -59,13 +60,13 @@ class TorchWhisperEngine(TranscriptionEngine):
 
     def __init__(self, options: EngineOptions, model: WhisperTorch | None = None,
                  vocab: Vocab | None = None, decode_options: DecodeOptions | None = None,
-                 vad: VadConfig = VadConfig(), packing: Packing = Packing(enabled=False), lookahead: int = 4,
+                 vad: VadConfig = VadConfig(), packing: Packing = Packing(), lookahead: int = 4,
                  bench_tokens_per_s: float | None = None, overlap: bool = True) -> None:
         """``model``/``vocab`` bypass loading (benchmarks with random weights);
         ``decode_options`` default to float8 cross-attention K/V on CUDA (half the bytes of
-        every decoder step; bf16/float32 elsewhere); ``packing``: how chunks share windows; ``bench_tokens_per_s`` fixes each chunk's
-        decode length to that rate of its audio; ``overlap`` queues the encoder of the next
-        batch before this one decodes."""
+        every decoder step; bf16/float32 elsewhere); ``packing``: how chunks share windows;
+        ``bench_tokens_per_s`` fixes each chunk's decode length to that rate of its audio;
+        ``overlap`` queues the encoder of the next batch before this one decodes."""
         super().__init__(options)
         want = options.device
         self.device = torch.device("cuda" if want == "auto" and torch.cuda.is_available()

@@ -4,8 +4,9 @@ Why not ``WhisperForConditionalGeneration.generate``: its cache classes and gene
 internals change between transformers 4.57 (HPC venv) and 5.x (GPU image), and its per-step
 overhead dominates at large batch. This module depends on torch alone, loads any HF-named
 state dict (HF checkpoints, CT2 ones via ``ct2_weights``), and decodes against *static*
-buffers (self-attention K/V per row, cross-attention K/V per window), so one decoder step is a fixed
-sequence of kernels that a CUDA graph can replay. Attention is SDPA in the encoder and ``torch_attention.attend`` in the decoder.
+buffers (self-attention K/V per row, cross-attention K/V per window), so one decoder step is
+a fixed sequence of kernels that a CUDA graph can replay. Attention is SDPA in the encoder and
+``torch_attention.attend`` in the decoder.
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ class WhisperTorch(nn.Module):
 
 
 class DecodeState:
-    """Static buffers for decoding up to ``max_rows`` rows against ``max_windows`` windows.
+    """Static buffers for decoding up to ``max_rows`` rows against as many windows at most.
 
     Live row ``r`` (rows ``[:n]``) keeps its self-attention cache in slot ``slot[r]`` and reads
     two frame ranges ``cross_ranges[r]`` of window ``window[r]``'s cross-attention K/V (its
@@ -141,20 +142,19 @@ class DecodeState:
     (``torch_attention.quantize``), halving the bytes every step reads.
     """
 
-    def __init__(self, model: WhisperTorch, max_rows: int, max_windows: int, max_len: int,
-                 cross_fp8: bool = False) -> None:
+    def __init__(self, model: WhisperTorch, max_rows: int, max_len: int, cross_fp8: bool = False) -> None:
         d = model.dims
         p = next(model.parameters())
         heads, dh = d.decoder_attention_heads, d.d_model // d.decoder_attention_heads
         kw = {"device": p.device, "dtype": p.dtype}
-        self.model, self.max_rows, self.max_windows, self.max_len = model, max_rows, max_windows, max_len
+        self.model, self.max_rows, self.max_len = model, max_rows, max_len
         self.cross_fp8 = cross_fp8
         shape_self = (d.decoder_layers, max_rows, heads, max_len, dh)
-        shape_cross = (d.decoder_layers, max_windows, heads, d.max_source_positions, dh)
+        shape_cross = (d.decoder_layers, max_rows, heads, d.max_source_positions, dh)
         self.self_k, self.self_v = torch.zeros(shape_self, **kw), torch.zeros(shape_self, **kw)
         cross_kw = {**kw, "dtype": FP8} if cross_fp8 else kw
         self.cross_k, self.cross_v = torch.zeros(shape_cross, **cross_kw), torch.zeros(shape_cross, **cross_kw)
-        scale_shape = (d.decoder_layers, max_windows, heads, d.max_source_positions)
+        scale_shape = (d.decoder_layers, max_rows, heads, d.max_source_positions)
         self.k_scale = torch.ones(scale_shape, device=p.device) if cross_fp8 else None
         self.v_scale = torch.ones(scale_shape, device=p.device) if cross_fp8 else None
         ints = {"dtype": torch.long, "device": p.device}
@@ -176,12 +176,12 @@ class DecodeState:
         b, t, _ = enc.shape
         kv = F.linear(enc, self.w_cross_kv, self.b_cross_kv)
         kv = kv.view(b, t, d.decoder_layers, 2, d.decoder_attention_heads, -1).permute(3, 2, 0, 4, 1, 5)
-        for i in range(d.decoder_layers):
-            for buf, scales, x in ((self.cross_k, self.k_scale, kv[0, i]), (self.cross_v, self.v_scale, kv[1, i])):
-                if self.cross_fp8:
-                    buf[i, windows], scales[i, windows] = quantize(x)
-                else:
-                    buf[i, windows] = x
+        if not self.cross_fp8:
+            self.cross_k[:, windows], self.cross_v[:, windows] = kv[0], kv[1]
+            return
+        for i in range(d.decoder_layers):      # layer by layer: float32 temporaries stay small
+            self.cross_k[i, windows], self.k_scale[i, windows] = quantize(kv[0, i])
+            self.cross_v[i, windows], self.v_scale[i, windows] = quantize(kv[1, i])
 
     @torch.inference_mode()
     def start(self, spans: list[tuple[int, int, int, int, int]], first_token: int) -> None:

@@ -4,12 +4,13 @@ Why: the encoder costs the same for every 30 s window however much audio it hold
 of 10-60 s clips leaves windows ~70 % full. Here several chunks share one window, ``gap_s`` of
 silence apart, and each chunk becomes its own decoder *row* that cross-attends only to its
 span of the window's encoder output (its frames plus ``margin_s`` either side, never reaching
-a neighbour) and to the padding after the window's last chunk (``reserve_s`` at least): without
-that silence to look at, Whisper does not see its speech end and repeats its last sentence
-(tiny.en, 6-20 s clips: WER 11.7 % unpacked, 38 % packed without the padding, 11.6 % with it;
-only 2 s of it: 12.4 %; a 0.6 s gap with 0.3 s margins: 20 %). So each chunk's text comes
-back on its own row, with no timestamp tokens to split and no boundary to guess; reading only
-its frames also makes the row's decoding cheaper. Measured on real weights: ``bench/RESULTS.md``.
+a neighbour) and to the padding after the window's last chunk (``reserve_s`` at least; without
+that silence to look at, Whisper does not see its speech end and repeats its last sentence).
+So each chunk's text comes back on its own row, with no timestamp tokens to split and no
+boundary to guess, and reading only its frames makes the row's decoding cheaper.
+
+Off by default: on tiny.en (6-20 s clips) it still costs 2-4 WER points (a chunk that does
+not start its window sometimes loses its first sentence); numbers in ``bench/RESULTS.md``.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ SAMPLES_PER_FRAME = WINDOW_SAMPLES // FRAMES
 
 @dataclass(frozen=True)
 class Packing:
-    enabled: bool = True        # False: one chunk per window (attending to all its frames)
+    enabled: bool = False       # True: chunks share windows (costs WER, see above)
     gap_s: float = 1.0          # silence between chunks sharing a window
     margin_s: float = 0.5       # frames either side of a chunk its row may attend to (< gap_s)
     reserve_s: float = 2.0      # padding kept free at the end of a shared window
@@ -71,7 +72,7 @@ def _span(window: int, start: int, end: int, content_end: int, p: Packing) -> Sp
     return Span(window, lo, hi, max(hi, _frames(content_end)), FRAMES)
 
 
-def pack(pieces: list[np.ndarray], packing: Packing = Packing()) -> Layout:
+def pack(pieces: list[np.ndarray], packing: Packing) -> Layout:
     """Place ``pieces`` (each <= 30 s) into windows, first fit by decreasing length; a
     shared window keeps ``reserve_s`` free at its end."""
     gap = int(packing.gap_s * SAMPLE_RATE)
