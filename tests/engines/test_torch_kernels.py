@@ -28,6 +28,13 @@ def test_kernel_matches_the_reference(checks: dict) -> None:
     assert k["two_ranges_differs_from_first_only"] > 0.01    # ... and the second one counts
 
 
+def test_kv_store_kernel_matches_the_reference(checks: dict) -> None:
+    s = checks["store"]
+    assert s["bf16_err"] == 0 and s["scale_err"] == 0 and s["fp8_other_mismatches"] == 0
+    assert s["fp8_interpreter_carry_slips"] < 0.02 * s["fp8_values"]   # the interpreter's, not ours
+    assert all(s[f"{n}_untouched_slots_zero"] and s[f"{n}_written"] for n in ("bf16", "fp8"))
+
+
 def test_float8_kv_stays_close_to_exact(checks: dict) -> None:
     k = checks["kernel"]
     assert k["fp8_dtype"] == "torch.float8_e4m3fn"

@@ -28,7 +28,9 @@ except ImportError:        # CPU-only installs: the reference path serves
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
-BLOCK = 128                     # frames per step of the kernel's loop
+BLOCK = 256                     # frames per step of the kernel's loop (swept on an H100:
+WARPS = 2                       # 256 frames, 2 warps, no pipelining read fp8 K/V 20 % faster)
+STORE_FRAMES = 64               # frames per program of the K/V store
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
@@ -38,6 +40,19 @@ def quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     frames cost tiny.en 1.4 WER points)."""
     scale = x.abs().amax(dim=3).float().clamp(min=1e-12) / FP8_MAX
     return (x.float() / scale[..., None]).to(FP8), scale
+
+
+def store_reference(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int,
+                    k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None) -> None:
+    """What ``store`` does, with torch ops (any device)."""
+    kv = kv.permute(3, 2, 0, 4, 1, 5)             # (2, L, B, H, T, D)
+    windows = slice(first, first + kv.shape[2])
+    if k_scale is None:
+        k[:, windows], v[:, windows] = kv[0], kv[1]
+        return
+    for i in range(kv.shape[1]):      # layer by layer: float32 temporaries stay small
+        k[i, windows], k_scale[i, windows] = quantize(kv[0, i])
+        v[i, windows], v_scale[i, windows] = quantize(kv[1, i])
 
 
 def _rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -114,6 +129,61 @@ if triton is not None:
         tl.store(o_ptr + r * so_r + h * so_h + d, out.to(o_ptr.dtype.element_ty))
 
 
+if triton is not None:
+    @triton.jit
+    def _store_kernel(src_ptr, out_ptr, scale_ptr, which, first, frames, heads,
+                      s_b, s_t, so_l, so_s, so_h, so_t, ss_l, ss_s, ss_h,
+                      D: tl.constexpr, FRAMES: tl.constexpr, QUANT: tl.constexpr):
+        """One (window, block of frames, layer x head) of K (``which`` 0) or V (1)."""
+        n_t = tl.cdiv(frames, FRAMES)
+        b, tb = tl.program_id(0) // n_t, tl.program_id(0) % n_t
+        g = tl.program_id(1)
+        layer, h = g // heads, g % heads
+        t = tb * FRAMES + tl.arange(0, FRAMES)
+        d = tl.arange(0, D)
+        inside = t < frames
+        feature = ((layer * 2 + which) * heads + h) * D
+        x = tl.load(src_ptr + b.to(tl.int64) * s_b + t[:, None].to(tl.int64) * s_t + feature + d[None, :],
+                    mask=inside[:, None], other=0.0).to(tl.float32)
+        dst = layer.to(tl.int64) * so_l + (first + b).to(tl.int64) * so_s + h * so_h
+        if QUANT:
+            scale = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-12) / 448.0
+            x = x / scale[:, None]
+            tl.store(scale_ptr + layer.to(tl.int64) * ss_l + (first + b).to(tl.int64) * ss_s
+                     + h * ss_h + t, scale, mask=inside)
+        tl.store(out_ptr + dst + t[:, None] * so_t + d[None, :], x.to(out_ptr.dtype.element_ty),
+                 mask=inside[:, None])
+
+
+def store(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int,
+          k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None) -> None:
+    """Write windows' cross-attention K/V, as the projection makes them, into slots.
+
+    kv (B, T, L, 2, H, D) contiguous (every layer's K and V projection of B windows' encoder
+    output); k, v (L, S, H, T, D); window b goes to slot ``first + b``. float8 ``k``/``v``
+    get per-frame scales in ``k_scale``/``v_scale`` (L, S, H, T), as ``quantize`` makes them.
+    Why a kernel: torch's quantize of the permuted projection ran ~12 memory passes over it
+    and took a third of the engine's GPU time on an H100; this reads it once.
+    """
+    if triton is None or not kv.is_cuda:
+        return store_reference(kv, k, v, first, k_scale, v_scale)
+    triton_store(kv, k, v, first, k_scale, v_scale)
+
+
+def triton_store(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int,
+                 k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None) -> None:
+    """``store`` by the Triton kernel (on CPU tensors too under ``TRITON_INTERPRET=1``)."""
+    b, frames, layers, _, heads, dim = kv.shape
+    quant = k_scale is not None
+    for which, (out, scale) in enumerate(((k, k_scale), (v, v_scale))):
+        scale = scale if quant else out
+        _store_kernel[(b * triton.cdiv(frames, STORE_FRAMES), layers * heads)](
+            kv, out, scale, which, first, frames, heads, kv.stride(0), kv.stride(1),
+            out.stride(0), out.stride(1), out.stride(2), out.stride(3),
+            scale.stride(0) if quant else 0, scale.stride(1) if quant else 0,
+            scale.stride(2) if quant else 0, D=dim, FRAMES=STORE_FRAMES, QUANT=quant, num_warps=4)
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.Tensor,
            ranges: torch.Tensor, k_scale: torch.Tensor | None = None,
            v_scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,5 +213,5 @@ def triton_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch
         ks.stride(0) if scaled else 0, ks.stride(1) if scaled else 0,
         out.stride(0), out.stride(1), 1.0 / math.sqrt(dim),
         D=dim, BLOCK=BLOCK, N_BLOCKS=triton.cdiv(k.shape[2], BLOCK), SCALED=scaled,
-        FIXED=INTERPRETED, num_warps=4)
+        FIXED=INTERPRETED, num_warps=WARPS, num_stages=1)
     return out

@@ -63,10 +63,11 @@ class TorchWhisperEngine(TranscriptionEngine):
                  vad: VadConfig = VadConfig(), packing: Packing = Packing(), lookahead: int = 4,
                  bench_tokens_per_s: float | None = None, overlap: bool = True) -> None:
         """``model``/``vocab`` bypass loading (benchmarks with random weights);
-        ``decode_options`` default to float8 cross-attention K/V on CUDA (half the bytes of
-        every decoder step; bf16/float32 elsewhere); ``packing``: how chunks share windows;
-        ``bench_tokens_per_s`` fixes each chunk's decode length to that rate of its audio;
-        ``overlap`` queues the encoder of the next batch before this one decodes."""
+        ``decode_options`` default, on CUDA, to float8 cross-attention K/V (half the bytes of
+        every decoder step) and a compiled encoder, and to neither elsewhere; ``packing``:
+        how chunks share windows; ``bench_tokens_per_s`` fixes each chunk's decode length to
+        that rate of its audio; ``overlap`` queues the encoder of the next batch before this
+        one decodes."""
         super().__init__(options)
         want = options.device
         self.device = torch.device("cuda" if want == "auto" and torch.cuda.is_available()
@@ -79,7 +80,8 @@ class TorchWhisperEngine(TranscriptionEngine):
         self.vad, self.packing, self.lookahead = vad, packing, lookahead
         self.bench_tokens_per_s = bench_tokens_per_s
         self.overlap = overlap
-        decode_options = decode_options or DecodeOptions(cross_fp8=self.device.type == "cuda")
+        cuda = self.device.type == "cuda"
+        decode_options = decode_options or DecodeOptions(cross_fp8=cuda, compile_encoder=cuda)
         self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
         self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engines.torch_attention import FP8, attend, quantize
+from engines.torch_attention import FP8, attend, store
 from engines.torch_checkpoint import Dims
 
 N_FFT, HOP = 400, 160
@@ -170,18 +170,14 @@ class DecodeState:
                                                 l.encoder_attn.v_proj.bias]) for l in layers])
 
     @torch.inference_mode()
-    def set_cross(self, windows: slice, enc: torch.Tensor) -> None:
-        """Project encoder output to every layer's cross K/V in one matmul, into ``windows``."""
+    def set_cross(self, first: int, enc: torch.Tensor) -> None:
+        """Project encoder output to every layer's cross K/V in one matmul, into windows
+        ``first, first + 1, ...``."""
         d = self.model.dims
         b, t, _ = enc.shape
         kv = F.linear(enc, self.w_cross_kv, self.b_cross_kv)
-        kv = kv.view(b, t, d.decoder_layers, 2, d.decoder_attention_heads, -1).permute(3, 2, 0, 4, 1, 5)
-        if not self.cross_fp8:
-            self.cross_k[:, windows], self.cross_v[:, windows] = kv[0], kv[1]
-            return
-        for i in range(d.decoder_layers):      # layer by layer: float32 temporaries stay small
-            self.cross_k[i, windows], self.k_scale[i, windows] = quantize(kv[0, i])
-            self.cross_v[i, windows], self.v_scale[i, windows] = quantize(kv[1, i])
+        store(kv.view(b, t, d.decoder_layers, 2, d.decoder_attention_heads, -1),
+              self.cross_k, self.cross_v, first, self.k_scale, self.v_scale)
 
     @torch.inference_mode()
     def start(self, spans: list[tuple[int, int, int, int, int]], first_token: int) -> None:
