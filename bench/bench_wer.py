@@ -29,17 +29,19 @@ from engines.torch_pack import Packing  # noqa: E402
 from wer import corpus_wer  # noqa: E402
 
 
-TORCH_VARIANTS = {"unpacked": (Packing(), False), "unpacked+fp8": (Packing(), True),
-                  "packed": (Packing(enabled=True), False), "packed+fp8": (Packing(enabled=True), True)}
+TORCH_VARIANTS = {   # packing, float8 cross K/V, float8 encoder matrix products
+    "unpacked": (Packing(), False, False), "unpacked+fp8": (Packing(), True, False),
+    "unpacked+fp8+encfp8": (Packing(), True, True),
+    "packed": (Packing(enabled=True), False, False), "packed+fp8": (Packing(enabled=True), True, False)}
 
 
 def run_engine(name: str, options: EngineOptions, clips: list, variant: str = "") -> dict:
     """Transcribe every clip; return WER, wall time and the hypotheses."""
     t0 = time.perf_counter()
     if name == "torch":
-        packing, fp8 = TORCH_VARIANTS[variant]
-        engine = TorchWhisperEngine(options, packing=packing,
-                                    decode_options=DecodeOptions(cross_fp8=fp8))
+        packing, fp8, encoder_fp8 = TORCH_VARIANTS[variant]
+        engine = TorchWhisperEngine(options, packing=packing, decode_options=DecodeOptions(
+            cross_fp8=fp8, encoder_fp8=encoder_fp8))
     else:
         engine = load_engine(name, options)
     load_s = time.perf_counter() - t0
@@ -62,7 +64,7 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--whisperx-compute", default="int8,float32")
     p.add_argument("--beams", default="1,5", help="WhisperX beam sizes (the torch engine is greedy)")
-    p.add_argument("--torch-variants", default=",".join(TORCH_VARIANTS))
+    p.add_argument("--torch-variants", default=",".join(TORCH_VARIANTS), help=", ".join(TORCH_VARIANTS))
     p.add_argument("--min-s", type=float, default=10.0, help="shortest clip")
     p.add_argument("--max-s", type=float, default=60.0, help="longest clip")
     p.add_argument("--json", type=Path)
@@ -88,7 +90,7 @@ def main() -> None:
                 beam_size=beam), clips))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
     for r in runs:
-        print(f"{r['engine']:<9} {r['variant']:<11} {r['compute_type']:<8} beam {r['beam_size']}  WER {r['wer']:6.2f} %  "
+        print(f"{r['engine']:<9} {r['variant']:<19} {r['compute_type']:<8} beam {r['beam_size']}  WER {r['wer']:6.2f} %  "
               f"failed {r['failed']}  {audio_s / r['wall_s']:7.1f} audio-s/s on CPU")
     if args.json:
         args.json.write_text(json.dumps({"audio_s": audio_s, "tokens_per_audio_s": tokens / audio_s,

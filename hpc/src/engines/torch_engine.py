@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -134,60 +135,59 @@ class TorchWhisperEngine(TranscriptionEngine):
                           ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """Batches windows across clips; yields each clip once all its windows are done.
 
-        Batch k+1 is formed (its chunks packed into windows) and its encoder queued before
-        batch k is decoded, so the GPU encodes one batch while it decodes the other."""
+        Batch k+1 is formed, and packed and its encoder queued by the encoder thread, while
+        batch k is decoded, so the GPU is never idle between batches."""
         size = self.decoder.state.max_rows
         inbox: queue.Queue = queue.Queue(maxsize=self.lookahead * size)
         threading.Thread(target=self._produce, args=(clips, inbox), daemon=True).start()
         ready: list[tuple[_Clip, int]] = []
         failed: set[int] = set()
-        pending: tuple[list[tuple[_Clip, int]], Layout, Encoded | Exception | None] | None = None
+        pending: tuple[list[tuple[_Clip, int]], Future] | None = None
         ended = False
-        while not ended or ready or pending:
-            while not ended and len(ready) < self.lookahead * size:
-                try:        # wait for clips only when the GPU has nothing queued
-                    item = inbox.get(block=pending is None and len(ready) < size)
-                except queue.Empty:
-                    break
-                if item is _END:
-                    ended = True
-                elif isinstance(item, _SourceFailed):
-                    raise item.args[0]
-                elif isinstance(item[1], Exception):
-                    yield item
-                elif not item[1]:
-                    yield item[0], NoSpeech("the VAD found no speech")
-                else:
-                    c = _Clip(item[0], item[1])
-                    ready.extend((c, i) for i in range(len(c.chunks)))
-            following = None
-            if ready and (ended or len(ready) >= size or pending is None):
-                ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0],
-                           reverse=True)
-                batch, ready = ready[:size], ready[size:]
-                layout = self._layout(batch)
-                try:
-                    following = (batch, layout, self.decoder.encode(layout.windows)
-                                 if self.overlap else None)
-                except Exception as exc:
-                    following = (batch, layout, exc)
-            if pending is not None:
-                yield from self._complete(*pending, failed)
-                if failed:      # chunks of clips already failed are not worth decoding
-                    ready = [(c, i) for c, i in ready if id(c) not in failed]
-            pending = following
+        with ThreadPoolExecutor(1, thread_name_prefix="encode") as encoder:
+            while not ended or ready or pending:
+                while not ended and len(ready) < self.lookahead * size:
+                    try:        # wait for clips only when the GPU has nothing queued
+                        item = inbox.get(block=pending is None and len(ready) < size)
+                    except queue.Empty:
+                        break
+                    if item is _END:
+                        ended = True
+                    elif isinstance(item, _SourceFailed):
+                        raise item.args[0]
+                    elif isinstance(item[1], Exception):
+                        yield item
+                    elif not item[1]:
+                        yield item[0], NoSpeech("the VAD found no speech")
+                    else:
+                        c = _Clip(item[0], item[1])
+                        ready.extend((c, i) for i in range(len(c.chunks)))
+                following = None
+                if ready and (ended or len(ready) >= size or pending is None):
+                    ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0],
+                               reverse=True)
+                    batch, ready = ready[:size], ready[size:]
+                    following = (batch, encoder.submit(self._prepare, batch))
+                if pending is not None:
+                    yield from self._complete(*pending, failed)
+                    if failed:      # chunks of clips already failed are not worth decoding
+                        ready = [(c, i) for c, i in ready if id(c) not in failed]
+                pending = following
 
-    def _complete(self, batch: list[tuple[_Clip, int]], layout: Layout,
-                  encoded: Encoded | Exception | None, failed: set[int]
+    def _prepare(self, batch: list[tuple[_Clip, int]]) -> tuple[Layout, Encoded | None]:
+        """Pack a batch into windows and queue their encoder (on the encoder thread, so the
+        host work of batch k+1 overlaps the decoding of batch k)."""
+        layout = self._layout(batch)
+        return layout, self.decoder.encode(layout.windows) if self.overlap else None
+
+    def _complete(self, batch: list[tuple[_Clip, int]], prepared: Future, failed: set[int]
                   ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """Decode one batch whole (its rows are the encoded ones); yield the clips it completes,
         or fails (out of memory, say, fails this batch's clips, not the shard). A clip that
         already failed in an earlier batch is never yielded again."""
         clips = [c for c in {id(c): c for c, _ in batch}.values() if id(c) not in failed]
         try:
-            if isinstance(encoded, Exception):
-                raise encoded
-            self._run_batch(batch, layout, encoded)
+            self._run_batch(batch, *prepared.result())
         except Exception as exc:
             for c in clips:
                 failed.add(id(c))

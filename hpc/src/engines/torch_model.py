@@ -170,14 +170,15 @@ class DecodeState:
                                                 l.encoder_attn.v_proj.bias]) for l in layers])
 
     @torch.inference_mode()
-    def set_cross(self, first: int, enc: torch.Tensor) -> None:
-        """Project encoder output to every layer's cross K/V in one matmul, into windows
-        ``first, first + 1, ...``."""
+    def set_cross(self, first: int, enc: torch.Tensor, windows_per_pass: int = 16) -> None:
+        """Project encoder output to every layer's cross K/V (one matmul per
+        ``windows_per_pass`` windows: 4 GB for large-v3), into windows ``first, first + 1, ...``."""
         d = self.model.dims
-        b, t, _ = enc.shape
-        kv = F.linear(enc, self.w_cross_kv, self.b_cross_kv)
-        store(kv.view(b, t, d.decoder_layers, 2, d.decoder_attention_heads, -1),
-              self.cross_k, self.cross_v, first, self.k_scale, self.v_scale)
+        for i in range(0, len(enc), windows_per_pass):
+            part = enc[i:i + windows_per_pass]
+            kv = F.linear(part, self.w_cross_kv, self.b_cross_kv)
+            store(kv.view(*part.shape[:2], d.decoder_layers, 2, d.decoder_attention_heads, -1),
+                  self.cross_k, self.cross_v, first + i, self.k_scale, self.v_scale)
 
     @torch.inference_mode()
     def start(self, spans: list[tuple[int, int, int, int, int]], first_token: int) -> None:
