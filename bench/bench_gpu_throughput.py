@@ -65,11 +65,10 @@ def synthetic_day(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
                      tokens_per_s: float, device: str, fp8: bool = False, packed: bool = False,
-                     overlap: bool = True, compiled: bool = True, encoder_fp8: bool = False) -> dict:
+                     overlap: bool = True, compiled: bool = True) -> dict:
     """The torch engine, bf16 on GPU, graphs captured and the encoder compiled before the
     clock starts. ``fp8``: float8 cross-attention K/V; ``packed``: chunks share windows;
-    ``overlap=False``: no encoder/decoder overlap; ``compiled=False``: eager encoder;
-    ``encoder_fp8``: float8 encoder matrix products."""
+    ``overlap=False``: no encoder/decoder overlap; ``compiled=False``: eager encoder."""
     torch.manual_seed(0)
     model = WhisperTorch(dims)
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
@@ -77,8 +76,7 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device), model=model,
                                 vocab=vocab, decode_options=DecodeOptions(
                                     temperatures=(0.0,), cross_fp8=fp8,
-                                    compile_encoder=compiled and device == "cuda",
-                                    encoder_fp8=encoder_fp8),
+                                    compile_encoder=compiled and device == "cuda"),
                                 packing=Packing(enabled=packed),
                                 bench_tokens_per_s=tokens_per_s, overlap=overlap)
     setup_s = time.perf_counter() - t0
@@ -97,8 +95,7 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     sync()
     second_wall = time.perf_counter() - t0
     encoder_s = time_encoder_alone(engine, clips)
-    variant = ", ".join(name for name, on in (("fp8 cross K/V", fp8), ("fp8 encoder", encoder_fp8),
-                                              ("packed", packed),
+    variant = ", ".join(name for name, on in (("fp8 cross K/V", fp8), ("packed", packed),
                                               ("no overlap", not overlap), ("eager encoder", not compiled))
                         if on)
     variant = f" ({variant})" if variant else ""
@@ -279,9 +276,9 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=240)
     p.add_argument("--tokens-per-s", type=float, default=3.0)
     p.add_argument("--batches", default="192,192/fp8",
-                   help="torch engine runs: BATCH[/fp8][/encfp8][/packed][/serial][/eager]: fp8 "
-                        "cross-attention K/V, fp8 encoder matrix products, chunks packed into shared "
-                        "windows, no encoder/decoder overlap, encoder not compiled")
+                   help="torch engine runs: BATCH[/fp8][/packed][/serial][/eager]: fp8 "
+                        "cross-attention K/V, chunks packed into shared windows, no encoder/decoder "
+                        "overlap, encoder not compiled")
     p.add_argument("--profile", action="store_true", help="profile a decoder step (GPU only)")
     p.add_argument("--peer-batch", type=int, default=24)
     p.add_argument("--no-peer", action="store_true")
@@ -303,7 +300,7 @@ def main() -> None:
         batch, *rest = spec.split("/")
         return run_torch_engine(clips, dims, args.tokenizer, int(batch), args.tokens_per_s, device,
                                 fp8="fp8" in rest, packed="packed" in rest, overlap="serial" not in rest,
-                                compiled="eager" not in rest, encoder_fp8="encfp8" in rest)
+                                compiled="eager" not in rest)
     steps = [lambda spec=spec: engine_run(spec) for spec in args.batches.split(",")]
     if device == "cuda":
         steps.insert(0, lambda: check_graphs(clips, dims, args.tokenizer))

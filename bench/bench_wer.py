@@ -29,19 +29,18 @@ from engines.torch_pack import Packing  # noqa: E402
 from wer import corpus_wer  # noqa: E402
 
 
-TORCH_VARIANTS = {   # packing, float8 cross K/V, float8 encoder matrix products
-    "unpacked": (Packing(), False, False), "unpacked+fp8": (Packing(), True, False),
-    "unpacked+fp8+encfp8": (Packing(), True, True),
-    "packed": (Packing(enabled=True), False, False), "packed+fp8": (Packing(enabled=True), True, False)}
+TORCH_VARIANTS = {   # how chunks share windows, float8 cross K/V
+    "unpacked": (Packing(), False), "unpacked+fp8": (Packing(), True),
+    "unpacked+fp8+pad2": (Packing(padding_s=2.0), True), "unpacked+fp8+pad5": (Packing(padding_s=5.0), True),
+    "packed": (Packing(enabled=True), False), "packed+fp8": (Packing(enabled=True), True)}
 
 
 def run_engine(name: str, options: EngineOptions, clips: list, variant: str = "") -> dict:
     """Transcribe every clip; return WER, wall time and the hypotheses."""
     t0 = time.perf_counter()
     if name == "torch":
-        packing, fp8, encoder_fp8 = TORCH_VARIANTS[variant]
-        engine = TorchWhisperEngine(options, packing=packing, decode_options=DecodeOptions(
-            cross_fp8=fp8, encoder_fp8=encoder_fp8))
+        packing, fp8 = TORCH_VARIANTS[variant]
+        engine = TorchWhisperEngine(options, packing=packing, decode_options=DecodeOptions(cross_fp8=fp8))
     else:
         engine = load_engine(name, options)
     load_s = time.perf_counter() - t0

@@ -27,7 +27,6 @@ from engines.base import DecodedClip, EngineOptions
 from engines.torch_attention import BLOCK, WARPS, _attend_kernel, quantize, store_reference, triton_store
 from engines.torch_checkpoint import load_vocab
 from engines.torch_decode import DecodeOptions
-from engines.torch_fp8 import encoder_to_fp8
 from engines.torch_engine import TorchWhisperEngine
 from engines.torch_model import WhisperTorch
 
@@ -42,13 +41,40 @@ def kind(name: str) -> str:
     return next((k for k, keys in KINDS if any(key in low for key in keys)), "other")
 
 
-def busy_union(intervals: list[tuple[float, float]]) -> float:
-    total, end = 0.0, -math.inf
+def idle_gaps(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(start, length) of every stretch with no kernel running, between the first and last."""
+    gaps, end = [], None
     for a, b in sorted(intervals):
-        if b > end:
-            total += b - max(a, end)
-            end = b
-    return total
+        if end is not None and a > end:
+            gaps.append((end, a - end))
+        end = b if end is None else max(end, b)
+    return gaps
+
+
+def idle_summary(intervals: list[tuple[float, float]], host: list[tuple[float, float, str]]) -> dict:
+    """Where the GPU sat idle: by gap length, the largest gaps (ms from the first kernel,
+    and what the host was doing meanwhile: the shortest host events spanning the gap), and
+    idle per tenth of the pass."""
+    gaps = idle_gaps(intervals)
+
+    def doing(start: float, length: float) -> list[str]:
+        spanning = [(b - a, name) for a, b, name in host if a <= start + length and b >= start]
+        return [name for _, name in sorted(spanning)[:4]]
+    t0, t1 = min(a for a, _ in intervals), max(b for _, b in intervals)
+    bins = [0.0] * 10
+    for start, length in gaps:
+        bins[min(9, int(10 * (start - t0) / (t1 - t0)))] += length
+    by_size = defaultdict(float)
+    for _, length in gaps:
+        by_size["<0.1 ms" if length < 100 else "0.1-1 ms" if length < 1e3 else "1-10 ms"
+                if length < 1e4 else ">10 ms"] += length / 1e6
+    return {"gpu_busy_s": round((t1 - t0 - sum(g for _, g in gaps)) / 1e6, 3),
+            "first_to_last_kernel_s": round((t1 - t0) / 1e6, 3),
+            "idle_s_by_gap_length": {k: round(v, 3) for k, v in by_size.items()},
+            "gaps": len(gaps),
+            "largest_gaps": [{"ms": round(g / 1e3, 1), "at_ms": round((s - t0) / 1e3), "host": doing(s, g)}
+                             for s, g in sorted(gaps, key=lambda x: -x[1])[:12]],
+            "idle_s_per_tenth": [round(b / 1e6, 3) for b in bins]}
 
 
 def engine_pass(engine: TorchWhisperEngine, clips: list[np.ndarray]) -> float:
@@ -62,18 +88,19 @@ def engine_pass(engine: TorchWhisperEngine, clips: list[np.ndarray]) -> float:
 def profile_engine(engine: TorchWhisperEngine, clips: list[np.ndarray]) -> dict:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         wall = engine_pass(engine, clips)
-    kernels, by_kind, host_wait = [], defaultdict(float), defaultdict(float)
+    kernels, by_kind, host_wait, host = [], defaultdict(float), defaultdict(float), []
     names = defaultdict(float)
     for e in prof.events():
         if e.device_type == torch.autograd.DeviceType.CUDA:
             kernels.append((e.time_range.start, e.time_range.end))
             by_kind[kind(e.name)] += e.time_range.elapsed_us()
             names[e.name[:160]] += e.time_range.elapsed_us()
-        elif e.name in ("cudaStreamSynchronize", "cudaEventSynchronize", "cudaDeviceSynchronize",
+        else:
+            host.append((e.time_range.start, e.time_range.end, e.name[:60]))
+        if e.name in ("cudaStreamSynchronize", "cudaEventSynchronize", "cudaDeviceSynchronize",
                         "cudaMemcpyAsync", "cudaGraphLaunch", "cudaLaunchKernel", "cudaHostAlloc"):
             host_wait[e.name] += e.time_range.elapsed_us()
-    out = {"profile": "engine pass", "wall_s": round(wall, 3),
-           "gpu_busy_s": round(busy_union(kernels) / 1e6, 3),
+    out = {"profile": "engine pass", "wall_s": round(wall, 3), **idle_summary(kernels, host),
            "kernel_s_by_kind": {k: round(v / 1e6, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
            "host_api_s": {k: round(v / 1e6, 3) for k, v in host_wait.items()},
            "top_kernels_s": {k: round(v / 1e6, 3) for k, v in sorted(names.items(), key=lambda kv: -kv[1])[:15]}}
@@ -102,14 +129,12 @@ def store_check(windows: int = 4) -> dict:
 
 
 def encoder_variants() -> list[dict]:
-    """Windows per second of the encoder alone: eager, each layer torch.compile'd, and
-    compiled with float8 matrix products; at encoder batches 32 and 64."""
+    """Windows per second of the encoder alone, eager and each layer torch.compile'd, at
+    encoder batches 32 and 64."""
     out = []
-    for fp8, compiled in ((False, False), (False, True), (True, True)):
+    for compiled in (False, True):
         model = WhisperTorch(LARGE_V3).to("cuda", torch.bfloat16).eval()
         enc = model.model.encoder
-        if fp8:
-            encoder_to_fp8(enc)
         if compiled:
             for layer in enc.layers:
                 layer.compile(dynamic=False)
@@ -120,7 +145,7 @@ def encoder_variants() -> list[dict]:
                 enc(mel)
                 first_s = time.perf_counter() - t0
                 ms = _time_ms(lambda: enc(mel), 5)
-                name = ("compiled" if compiled else "eager") + (", float8 matmuls" if fp8 else "")
+                name = "compiled" if compiled else "eager"
                 out.append({"profile": f"encoder {name}, batch {batch}",
                             "windows_per_s": round(batch * 1e3 / ms, 1), "first_call_s": round(first_s, 1)})
                 print(json.dumps(out[-1]), flush=True)
@@ -166,7 +191,8 @@ def main() -> None:
     p.add_argument("--tokenizer", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json"))
     p.add_argument("--clips", type=int, default=240)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--encoder-fp8", action="store_true", help="float8 encoder matrix products")
+    p.add_argument("--sweep", action="store_true", help="also sweep the span kernel's launch settings")
+    p.add_argument("--encoder", action="store_true", help="also time the encoder alone, eager vs compiled")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     results = [store_check()]
@@ -176,18 +202,19 @@ def main() -> None:
     vocab = load_vocab(args.tokenizer, [], [220, 50256], LARGE_V3.vocab_size)
     engine = TorchWhisperEngine(EngineOptions("", "", batch_size=args.batch, device="cuda"), model=model,
                                 vocab=vocab, decode_options=DecodeOptions(temperatures=(0.0,), cross_fp8=True,
-                                                                           compile_encoder=True,
-                                                                           encoder_fp8=args.encoder_fp8),
+                                                                           compile_encoder=True),
                                 bench_tokens_per_s=3.0)
     engine_pass(engine, clips[:args.batch])
     results.append(profile_engine(engine, clips))
     print(json.dumps(results[-1]), flush=True)
     results.append({"profile": "engine pass, no profiler", "wall_s": round(engine_pass(engine, clips), 3)})
     print(json.dumps(results[-1]), flush=True)
-    results += kernel_sweep()
+    if args.sweep:
+        results += kernel_sweep()
     del engine
     torch.cuda.empty_cache()
-    results += encoder_variants()
+    if args.encoder:
+        results += encoder_variants()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from engines.torch_checkpoint import Vocab
-from engines.torch_fp8 import encoder_to_fp8
 from engines.torch_model import DecodeState, WhisperTorch
 from engines.torch_pack import WINDOW_SAMPLES, Layout
 
@@ -34,7 +33,6 @@ class DecodeOptions:
     encoder_batch: int = 32
     cross_fp8: bool = False             # cross-attention K/V stored as float8 (half the bytes)
     compile_encoder: bool = False       # torch.compile the encoder layers (CUDA: +28 % windows/s)
-    encoder_fp8: bool = False           # encoder matrix products in float8 (torch_fp8)
 
 
 @dataclass
@@ -102,8 +100,6 @@ class BatchDecoder:
         cuda = self.device.type == "cuda"
         self.encoder_stream = torch.cuda.Stream(self.device, priority=0) if cuda else None
         self.decode_stream = torch.cuda.Stream(self.device, priority=-1) if cuda else None
-        if options.encoder_fp8:
-            encoder_to_fp8(model.model.encoder)
         if options.compile_encoder:     # one graph for all layers; shapes fixed (encode pads)
             for layer in model.model.encoder.layers:
                 layer.compile(dynamic=False)
