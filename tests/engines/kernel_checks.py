@@ -21,7 +21,12 @@ import torch.nn.functional as F  # noqa: E402
 
 from engines.torch_attention import (FP8, quantize, reference, store_reference,  # noqa: E402
                                      triton_attend, triton_store)
+from engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
+from engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
+from engines.torch_model import WhisperTorch  # noqa: E402
 from engines.torch_pack import FRAMES, SAMPLES_PER_FRAME, Packing, pack  # noqa: E402
+
+TOKENIZER = Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json")
 
 
 def kernel() -> dict:
@@ -88,6 +93,36 @@ def store() -> dict:
     return out
 
 
+def padded_rows() -> dict:
+    """A CUDA graph replays a *bucket* of rows, so rows past the live ones run too. Emulated on
+    CPU (every step computes 8 rows): a batch decoded after a bigger one, whose rows ended at
+    different steps (stale rows left behind), must give the tokens it gives on a fresh decoder."""
+    torch.manual_seed(0)
+    dims = Dims(num_mel_bins=80, d_model=64, encoder_layers=1, encoder_attention_heads=2,
+                encoder_ffn_dim=128, decoder_layers=2, decoder_attention_heads=2, decoder_ffn_dim=128,
+                vocab_size=51864)
+    model = WhisperTorch(dims).eval()
+    for param in model.parameters():            # larger weights: tokens that depend on context
+        torch.nn.init.normal_(param, std=0.3)
+    vocab = load_vocab(TOKENIZER, [], [220, 50256], dims.vocab_size)
+    rng = np.random.default_rng(0)
+    audio = [rng.normal(0, 0.1, int(s * 16_000)).astype(np.float32) for s in (3, 5, 7, 9, 11, 13, 15, 17)]
+    big, small = pack(audio, Packing()), pack(audio[:3], Packing())
+    options = DecodeOptions(temperatures=(0.0,))
+    fresh = BatchDecoder(model, vocab, 8, "en", options, cuda_graphs=False)
+    want = [d.tokens for d in fresh.decode(small, fixed_tokens=[30, 30, 30])]
+    used = BatchDecoder(model, vocab, 8, "en", options, cuda_graphs=False)
+    used._logits = lambda n: used.state.step(8)[:n]            # what a graph of 8 rows computes
+    used.decode(big, fixed_tokens=[40, 2, 4, 6, 8, 10, 12, 14])   # row 0 (slot 0) lasts
+    got = [d.tokens for d in used.decode(small, fixed_tokens=[30, 30, 30])]
+    st = used.state
+    return {"rows": len(got), "tokens_per_row": [len(t) for t in got],
+            "distinct_tokens": len({t for row in got for t in row}),
+            "rows_same_as_fresh": sum(g == w for g, w in zip(got, want)),
+            "parked_rows_write_scratch_only": bool((st.slot[3:] == st.scratch).all()),
+            "parked_rows_read_one_frame": st.cross_ranges[3:].tolist() == [[0, 1, 1, 1]] * 5}
+
+
 def packing() -> dict:
     rng = np.random.default_rng(0)
     pieces = [rng.normal(0, 0.1, int(s * 16_000)).astype(np.float32)
@@ -123,4 +158,5 @@ def packing() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"kernel": kernel(), "store": store(), "packing": packing()}))
+    print(json.dumps({"kernel": kernel(), "store": store(), "padded_rows": padded_rows(),
+                      "packing": packing()}))

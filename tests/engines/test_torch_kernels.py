@@ -35,6 +35,13 @@ def test_kv_store_kernel_matches_the_reference(checks: dict) -> None:
     assert all(s[f"{n}_untouched_slots_zero"] and s[f"{n}_written"] for n in ("bf16", "fp8"))
 
 
+def test_rows_past_the_live_ones_neither_corrupt_nor_cost(checks: dict) -> None:
+    r = checks["padded_rows"]
+    assert r["rows"] == 3 and r["tokens_per_row"] == [30, 30, 30] and r["distinct_tokens"] > 3
+    assert r["rows_same_as_fresh"] == 3
+    assert r["parked_rows_write_scratch_only"] and r["parked_rows_read_one_frame"]
+
+
 def test_float8_kv_stays_close_to_exact(checks: dict) -> None:
     k = checks["kernel"]
     assert k["fp8_dtype"] == "torch.float8_e4m3fn"

@@ -85,6 +85,8 @@ class TorchWhisperEngine(TranscriptionEngine):
         decode_options = decode_options or DecodeOptions(cross_fp8=cuda, compile_encoder=cuda)
         self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
         self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
+        # one encoder thread for the engine's life: a new thread pays cuBLAS/cuDNN handle setup
+        self.encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="encode")
 
     @property
     def device_name(self) -> str:
@@ -144,35 +146,52 @@ class TorchWhisperEngine(TranscriptionEngine):
         failed: set[int] = set()
         pending: tuple[list[tuple[_Clip, int]], Future] | None = None
         ended = False
-        with ThreadPoolExecutor(1, thread_name_prefix="encode") as encoder:
-            while not ended or ready or pending:
-                while not ended and len(ready) < self.lookahead * size:
-                    try:        # wait for clips only when the GPU has nothing queued
-                        item = inbox.get(block=pending is None and len(ready) < size)
-                    except queue.Empty:
-                        break
-                    if item is _END:
-                        ended = True
-                    elif isinstance(item, _SourceFailed):
-                        raise item.args[0]
-                    elif isinstance(item[1], Exception):
-                        yield item
-                    elif not item[1]:
-                        yield item[0], NoSpeech("the VAD found no speech")
-                    else:
-                        c = _Clip(item[0], item[1])
-                        ready.extend((c, i) for i in range(len(c.chunks)))
-                following = None
-                if ready and (ended or len(ready) >= size or pending is None):
-                    ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0],
-                               reverse=True)
-                    batch, ready = ready[:size], ready[size:]
-                    following = (batch, encoder.submit(self._prepare, batch))
-                if pending is not None:
-                    yield from self._complete(*pending, failed)
-                    if failed:      # chunks of clips already failed are not worth decoding
-                        ready = [(c, i) for c, i in ready if id(c) not in failed]
-                pending = following
+        while not ended or ready or pending:
+            while not ended and len(ready) < self.lookahead * size:
+                encoding = self._encoding(pending)
+                wait = len(ready) < size and (pending is None or encoding)
+                try:    # wait for clips while the GPU has nothing queued or is still encoding
+                    item = inbox.get(block=wait, timeout=None if pending is None else 0.01)
+                except queue.Empty:
+                    if encoding:
+                        continue
+                    break
+                if item is _END:
+                    ended = True
+                elif isinstance(item, _SourceFailed):
+                    raise item.args[0]
+                elif isinstance(item[1], Exception):
+                    yield item
+                elif not item[1]:
+                    yield item[0], NoSpeech("the VAD found no speech")
+                else:
+                    c = _Clip(item[0], item[1])
+                    ready.extend((c, i) for i in range(len(c.chunks)))
+            following = None
+            if ready and (ended or len(ready) >= size or pending is None):
+                ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0],
+                           reverse=True)
+                batch, ready = ready[:size], ready[size:]
+                following = (batch, self.encoder_thread.submit(self._prepare, batch))
+            if pending is not None:
+                yield from self._complete(*pending, failed)
+                if failed:      # chunks of clips already failed are not worth decoding
+                    ready = [(c, i) for c, i in ready if id(c) not in failed]
+            pending = following
+
+    @staticmethod
+    def _encoding(pending: tuple[list, Future] | None) -> bool:
+        """Is the pending batch still being packed or encoded? Then waiting for more clips
+        (to queue the next batch before this one decodes) costs the GPU nothing."""
+        if pending is None:
+            return False
+        prepared = pending[1]
+        if not prepared.done():
+            return True
+        if prepared.exception() is not None:
+            return False
+        encoded = prepared.result()[1]
+        return encoded is not None and encoded.ready is not None and not encoded.ready.query()
 
     def _prepare(self, batch: list[tuple[_Clip, int]]) -> tuple[Layout, Encoded | None]:
         """Pack a batch into windows and queue their encoder (on the encoder thread, so the

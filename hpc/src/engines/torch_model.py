@@ -140,6 +140,10 @@ class DecodeState:
     ``torch_pack``). Dropping finished rows rewrites these small index tensors
     (``keep``); no cache is ever copied. ``cross_fp8`` stores cross K/V as float8 with scales
     (``torch_attention.quantize``), halving the bytes every step reads.
+
+    A CUDA graph replays a bucket of rows, so rows past the live ones run too: they are
+    *parked* (``_park``) on a scratch cache slot that no row owns, reading one frame, so they
+    cost next to nothing and can never write into a live row's cache.
     """
 
     def __init__(self, model: WhisperTorch, max_rows: int, max_len: int, cross_fp8: bool = False) -> None:
@@ -149,7 +153,8 @@ class DecodeState:
         kw = {"device": p.device, "dtype": p.dtype}
         self.model, self.max_rows, self.max_len = model, max_rows, max_len
         self.cross_fp8 = cross_fp8
-        shape_self = (d.decoder_layers, max_rows, heads, max_len, dh)
+        self.scratch = max_rows                 # the self-attention slot parked rows use
+        shape_self = (d.decoder_layers, max_rows + 1, heads, max_len, dh)
         shape_cross = (d.decoder_layers, max_rows, heads, d.max_source_positions, dh)
         self.self_k, self.self_v = torch.zeros(shape_self, **kw), torch.zeros(shape_self, **kw)
         cross_kw = {**kw, "dtype": FP8} if cross_fp8 else kw
@@ -161,8 +166,9 @@ class DecodeState:
         self.tokens, self.positions = torch.zeros(max_rows, **ints), torch.zeros(max_rows, **ints)
         self.slot, self.window = torch.arange(max_rows, **ints), torch.zeros(max_rows, **ints)
         self.cross_ranges = torch.zeros(max_rows, 4, **ints)
-        self.cross_ranges[:, 1] = d.max_source_positions
+        self.parked_range = torch.tensor([0, 1, 1, 1], **ints)   # frame 0 alone
         self.self_ranges = torch.zeros(max_rows, 4, **ints)     # [0, position + 1), nothing
+        self._park(0)
         layers = model.model.decoder.layers
         self.w_cross_kv = torch.cat([torch.cat([l.encoder_attn.k_proj.weight, l.encoder_attn.v_proj.weight])
                                      for l in layers])
@@ -190,12 +196,22 @@ class DecodeState:
         self.slot[:n] = torch.arange(n)
         self.tokens[:n] = first_token
         self.positions[:n] = 0
+        self._park(n)
 
     def keep(self, rows: torch.Tensor) -> None:
         """Live rows become ``rows`` (indices into the live rows), in that order."""
         m = rows.numel()
         for t in (self.tokens, self.positions, self.slot, self.window, self.cross_ranges):
             t[:m] = t[rows]
+        self._park(m)
+
+    def _park(self, first: int) -> None:
+        """Rows ``first:`` are not live: scratch slot, position 0, one frame of window 0."""
+        self.slot[first:] = self.scratch
+        self.tokens[first:] = 0
+        self.positions[first:] = 0
+        self.window[first:] = 0
+        self.cross_ranges[first:] = self.parked_range
 
     @torch.inference_mode()
     def step(self, n: int) -> torch.Tensor:

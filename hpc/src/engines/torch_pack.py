@@ -32,8 +32,6 @@ class Packing:
     gap_s: float = 1.0          # silence between chunks sharing a window
     margin_s: float = 0.5       # frames either side of a chunk its row may attend to (< gap_s)
     reserve_s: float = 2.0      # padding kept free at the end of a shared window
-    padding_s: float | None = None  # how much of the window's trailing padding a row reads
-                                    # (None: all; less reads fewer cross K/V bytes per step)
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin_s < self.gap_s:
@@ -71,9 +69,7 @@ def _frames(samples: int) -> int:
 def _span(window: int, start: int, end: int, content_end: int, p: Packing) -> Span:
     margin = int(p.margin_s * SAMPLE_RATE)
     lo, hi = max(0, (start - margin) // SAMPLES_PER_FRAME), _frames(end + margin)
-    lo2 = max(hi, _frames(content_end))
-    hi2 = FRAMES if p.padding_s is None else min(FRAMES, lo2 + round(p.padding_s * FRAMES / 30))
-    return Span(window, lo, hi, lo2, hi2)
+    return Span(window, lo, hi, max(hi, _frames(content_end)), FRAMES)
 
 
 def pack(pieces: list[np.ndarray], packing: Packing) -> Layout:
