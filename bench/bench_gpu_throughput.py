@@ -281,6 +281,8 @@ def main() -> None:
                         "overlap, encoder not compiled")
     p.add_argument("--profile", action="store_true", help="profile a decoder step (GPU only)")
     p.add_argument("--peer-batch", type=int, default=24)
+    p.add_argument("--peer-clips", type=int, help="the peer transcribes only the day's first N clips "
+                   "(its rate is flat in day size; a long day would take it too long)")
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--tiny", action="store_true", help="tiny shapes: a CPU smoke test")
     p.add_argument("--json", type=Path)
@@ -309,7 +311,8 @@ def main() -> None:
             steps.insert(1, lambda: profile_decoder(dims, args.tokenizer, max(
                 int(s.split("/")[0]) for s in args.batches.split(","))))
     if not args.no_peer:
-        steps.append(lambda: run_peer(clips, dims, args.tokenizer, args.peer_batch, args.tokens_per_s, device))
+        steps.append(lambda: run_peer(clips[:args.peer_clips], dims, args.tokenizer, args.peer_batch,
+                                      args.tokens_per_s, device))
     for step in steps:
         try:            # one failing recipe must not cost the others' numbers (device time is scarce)
             got = step()

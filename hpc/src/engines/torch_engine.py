@@ -148,12 +148,11 @@ class TorchWhisperEngine(TranscriptionEngine):
         ended = False
         while not ended or ready or pending:
             while not ended and len(ready) < self.lookahead * size:
-                encoding = self._encoding(pending)
-                wait = len(ready) < size and (pending is None or encoding)
+                wait = len(ready) < size and (pending is None or self._encoding(pending))
                 try:    # wait for clips while the GPU has nothing queued or is still encoding
                     item = inbox.get(block=wait, timeout=None if pending is None else 0.01)
                 except queue.Empty:
-                    if encoding:
+                    if wait:        # polled: is the pending batch still encoding?
                         continue
                     break
                 if item is _END:
