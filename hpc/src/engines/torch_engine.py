@@ -2,17 +2,19 @@
 
 Select it with ``--engine torch`` (config key ``engine: torch``); ``models_dir``/``model_name``
 may name a faster-whisper (CTranslate2) dir, the same one WhisperX reads, or a Hugging Face
-Whisper dir. ``batch_size`` is the number of chunks (<= 30 s each) decoded together (192-256
-on an H100 with float8 cross-attention K/V, the CUDA default; 8-16 on CPU). ``compute_type``:
-``float32`` or ``float16`` force that precision on GPU, anything else means bfloat16 there;
-the CPU always runs float32. Decoding is greedy with
-Whisper's temperature fallback (``beam_size`` is WhisperX's alone).
+Whisper dir. ``batch_size`` is the number of chunks (<= 30 s each) decoded together (256 on
+an H100 with float8 cross-attention K/V and a compiled encoder, the CUDA defaults; 8-16 on
+CPU). ``compute_type``: ``float32`` or ``float16`` force that precision on GPU, anything else
+means bfloat16 there; the CPU always runs float32. Decoding is greedy with Whisper's
+temperature fallback (``beam_size`` is WhisperX's alone). On CUDA the first batch of a
+process pays the encoder's compilation (~16 s on an H100; cached on disk after).
 
 A background thread pulls clips from the caller's iterator (so FFmpeg decoding of the next
 clips runs while the GPU works) and cuts them at silences; the main loop fills each batch with
 chunks from many clips, longest first within a look-ahead, one 30 s window each (or several
 per window with ``Packing(enabled=True)``: faster, but it cost tiny.en ~2 WER points, so it is
-off), and yields a clip's transcript as soon as its last chunk is decoded.
+off), and yields a clip's transcript as soon as its last chunk is decoded. An encoder thread
+packs the next batch and queues its encoder while this one decodes.
 """
 from __future__ import annotations
 
