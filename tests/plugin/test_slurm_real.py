@@ -22,7 +22,7 @@ from airflow.utils.session import create_session
 
 from tests.testbed import run_as_submit_user
 from hpc_pipeline.config import SlurmResources
-from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.hooks.slurm import SlurmHook, SlurmUnavailable
 from hpc_pipeline.operators.slurm import SlurmSubmitOperator
 from hpc_pipeline.sensors.slurm import SlurmJobSensor
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
@@ -299,6 +299,26 @@ def test_sshd_restart_while_watching(remote: tuple[SlurmHook, str],
     assert not restarter.errors, restarter.errors
     assert state == "success", result
     assert errors, "the watch never saw the outage"
+
+
+def test_command_cut_off_by_sshd_is_an_outage(remote: tuple[SlurmHook, str]) -> None:
+    """A command whose SSH session dies under it (sshd restarted mid-command: paramiko reports
+    no exit status) raises SlurmUnavailable, which the trigger rides out, never a failure."""
+    hook, _ = remote
+    cut = SlurmHook(hook.ssh_conn_id)
+    cut.run(["true"])                       # connected before the outage starts
+    killer = in_background(lambda: (time.sleep(2), stop_sshd_and_our_sessions()))
+    try:
+        started = time.monotonic()
+        with pytest.raises(SlurmUnavailable, match="session ended before the command finished"):
+            cut.run(["sleep", "30"])
+        assert time.monotonic() - started < 20      # cut off, not run to its end
+    finally:
+        killer.join()
+        ensure_sshd()
+        cut.close()
+    assert not killer.errors, killer.errors
+    assert cut.run(["echo", "back"])[:2] == (0, "back\n")    # a new session works again
 
 
 def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str],
