@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hpc_pipeline.hooks.slurm import (JobState, expand_job_id, job_name, log_path,
-                                      latest_runs, parse_sacct, parse_squeue)
+                                      latest_runs, reconcile, parse_sacct, parse_squeue)
 from hpc_pipeline.operators.slurm import index_spec, parse_array_size, plan
 from hpc_pipeline.sensors.slurm import parse_job_ids
 from hpc_pipeline.slurm_states import Verdict, verdict
@@ -69,6 +69,23 @@ def test_newest_job_per_name_and_index_wins() -> None:
     assert failure_message([_job(str(i), None, "FAILED") for i in range(25)]).endswith("and 5 more")
 
 
+def test_no_verdict_on_an_array_until_every_index_is_reported() -> None:
+    """A poll that misses index 1 (accounting lag under load) must not pass the array."""
+    seen = [_job("34", 0, "COMPLETED"), _job("34", 2, "COMPLETED")]
+    overall, _, why = judge(["34"], seen, array_size=3)
+    assert overall is Verdict.UNKNOWN and why == "array indices not reported yet: [1]"
+    assert judge(["34"], seen + [_job("34", 1, "FAILED")], array_size=3)[0] is Verdict.FAILURE
+    retried = seen + [_job("34", 1, "FAILED"), _job("40", 1, "COMPLETED")]
+    assert judge(["34", "40"], retried, array_size=3)[0] is Verdict.SUCCESS
+
+
+def test_controller_rows_win_but_accounting_fills_its_gaps() -> None:
+    accounting = [_job("34", None, "COMPLETED"), _job("34", 1, "FAILED"), _job("30", None, "FAILED")]
+    controller = [_job("34", 0, "COMPLETED"), _job("34", 2, "RUNNING")]
+    assert sorted((j.job_id, j.state) for j in reconcile(accounting, controller)) == [
+        ("30", "FAILED"), ("34_0", "COMPLETED"), ("34_1", "FAILED"), ("34_2", "RUNNING")]
+
+
 def test_plan_resubmits_only_failed_or_missing_indices() -> None:
     jobs = [_job("5", 0, "COMPLETED"), _job("5", 1, "FAILED"), _job("5", 2, "RUNNING"),
             _job("5", 4, "TIMEOUT")]
@@ -90,13 +107,15 @@ def test_small_helpers() -> None:
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["1"], poll_interval_s=2, max_poll_interval_s=30)
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["1"], poll_interval_s=2, max_poll_interval_s=30,
+                           array_size=3)
     first = [trig._next_interval(0) for _ in range(50)]
     assert min(first) >= 1.6 and max(first) <= 2.4 and len(set(first)) > 1
     assert all(trig._next_interval(40) <= 36 for _ in range(50))
     assert trig._next_interval(3) > 2.4  # 2 * 1.5**3 * 0.8
     cls, kwargs = trig.serialize()
     assert cls == "hpc_pipeline.triggers.slurm.SlurmJobTrigger" and SlurmJobTrigger(**kwargs).job_ids == ["1"]
+    assert SlurmJobTrigger(**kwargs).array_size == 3
 
 
 class _FakeHook:

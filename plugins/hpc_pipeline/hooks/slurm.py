@@ -185,6 +185,15 @@ def _merge(primary: list[JobState], secondary: list[JobState]) -> list[JobState]
     return newest_first(primary + [j for j in secondary if (j.array_job_id, j.array_index) not in seen])
 
 
+def reconcile(accounting: list[JobState], controller: list[JobState]) -> list[JobState]:
+    """One list from sacct's and squeue's rows: the controller's win; accounting's per-index
+    rows stay for indices the controller did not list (under load it can miss one), but not
+    its unindexed row of a job the controller answered for (accounting's lag, see ``query``)."""
+    answered = {j.array_job_id for j in controller}
+    return _merge(controller, [j for j in accounting
+                               if j.array_job_id not in answered or j.array_index is not None])
+
+
 class SlurmHook:
     """SSH + SLURM operations on one reused connection. Not thread-safe: one caller at a time."""
 
@@ -302,9 +311,7 @@ class SlurmHook:
         ask = [i for i in job_ids if i not in known or i in unindexed]
         if not ask:
             return newest_first(found)
-        live = self._squeue(["-j", ",".join(ask)])
-        answered = {j.array_job_id for j in live}
-        return _merge([j for j in found if j.array_job_id not in answered], live)
+        return reconcile(found, self._squeue(["-j", ",".join(ask)]))
 
     def _squeue(self, selector: list[str]) -> list[JobState]:
         fmt = ",".join(f"{f}:{_SEP}" for f in SQUEUE_FIELDS)

@@ -107,11 +107,13 @@ class SlurmWatchMixin:
     outage_timeout_s: float
     tail_lines: int
 
-    def watch_trigger(self, job_ids: list[str], log_path: str | None) -> SlurmJobTrigger:
+    def watch_trigger(self, job_ids: list[str], log_path: str | None,
+                      array_size: int | None = None) -> SlurmJobTrigger:
         return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=job_ids,
                                poll_interval_s=self.poll_interval_s,
                                max_poll_interval_s=self.max_poll_interval_s,
-                               outage_timeout_s=self.outage_timeout_s, log_path=log_path)
+                               outage_timeout_s=self.outage_timeout_s, log_path=log_path,
+                               array_size=array_size)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         with SlurmHook(self.ssh_conn_id) as hook:
@@ -187,7 +189,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self._job_ids = watch
         self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
         context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
-        self.defer(trigger=self.watch_trigger(watch, pattern), method_name="execute_complete")
+        self.defer(trigger=self.watch_trigger(watch, pattern, size), method_name="execute_complete")
 
     def on_kill(self) -> None:
         """Killed while submitting (not deferred): cancel what we submitted. While deferred,

@@ -30,14 +30,24 @@ from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, Sl
 from hpc_pipeline.slurm_states import Verdict, verdict
 
 
-def judge(job_ids: list[str], jobs: list[JobState]) -> tuple[Verdict, list[JobState], str | None]:
+def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = None
+          ) -> tuple[Verdict, list[JobState], str | None]:
     """Overall verdict over the newest job of every (name, index), those jobs, and why the
-    poll is degraded (None when every job was understood)."""
+    poll is degraded (None when every job was understood).
+
+    ``array_size``: indices ``0..array_size-1`` must all be reported before any verdict. Why:
+    under load, accounting and the controller can each miss an index for a poll (slurmdbd
+    records arrive late), and judging the indices that are there would pass a day whose
+    failed shard was not listed yet."""
     missing = sorted(set(job_ids) - {j.array_job_id for j in jobs})
     latest = latest_runs(jobs)
     unknown = [f"{j.job_id}={j.state}" for j in latest if verdict(j.state) is Verdict.UNKNOWN]
-    if missing or unknown:
-        why = f"jobs unknown to SLURM: {missing}" if missing else f"unknown states: {unknown}"
+    reported = {j.array_index for j in latest}
+    unlisted = [i for i in range(array_size or 0) if i not in reported]
+    if missing or unknown or unlisted:
+        why = (f"jobs unknown to SLURM: {missing}" if missing else
+               f"unknown states: {unknown}" if unknown else
+               f"array indices not reported yet: {unlisted[:20]}")
         return Verdict.UNKNOWN, latest, why
     verdicts = {verdict(j.state) for j in latest}
     if Verdict.WAIT in verdicts:
@@ -71,10 +81,13 @@ class SlurmJobTrigger(BaseTrigger):
 
     def __init__(self, *, ssh_conn_id: str, job_ids: list[str], poll_interval_s: float = 10.0,
                  max_poll_interval_s: float = 120.0, outage_timeout_s: float = 900.0,
-                 log_path: str | None = None) -> None:
+                 log_path: str | None = None, array_size: int | None = None) -> None:
+        """``array_size``: the jobs are one array of that many indices (first run and
+        retries under one name); no verdict until every index is reported."""
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
         self.job_ids = [str(j) for j in job_ids]
+        self.array_size = array_size
         self.poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max_poll_interval_s
         self.outage_timeout_s = outage_timeout_s
@@ -85,7 +98,8 @@ class SlurmJobTrigger(BaseTrigger):
             "ssh_conn_id": self.ssh_conn_id, "job_ids": self.job_ids,
             "poll_interval_s": self.poll_interval_s,
             "max_poll_interval_s": self.max_poll_interval_s,
-            "outage_timeout_s": self.outage_timeout_s, "log_path": self.log_path})
+            "outage_timeout_s": self.outage_timeout_s, "log_path": self.log_path,
+            "array_size": self.array_size})
 
     def _next_interval(self, attempt: int) -> float:
         """Exponential backoff (x1.5 per poll, capped) with +-20% jitter, so many triggers
@@ -110,7 +124,7 @@ class SlurmJobTrigger(BaseTrigger):
                 try:
                     hook = hook or await asyncio.to_thread(self._hook)
                     jobs = await asyncio.to_thread(hook.query, self.job_ids)
-                    overall, tasks, problem = judge(self.job_ids, jobs)
+                    overall, tasks, problem = judge(self.job_ids, jobs, self.array_size)
                 except (*TRANSIENT_ERRORS, SlurmUnavailable) as exc:
                     overall, problem = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"
                     if hook is not None:
