@@ -1,6 +1,6 @@
-"""WER of the torch engine (greedy; chunks packed into shared windows or not, cross-attention
-K/V in float8 or not) vs the WhisperX engine (greedy and beam search) on the same weights and
-espeak-ng speech.
+"""WER of the torch engine (greedy or beam search; chunks packed into shared windows or not,
+cross-attention K/V in float8 or not) vs the WhisperX engine (greedy and beam search) on the
+same weights and espeak-ng speech.
 
 Both engines read the same faster-whisper dir (tiny.en by default) through the engine
 interface that ``hpc_process_day.py`` uses, on CPU. Also prints the text-token rate of the
@@ -39,7 +39,8 @@ def run_engine(name: str, options: EngineOptions, clips: list, variant: str = ""
     t0 = time.perf_counter()
     if name == "torch":
         packing, fp8 = TORCH_VARIANTS[variant]
-        engine = TorchWhisperEngine(options, packing=packing, decode_options=DecodeOptions(cross_fp8=fp8))
+        engine = TorchWhisperEngine(options, packing=packing,
+                                    decode_options=DecodeOptions(cross_fp8=fp8))
     else:
         engine = load_engine(name, options)
     load_s = time.perf_counter() - t0
@@ -61,7 +62,8 @@ def main() -> None:
     p.add_argument("--model", default="faster-whisper-tiny.en")
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--whisperx-compute", default="int8,float32")
-    p.add_argument("--beams", default="1,5", help="WhisperX beam sizes (the torch engine is greedy)")
+    p.add_argument("--beams", default="1,5", help="WhisperX beam sizes")
+    p.add_argument("--torch-beams", default="1,5", help="torch engine beam sizes")
     p.add_argument("--torch-variants", default=",".join(TORCH_VARIANTS), help=", ".join(TORCH_VARIANTS))
     p.add_argument("--min-s", type=float, default=10.0, help="shortest clip")
     p.add_argument("--max-s", type=float, default=60.0, help="longest clip")
@@ -75,11 +77,12 @@ def main() -> None:
     print(f"{len(clips)} clips, {audio_s:.0f} s of audio, {tokens / audio_s:.2f} reference "
           f"text tokens per audio second", flush=True)
     runs = []
-    for variant in filter(None, args.torch_variants.split(",")):
-        runs.append(run_engine("torch", EngineOptions(args.models_dir, args.model, batch_size=8,
-                                                      device="cpu", compute_type="float32",
-                                                      beam_size=1), clips, variant))
-        print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
+    for beam in map(int, filter(None, args.torch_beams.split(","))):
+        for variant in filter(None, args.torch_variants.split(",")):
+            runs.append(run_engine("torch", EngineOptions(args.models_dir, args.model, batch_size=8 * beam,
+                                                          device="cpu", compute_type="float32",
+                                                          beam_size=beam), clips, variant))
+            print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
     for beam in filter(None, args.beams.split(",")):
         beam = int(beam)
         for compute in args.whisperx_compute.split(","):

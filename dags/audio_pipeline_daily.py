@@ -149,6 +149,7 @@ with DAG(
          "--models-dir", CONFIG.models_dir, "--model", CONFIG.model_name,
          "--engine", CONFIG.engine, "--language", CONFIG.language,
          "--compute-type", CONFIG.compute_type, "--batch-size", str(CONFIG.batch_size),
+         *(["--beam-size", str(CONFIG.beam_size)] if CONFIG.beam_size else []),
          "--max-clip-seconds", str(CONFIG.max_clip_seconds)],
         array_size="{{ ti.xcom_pull(task_ids='read_plan')['shards'] }}")
     plan = read_plan(day)

@@ -120,7 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compute-type", default="int8")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--beam-size", type=int, default=5, help="WhisperX beam width (1 = greedy); the torch engine decodes greedily")
+    p.add_argument("--beam-size", type=int, default=None,
+                   help="beam width, 1 = greedy (default: WhisperX 5, torch 1)")
     p.add_argument("--max-clip-seconds", type=float, default=3 * 3600)
     p.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
                    help="FFmpeg decode threads (default: half the CPUs granted)")

@@ -63,6 +63,7 @@ class PipelineConfig:
     language: str = "en"                     # "" = detect per clip
     compute_type: str = "int8"
     batch_size: int = 16
+    beam_size: int | None = None             # 1 = greedy; None = engine default (whisperx 5, torch 1)
     max_clip_seconds: int = 600
     shard_size: int = 50
     # Scheduling.

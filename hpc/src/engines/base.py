@@ -50,7 +50,7 @@ class EngineOptions:
     compute_type: str = "int8"
     batch_size: int = 16
     device: str = "auto"        # auto | cpu | cuda
-    beam_size: int = 5          # WhisperX only (1 = greedy); the torch engine is greedy
+    beam_size: int | None = None    # 1 = greedy; None = the engine's default (WhisperX 5, torch 1)
 
 
 class TranscriptionEngine(ABC):

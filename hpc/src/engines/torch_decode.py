@@ -33,6 +33,7 @@ class DecodeOptions:
     encoder_batch: int = 32
     cross_fp8: bool = False             # cross-attention K/V stored as float8 (half the bytes)
     compile_encoder: bool = False       # torch.compile the encoder layers (CUDA: +28 % windows/s)
+    beam_size: int = 1                  # > 1: beam search at temperature 0 (rows per chunk)
 
 
 @dataclass
@@ -86,6 +87,9 @@ class BatchDecoder:
         max_len = min(len(self.prompt) + options.max_new_tokens, model.dims.max_target_positions)
         self.max_new = max_len - len(self.prompt)
         self.state = DecodeState(model, max_batch, max_len, options.cross_fp8)
+        if not 1 <= options.beam_size <= max_batch:
+            raise ValueError(f"beam_size {options.beam_size} must be between 1 and the batch ({max_batch})")
+        self.max_chunks = max_batch // options.beam_size     # chunks per batch: a row per beam
         self.row_buckets = sorted({*_buckets(min(max_batch, 64), 8), *range(64, max_batch, 32), max_batch})
         v = model.dims.vocab_size
         bias = torch.zeros(v, device=self.device)
@@ -231,18 +235,98 @@ class BatchDecoder:
 
     def _results(self, out_tokens: torch.Tensor, sum_lp: torch.Tensor, n_text: torch.Tensor,
                  no_speech: torch.Tensor, language: torch.Tensor, temperature: float) -> list[Decoded]:
+        return [self._decoded(toks[:k], s, ns, lang, temperature)
+                for toks, s, k, ns, lang in zip(out_tokens.tolist(), sum_lp.tolist(), n_text.tolist(),
+                                                no_speech.tolist(), language.tolist())]
+
+    def _decoded(self, tokens: list[int], sum_lp: float, no_speech: float, language: int,
+                 temperature: float) -> Decoded:
+        """A row's outcome; ``sum_lp`` includes the end-of-text token (Whisper's average)."""
+        text = self.vocab.decode(tokens).strip()
+        return Decoded(text=text, tokens=tokens, avg_logprob=sum_lp / (len(tokens) + 1),
+                       no_speech_prob=no_speech, compression_ratio=compression_ratio(text),
+                       language=self.lang_names.get(language, "en"), temperature=temperature)
+
+    @torch.inference_mode()
+    def decode_beam(self, layout: Layout, encoded: Encoded | None = None) -> list[Decoded]:
+        """Beam search at temperature 0 for the rows of ``layout`` (<= ``max_chunks``).
+
+        Why rows, not a batch dimension: each chunk decodes on ``beam_size`` rows that read its
+        window's one cross K/V (the span kernel takes any window per row), so a beam costs a
+        row's self-attention and nothing else. After each step the ``beam_size`` best
+        continuations of a chunk take over its rows; a row continuing another row's hypothesis
+        takes a copy of that row's self-attention cache. The search rules are CTranslate2's
+        (so faster-whisper's, WhisperX's), not openai-whisper's: a continuation ending in
+        end-of-text is kept as a hypothesis and its row goes dead, and a chunk stops when its
+        *best* continuation ends (openai-whisper stops once ``beam_size`` hypotheses ended,
+        short ones included, which drops sentences); the hypothesis with the best average
+        log-probability per token wins.
+        """
+        b, n = self.options.beam_size, len(layout.spans)
+        self._load_cross(encoded or self.encode(layout.windows))
+        dev, lp, st, v, eot = self.device, len(self.prompt), self.state, self.model.dims.vocab_size, self.vocab.eot
+        st.start([astuple(sp) for sp in layout.spans for _ in range(b)], self.prompt[0])
+        chunk = torch.arange(n, device=dev).repeat_interleave(b)        # live row -> chunk
+        score = torch.full((n, b), -torch.inf, device=dev)               # per live chunk, beam
+        score[:, 0] = 0.0                        # the beams of a chunk are one until it speaks
+        hist = torch.full((n * b, self.max_new), eot, device=dev)       # live row's text tokens
+        ended: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
+        no_speech = torch.zeros(n, device=dev)
+        language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1, device=dev)
+        prompt = torch.tensor(self.prompt, device=dev)
+        for step in range(lp + self.max_new - 1):
+            live = chunk.numel()
+            logits = self._logits(live)
+            if step == 0:
+                no_speech[:] = logits[::b].softmax(-1)[:, self.vocab.no_speech]
+            if step < lp - 1:
+                nxt = prompt[step + 1].expand(live).clone()
+                if step == 0 and self.detect_language:
+                    language[:] = self.lang_ids[logits[::b, self.lang_ids].argmax(-1)]
+                    nxt = language.repeat_interleave(b)
+                st.tokens[:live], st.positions[:live] = nxt, step + 1
+                continue
+            g, m = step - (lp - 1), live // b
+            logprobs = F.log_softmax(logits + (self.begin_bias if g == 0 else self.bias), dim=-1)
+            ids = chunk[::b].tolist()
+            if g == self.max_new - 1:           # out of room: every live beam ends here
+                final = (score + logprobs[:, eot].view(m, b)).tolist()
+                for ci, c in enumerate(ids):
+                    ended[c] += [(s, hist[ci * b + k, :g].tolist())
+                                 for k, s in enumerate(final[ci]) if s > -torch.inf]
+                break
+            top, index = (score[:, :, None] + logprobs.view(m, b, v)).view(m, b * v).topk(b, dim=1)
+            parent, tok = index // v, index % v
+            rows = (torch.arange(m, device=dev)[:, None] * b + parent).view(-1)
+            ends = (tok == eot) & top.isfinite()
+            for ci, k in torch.nonzero(ends).tolist():
+                ended[ids[ci]].append((top[ci, k].item(), hist[rows[ci * b + k], :g].tolist()))
+            score, hist = top.masked_fill(tok == eot, -torch.inf), hist[rows]
+            hist[:, g] = tok.view(-1)
+            src, dst = st.slot[:live][rows], st.slot[:live]
+            moved = src != dst
+            if moved.any():                     # positions [0, step] of the parent's cache
+                src, dst = src[moved], dst[moved]
+                st.self_k[:, dst, :, :step + 1] = st.self_k[:, src, :, :step + 1]
+                st.self_v[:, dst, :, :step + 1] = st.self_v[:, src, :, :step + 1]
+            st.tokens[:live], st.positions[:live] = tok.view(-1), step + 1
+            open_ = ~ends[:, 0]                 # a chunk is done when its best continuation ended
+            if not open_.all():
+                if not open_.any():
+                    break
+                stay = torch.nonzero(open_.repeat_interleave(b))[:, 0]
+                st.keep(stay)
+                chunk, hist, score = chunk[stay], hist[stay], score[open_]
         results = []
-        for toks, s, k, ns, lang in zip(out_tokens.tolist(), sum_lp.tolist(), n_text.tolist(),
-                                        no_speech.tolist(), language.tolist()):
-            text = self.vocab.decode(toks[:k]).strip()
-            results.append(Decoded(text=text, tokens=toks[:k], avg_logprob=s / (k + 1),
-                                   no_speech_prob=ns, compression_ratio=compression_ratio(text),
-                                   language=self.lang_names.get(lang, "en"), temperature=temperature))
+        for c, (ns, lang) in enumerate(zip(no_speech.tolist(), language.tolist())):
+            s, tokens = max(ended[c], key=lambda e: e[0] / (len(e[1]) + 1))
+            results.append(self._decoded(tokens, s, ns, lang, 0.0))
         return results
 
     def transcribe(self, layout: Layout, fixed_tokens: list[int] | None = None,
                    encoded: Encoded | None = None) -> list[Decoded]:
-        """Greedy first; rows failing the guards go again, together, at each next temperature.
+        """Greedy (or beam search) first; rows failing the guards go again, together, at each
+        next temperature (sampling).
         When every temperature fails, the attempt with the best log-probability is kept."""
         with torch.cuda.stream(self.decode_stream) if self.decode_stream else nullcontext():
             return self._transcribe(layout, fixed_tokens, encoded)
@@ -250,7 +334,18 @@ class BatchDecoder:
     def _transcribe(self, layout: Layout, fixed_tokens: list[int] | None,
                     encoded: Encoded | None) -> list[Decoded]:
         o = self.options
-        best = self.decode(layout, o.temperatures[0], fixed_tokens, encoded)
+        if o.beam_size > 1:
+            if fixed_tokens is not None:
+                raise ValueError("fixed_tokens (benchmarks) decode greedily: use beam_size 1")
+            encoded = encoded or self.encode(layout.windows)
+            beamed = self.decode_beam(layout, encoded)
+            # The beam can collapse onto one early branch (every row a variant of a likely
+            # first word that skips a sentence) and lose the greedy path; keep greedy's text
+            # when it is the likelier per token (tiny.en, 24 clips: 8.64 % -> see RESULTS.md).
+            greedy = self.decode(layout, 0.0, None, encoded)
+            best = [g if g.avg_logprob > b.avg_logprob else b for b, g in zip(beamed, greedy)]
+        else:
+            best = self.decode(layout, o.temperatures[0], fixed_tokens, encoded)
         todo = [i for i, d in enumerate(best) if d.needs_fallback(o)]
         for temperature in o.temperatures[1:]:
             if not todo:

@@ -5,9 +5,11 @@ may name a faster-whisper (CTranslate2) dir, the same one WhisperX reads, or a H
 Whisper dir. ``batch_size`` is the number of chunks (<= 30 s each) decoded together (256 on
 an H100 with float8 cross-attention K/V and a compiled encoder, the CUDA defaults; 8-16 on
 CPU). ``compute_type``: ``float32`` or ``float16`` force that precision on GPU, anything else
-means bfloat16 there; the CPU always runs float32. Decoding is greedy with Whisper's
-temperature fallback (``beam_size`` is WhisperX's alone). On CUDA the first batch of a
-process pays the encoder's compilation (~16 s on an H100; cached on disk after).
+means bfloat16 there; the CPU always runs float32. Decoding is greedy (``beam_size`` 1, the
+default: the measured GPU throughput) or beam search (``beam_size`` > 1: that many rows per
+chunk, so ``batch_size / beam_size`` chunks per batch), with Whisper's temperature fallback.
+On CUDA the first batch of a process pays the encoder's compilation (~16 s on an H100; cached
+on disk after).
 
 A background thread pulls clips from the caller's iterator (so FFmpeg decoding of the next
 clips runs while the GPU works) and cuts them at silences; the main loop fills each batch with
@@ -22,7 +24,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -84,7 +86,8 @@ class TorchWhisperEngine(TranscriptionEngine):
         self.bench_tokens_per_s = bench_tokens_per_s
         self.overlap = overlap
         cuda = self.device.type == "cuda"
-        decode_options = decode_options or DecodeOptions(cross_fp8=cuda, compile_encoder=cuda)
+        decode_options = replace(decode_options or DecodeOptions(cross_fp8=cuda, compile_encoder=cuda),
+                                 beam_size=options.beam_size or 1)
         self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
         self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
         # one encoder thread for the engine's life: a new thread pays cuBLAS/cuDNN handle setup
@@ -141,7 +144,7 @@ class TorchWhisperEngine(TranscriptionEngine):
 
         Batch k+1 is formed, and packed and its encoder queued by the encoder thread, while
         batch k is decoded, so the GPU is never idle between batches."""
-        size = self.decoder.state.max_rows
+        size = self.decoder.max_chunks
         inbox: queue.Queue = queue.Queue(maxsize=self.lookahead * size)
         threading.Thread(target=self._produce, args=(clips, inbox), daemon=True).start()
         ready: list[tuple[_Clip, int]] = []

@@ -42,7 +42,7 @@ class WhisperXEngine(TranscriptionEngine):
         self.model = whisperx.load_model(
             str(model_path), self.device, compute_type=options.compute_type,
             language=options.language or None, vad_method="pyannote",
-            asr_options={"beam_size": options.beam_size}, local_files_only=True,
+            asr_options={"beam_size": options.beam_size or 5}, local_files_only=True,
             threads=_cpu_threads())
         self._aligners: dict[str, tuple[Any, dict] | str] = {}
 

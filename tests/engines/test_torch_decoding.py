@@ -1,0 +1,43 @@
+"""The torch engine's decoding against transformers' Whisper holding the same real tiny.en
+weights (greedy tokens, beam-search scores), and a Hugging Face model dir (written by
+transformers) loading and transcribing exactly like the faster-whisper dir it came from."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+from tests.hpc.slurm_jobs import HPC_PYTHON
+
+
+@pytest.fixture(scope="module")
+def checks() -> dict:
+    proc = subprocess.run([HPC_PYTHON, str(REPO / "tests" / "engines" / "decode_checks.py")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_greedy_decoding_is_transformers_greedy(checks: dict) -> None:
+    assert checks["rows"] >= 4 and checks["greedy_tokens"] > 40
+    assert checks["greedy_rows_equal_to_transformers"] == checks["rows"]
+
+
+def test_beam_search(checks: dict) -> None:
+    """A beam of one is greedy; the scores a beam reports are its tokens' (transformers
+    recomputes them), so no row decoded on another row's cache; and it finds text at least as
+    likely per token as greedy."""
+    assert checks["beam1_rows_equal_to_greedy"] == checks["rows"]
+    assert checks["beam_score_err"] < 1e-3
+    assert checks["beam_mean_logprob_per_token"] >= checks["greedy_mean_logprob_per_token"]
+
+
+def test_hugging_face_dir_is_the_same_model(checks: dict) -> None:
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(checks["hf_files"])
+    assert checks["hf_dims_equal"] and checks["hf_suppress_equal"]
+    assert checks["hf_max_weight_diff"] == 0.0 and checks["hf_missing_weights"] == []
+    assert checks["engine_texts_equal_hf_ct2"]
+    assert all(text and not text.startswith(("NoSpeech", "Error"))
+               for text in checks["engine_texts_ct2"].values())
