@@ -252,8 +252,8 @@ class BatchDecoder:
         """Beam search at temperature 0 for the rows of ``layout`` (<= ``max_chunks``).
 
         Why rows, not a batch dimension: each chunk decodes on ``beam_size`` rows that read its
-        window's one cross K/V (the span kernel takes any window per row), so a beam costs a
-        row's self-attention and nothing else. After each step the ``beam_size`` best
+        window's one cross K/V (the span kernel takes any window per row), so beams add rows
+        (decoder steps, self-attention caches) but never copies of cross K/V. After each step the ``beam_size`` best
         continuations of a chunk take over its rows; a row continuing another row's hypothesis
         takes a copy of that row's self-attention cache. The search rules are CTranslate2's
         (so faster-whisper's, WhisperX's), not openai-whisper's: a continuation ending in
