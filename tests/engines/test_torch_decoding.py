@@ -3,21 +3,14 @@ weights (greedy tokens, beam-search scores), and a Hugging Face model dir (writt
 transformers) loading and transcribing exactly like the faster-whisper dir it came from."""
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON
+from tests.engines.hpc_checks import run_checks
 
 
 @pytest.fixture(scope="module")
 def checks() -> dict:
-    proc = subprocess.run([HPC_PYTHON, str(REPO / "tests" / "engines" / "decode_checks.py")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_checks("decode_checks.py", timeout=600)
 
 
 def test_greedy_decoding_is_transformers_greedy(checks: dict) -> None:

@@ -2,21 +2,14 @@
 reference, and the invariants of packing chunks into shared windows."""
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON
+from tests.engines.hpc_checks import run_checks
 
 
 @pytest.fixture(scope="module")
 def checks() -> dict:
-    proc = subprocess.run([HPC_PYTHON, str(REPO / "tests" / "engines" / "kernel_checks.py")],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_checks("kernel_checks.py", timeout=300)
 
 
 def test_kernel_matches_the_reference(checks: dict) -> None:
