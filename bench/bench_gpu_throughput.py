@@ -65,22 +65,24 @@ def synthetic_day(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
                      tokens_per_s: float, device: str, fp8: bool = False, packed: bool = False,
-                     overlap: bool = True, compiled: bool = True) -> dict:
+                     overlap: bool = True, compiled: bool = True, beam: int = 1) -> dict:
     """The torch engine, bf16 on GPU, graphs captured and the encoder compiled before the
     clock starts. ``fp8``: float8 cross-attention K/V; ``packed``: chunks share windows;
-    ``overlap=False``: no encoder/decoder overlap; ``compiled=False``: eager encoder."""
+    ``overlap=False``: no encoder/decoder overlap; ``compiled=False``: eager encoder;
+    ``beam``: beam width (``batch`` rows hold ``batch / beam`` chunks)."""
     torch.manual_seed(0)
     model = WhisperTorch(dims)
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
     t0 = time.perf_counter()
-    engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device), model=model,
+    engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device, beam_size=beam),
+                                model=model,
                                 vocab=vocab, decode_options=DecodeOptions(
                                     temperatures=(0.0,), cross_fp8=fp8,
                                     compile_encoder=compiled and device == "cuda"),
                                 packing=Packing(enabled=packed),
                                 bench_tokens_per_s=tokens_per_s, overlap=overlap)
     setup_s = time.perf_counter() - t0
-    list(engine.transcribe_stream(DecodedClip(f"w{i}", a) for i, a in enumerate(clips[:batch])))
+    list(engine.transcribe_stream(DecodedClip(f"w{i}", a) for i, a in enumerate(clips[:batch // beam])))
     engine.windows, engine.window_audio_s = 0, 0.0
     sync()
     t0 = time.perf_counter()
@@ -96,7 +98,8 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     second_wall = time.perf_counter() - t0
     encoder_s = time_encoder_alone(engine, clips)
     variant = ", ".join(name for name, on in (("fp8 cross K/V", fp8), ("packed", packed),
-                                              ("no overlap", not overlap), ("eager encoder", not compiled))
+                                              ("no overlap", not overlap), ("eager encoder", not compiled),
+                                              (f"beam {beam}", beam > 1))
                         if on)
     variant = f" ({variant})" if variant else ""
     return {"recipe": f"torch engine {str(next(model.parameters()).dtype)[6:]} batch {batch}{variant}",
@@ -276,9 +279,9 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=240)
     p.add_argument("--tokens-per-s", type=float, default=3.0)
     p.add_argument("--batches", default="192,192/fp8",
-                   help="torch engine runs: BATCH[/fp8][/packed][/serial][/eager]: fp8 "
+                   help="torch engine runs: BATCH[/fp8][/packed][/serial][/eager][/beamN]: fp8 "
                         "cross-attention K/V, chunks packed into shared windows, no encoder/decoder "
-                        "overlap, encoder not compiled")
+                        "overlap, encoder not compiled, beam search of width N (BATCH rows)")
     p.add_argument("--profile", action="store_true", help="profile a decoder step (GPU only)")
     p.add_argument("--peer-batch", type=int, default=24)
     p.add_argument("--peer-clips", type=int, help="the peer transcribes only the day's first N clips "
@@ -302,7 +305,8 @@ def main() -> None:
         batch, *rest = spec.split("/")
         return run_torch_engine(clips, dims, args.tokenizer, int(batch), args.tokens_per_s, device,
                                 fp8="fp8" in rest, packed="packed" in rest, overlap="serial" not in rest,
-                                compiled="eager" not in rest)
+                                compiled="eager" not in rest,
+                                beam=next((int(r[4:]) for r in rest if r.startswith("beam")), 1))
     steps = [lambda spec=spec: engine_run(spec) for spec in args.batches.split(",")]
     if device == "cuda":
         steps.insert(0, lambda: check_graphs(clips, dims, args.tokenizer))

@@ -124,6 +124,9 @@ def main() -> None:
         out["beam1_rows_equal_to_greedy"] = sum(a.tokens == b.tokens for a, b in zip(beam1, greedy))
         out["beam_score_err"] = max(abs(summed(d) - ref.score(i, d.tokens)) for i, d in enumerate(beamed))
         out["beam_rows_differing_from_greedy"] = sum(a.tokens != b.tokens for a, b in zip(beamed, greedy))
+        fixed = [3 + 2 * i for i in range(rows)]     # the benchmarks' fixed decode lengths
+        out["beam_fixed_lengths"] = [len(d.tokens) for d in beam.decode_beam(layout, fixed_tokens=fixed)]
+        out["beam_fixed_wanted"] = fixed
 
         def per_token(i: int, d: Decoded) -> float:
             return ref.score(i, d.tokens) / max(1, len(d.tokens))

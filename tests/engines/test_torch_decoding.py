@@ -25,6 +25,7 @@ def test_beam_search(checks: dict) -> None:
     assert checks["beam1_rows_equal_to_greedy"] == checks["rows"]
     assert checks["beam_score_err"] < 1e-3
     assert checks["beam_mean_logprob_per_token"] >= checks["greedy_mean_logprob_per_token"]
+    assert checks["beam_fixed_lengths"] == checks["beam_fixed_wanted"]   # bench_gpu_throughput
 
 
 def test_hugging_face_dir_is_the_same_model(checks: dict) -> None:

@@ -248,8 +248,10 @@ class BatchDecoder:
                        language=self.lang_names.get(language, "en"), temperature=temperature)
 
     @torch.inference_mode()
-    def decode_beam(self, layout: Layout, encoded: Encoded | None = None) -> list[Decoded]:
-        """Beam search at temperature 0 for the rows of ``layout`` (<= ``max_chunks``).
+    def decode_beam(self, layout: Layout, encoded: Encoded | None = None,
+                    fixed_tokens: list[int] | None = None) -> list[Decoded]:
+        """Beam search at temperature 0 for the rows of ``layout`` (<= ``max_chunks``);
+        ``fixed_tokens`` as in ``decode`` (every beam of a chunk ends at that length).
 
         Why rows, not a batch dimension: each chunk decodes on ``beam_size`` rows that read its
         window's one cross K/V (the span kernel takes any window per row), so beams add rows
@@ -274,6 +276,8 @@ class BatchDecoder:
         no_speech = torch.zeros(n, device=dev)
         language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1, device=dev)
         prompt = torch.tensor(self.prompt, device=dev)
+        fixed = None if fixed_tokens is None else torch.tensor(
+            [min(f, self.max_new - 1) for f in fixed_tokens], device=dev)
         for step in range(lp + self.max_new - 1):
             live = chunk.numel()
             logits = self._logits(live)
@@ -288,6 +292,9 @@ class BatchDecoder:
                 continue
             g, m = step - (lp - 1), live // b
             logprobs = F.log_softmax(logits + (self.begin_bias if g == 0 else self.bias), dim=-1)
+            if fixed is not None:               # end-of-text before the length: never; at it: only
+                at = (g >= fixed[chunk])[:, None]
+                logprobs = torch.where(at == (torch.arange(v, device=dev) == eot), logprobs, -torch.inf)
             ids = chunk[::b].tolist()
             if g == self.max_new - 1:           # out of room: every live beam ends here
                 final = (score + logprobs[:, eot].view(m, b)).tolist()
@@ -335,14 +342,12 @@ class BatchDecoder:
                     encoded: Encoded | None) -> list[Decoded]:
         o = self.options
         if o.beam_size > 1:
-            if fixed_tokens is not None:
-                raise ValueError("fixed_tokens (benchmarks) decode greedily: use beam_size 1")
             encoded = encoded or self.encode(layout.windows)
-            beamed = self.decode_beam(layout, encoded)
+            beamed = self.decode_beam(layout, encoded, fixed_tokens)
             # The beam can collapse onto one early branch (every row a variant of a likely
             # first word that skips a sentence) and lose the greedy path; keep greedy's text
             # when it is the likelier per token (tiny.en, 24 clips: 8.64 % -> see RESULTS.md).
-            greedy = self.decode(layout, 0.0, None, encoded)
+            greedy = self.decode(layout, 0.0, fixed_tokens, encoded)
             best = [g if g.avg_logprob > b.avg_logprob else b for b, g in zip(beamed, greedy)]
         else:
             best = self.decode(layout, o.temperatures[0], fixed_tokens, encoded)
