@@ -27,4 +27,4 @@ test: up            ## the whole test suite on the real local test bed
 	$(PY) -m pytest
 
 bench: install      ## WER of both engines on CPU (the GPU throughput bench: bench/RESULTS.md)
-	/opt/hpc-venv/bin/python bench/bench_wer.py --json bench/results/wer_tiny_en_cpu.json
+	/opt/hpc-venv/bin/python bench/bench_wer.py --torch-variants unpacked --torch-beams 1,5 --json bench/results/wer_tiny_en_cpu.json

@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--whisperx-compute", default="int8,float32")
     p.add_argument("--beams", default="1,5", help="WhisperX beam sizes")
-    p.add_argument("--torch-beams", default="1,5", help="torch engine beam sizes")
+    p.add_argument("--torch-beams", default="1", help="torch engine beam sizes")
     p.add_argument("--torch-variants", default=",".join(TORCH_VARIANTS), help=", ".join(TORCH_VARIANTS))
     p.add_argument("--min-s", type=float, default=10.0, help="shortest clip")
     p.add_argument("--max-s", type=float, default=60.0, help="longest clip")
