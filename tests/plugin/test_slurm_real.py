@@ -223,10 +223,10 @@ def test_array_retry_resubmits_only_the_failed_index(remote: tuple[SlurmHook, st
         commands.append(argv[0])
         return run(self, argv, timeout)
 
-    def counting_query(self: SlurmHook, job_ids: list[str]) -> Any:
+    def counting_query(self: SlurmHook, job_ids: list[str], array_size: int | None = None) -> Any:
         start = len(commands)
         try:
-            return query(self, job_ids)
+            return query(self, job_ids, array_size)
         finally:
             calls.append((commands[start:].count("sacct"), commands[start:].count("squeue")))
     monkeypatch.setattr(SlurmHook, "run", recording_run)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from hpc_pipeline.hooks.slurm import (JobState, expand_job_id, job_name, log_path,
-                                      latest_runs, reconcile, parse_sacct, parse_squeue)
+from hpc_pipeline.hooks.slurm import (JobState, SlurmHook, expand_job_id, job_name, log_path,
+                                      latest_runs, parse_sacct, parse_squeue, reconcile)
 from hpc_pipeline.operators.slurm import index_spec, parse_array_size, plan
 from hpc_pipeline.sensors.slurm import parse_job_ids
 from hpc_pipeline.slurm_states import Verdict, verdict
@@ -86,6 +86,27 @@ def test_controller_rows_win_but_accounting_fills_its_gaps() -> None:
         ("30", "FAILED"), ("34_0", "COMPLETED"), ("34_1", "FAILED"), ("34_2", "RUNNING")]
 
 
+def test_query_asks_the_controller_for_an_index_accounting_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sacct answering without index 1 of a 3-index array: one squeue call fills it in."""
+    sacct = "".join(f"34_{i}{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{S}arr\n" for i in (0, 2))
+    squeue = f"34_1{S}FAILED{S}1024{S}vm{S}0:01{S}cpu=1{S}/h/x.out{S}arr\n"
+    calls: list[str] = []
+
+    def run(self: SlurmHook, argv: list[str], timeout: float | None = None) -> tuple[int, str, str]:
+        calls.append(argv[0])
+        return 0, sacct if argv[0] == "sacct" else squeue, ""
+    monkeypatch.setattr(SlurmHook, "run", run)
+    hook = SlurmHook.__new__(SlurmHook)     # no connection: run() above answers
+    jobs = hook.query(["34"], array_size=3)
+    assert calls == ["sacct", "squeue"]
+    assert sorted((j.job_id, j.state) for j in jobs) == [
+        ("34_0", "COMPLETED"), ("34_1", "FAILED"), ("34_2", "COMPLETED")]
+    calls.clear()
+    for size in (None, 1):          # nothing expected that accounting lacks: sacct alone
+        calls.clear()
+        assert len(hook.query(["34"], array_size=size)) == 2 and calls == ["sacct"]
+
+
 def test_plan_resubmits_only_failed_or_missing_indices() -> None:
     jobs = [_job("5", 0, "COMPLETED"), _job("5", 1, "FAILED"), _job("5", 2, "RUNNING"),
             _job("5", 4, "TIMEOUT")]
@@ -125,7 +146,7 @@ class _FakeHook:
         self.script = script
         self.closed = 0
 
-    def query(self, job_ids: list[str]) -> list[JobState]:
+    def query(self, job_ids: list[str], array_size: int | None = None) -> list[JobState]:
         step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(step, BaseException):
             raise step

@@ -288,12 +288,13 @@ class SlurmHook:
         argv += [*resources.extra_args, "--", script, *script_args]
         return self._check(argv).strip().split(";")[0]
 
-    def query(self, job_ids: Sequence[str]) -> list[JobState]:
+    def query(self, job_ids: Sequence[str], array_size: int | None = None) -> list[JobState]:
         """States of every job / array index of ``job_ids``, newest first.
 
         Exactly one ``sacct`` call for all ids; ``squeue`` (one call) only for the ids
         accounting does not know yet or reports without array indices (the controller's
-        answer wins for those), or for all of them when accounting is down.
+        answer wins for those), for all of them when accounting lists fewer than the
+        ``array_size`` indices the jobs hold together, or when accounting is down.
         Ids neither knows are absent from the result.
         """
         if not job_ids:
@@ -309,6 +310,8 @@ class SlurmHook:
         # before "<id>_<i>"; taken at its word, a retried index would still look failed.
         unindexed = {j.array_job_id for j in found if j.array_index is None}
         ask = [i for i in job_ids if i not in known or i in unindexed]
+        if array_size and not set(range(array_size)) <= {j.array_index for j in found}:
+            ask = list(job_ids)     # an index accounting has not recorded yet
         if not ask:
             return newest_first(found)
         return reconcile(found, self._squeue(["-j", ",".join(ask)]))

@@ -123,7 +123,7 @@ class SlurmJobTrigger(BaseTrigger):
                 tasks: list[JobState] = []
                 try:
                     hook = hook or await asyncio.to_thread(self._hook)
-                    jobs = await asyncio.to_thread(hook.query, self.job_ids)
+                    jobs = await asyncio.to_thread(hook.query, self.job_ids, self.array_size)
                     overall, tasks, problem = judge(self.job_ids, jobs, self.array_size)
                 except (*TRANSIENT_ERRORS, SlurmUnavailable) as exc:
                     overall, problem = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"
