@@ -139,7 +139,8 @@ def main() -> None:
         out["hf_max_weight_diff"] = max(float((hf_sd[k] - v).abs().max()) for k, v in sd.items()
                                         if k in hf_sd)
         out["hf_missing_weights"] = sorted(set(sd) - set(hf_sd) - {"proj_out.weight"})
-        out["hf_suppress_equal"] = (hf_vocab.suppress, hf_vocab.suppress_begin) == (vocab.suppress, vocab.suppress_begin)
+        out["hf_suppress_equal"] = ((hf_vocab.suppress, hf_vocab.suppress_begin)
+                                    == (vocab.suppress, vocab.suppress_begin))
         texts = {}
         for name in (CT2_MODEL, hf_dir.name):
             root = MODELS_DIR if name == CT2_MODEL else hf_dir.parent

@@ -266,7 +266,8 @@ class BatchDecoder:
         """
         b, n = self.options.beam_size, len(layout.spans)
         self._load_cross(encoded or self.encode(layout.windows))
-        dev, lp, st, v, eot = self.device, len(self.prompt), self.state, self.model.dims.vocab_size, self.vocab.eot
+        dev, lp, st = self.device, len(self.prompt), self.state
+        v, eot = self.model.dims.vocab_size, self.vocab.eot
         st.start([astuple(sp) for sp in layout.spans for _ in range(b)], self.prompt[0])
         chunk = torch.arange(n, device=dev).repeat_interleave(b)        # live row -> chunk
         score = torch.full((n, b), -torch.inf, device=dev)               # per live chunk, beam
