@@ -274,9 +274,9 @@ def test_sshd_restart_while_watching(remote: tuple[SlurmHook, str],
     errors: list[BaseException] = []
     query = SlurmHook.query
 
-    def recording_query(self: SlurmHook, job_ids: list[str]) -> Any:
+    def recording_query(self: SlurmHook, job_ids: list[str], array_size: int | None = None) -> Any:
         try:
-            return query(self, job_ids)
+            return query(self, job_ids, array_size)
         except BaseException as exc:
             errors.append(exc)
             raise
@@ -330,8 +330,8 @@ def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str],
     polls: list[tuple[float, set[str]]] = []  # (time, sources of the answer)
     query = SlurmHook.query
 
-    def recording_query(self: SlurmHook, job_ids: list[str]) -> Any:
-        jobs = query(self, job_ids)
+    def recording_query(self: SlurmHook, job_ids: list[str], array_size: int | None = None) -> Any:
+        jobs = query(self, job_ids, array_size)
         polls.append((time.monotonic(), {j.source for j in jobs}))
         return jobs
     monkeypatch.setattr(SlurmHook, "query", recording_query)
