@@ -75,8 +75,7 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     vocab = load_vocab(vocab_path, [], [220, 50256], dims.vocab_size)
     t0 = time.perf_counter()
     engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device, beam_size=beam),
-                                model=model,
-                                vocab=vocab, decode_options=DecodeOptions(
+                                model=model, vocab=vocab, decode_options=DecodeOptions(
                                     temperatures=(0.0,), cross_fp8=fp8,
                                     compile_encoder=compiled and device == "cuda"),
                                 packing=Packing(enabled=packed),

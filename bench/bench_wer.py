@@ -83,8 +83,7 @@ def main() -> None:
                                                           device="cpu", compute_type="float32",
                                                           beam_size=beam), clips, variant))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "hypotheses"}), flush=True)
-    for beam in filter(None, args.beams.split(",")):
-        beam = int(beam)
+    for beam in map(int, filter(None, args.beams.split(","))):
         for compute in args.whisperx_compute.split(","):
             runs.append(run_engine("whisperx", EngineOptions(
                 args.models_dir, args.model, batch_size=8, device="cpu", compute_type=compute,

@@ -5,9 +5,10 @@ may name a faster-whisper (CTranslate2) dir, the same one WhisperX reads, or a H
 Whisper dir. ``batch_size`` is the number of decoder rows of a batch, one per chunk (<= 30 s)
 when greedy (256 on an H100 with float8 cross-attention K/V and a compiled encoder, the CUDA
 defaults; 8-16 on CPU). ``compute_type``: ``float32`` or ``float16`` force that precision on
-GPU, anything else means bfloat16 there; the CPU always runs float32. Decoding is greedy (``beam_size`` 1, the
-default: the measured GPU throughput) or beam search (``beam_size`` > 1: that many rows per
-chunk, so ``batch_size / beam_size`` chunks per batch), with Whisper's temperature fallback.
+GPU, anything else means bfloat16 there; the CPU always runs float32. Decoding is greedy
+(``beam_size`` 1, the default: the measured GPU throughput) or beam search (``beam_size`` > 1:
+that many rows per chunk, so ``batch_size / beam_size`` chunks per batch), with Whisper's
+temperature fallback.
 On CUDA the first batch of a process pays the encoder's compilation (~16 s on an H100; cached
 on disk after).
 
