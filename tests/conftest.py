@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 PROVISION = REPO / "hpc" / "devcluster" / "provision.sh"
 AIRFLOW_HOME = REPO / ".airflow" / "test"
 PG_DSN = "postgresql://audio:audio@127.0.0.1:5432"
+# AUDIO_TEST_NS suffixes the shared names (metadata DBs, source dirs) so that two checkouts can
+# run their suites side by side on one test bed; CI leaves it empty.
+TEST_NS = os.environ.get("AUDIO_TEST_NS", "")
+AIRFLOW_TEST_DB = f"airflow_test{TEST_NS}"
 
 os.environ.setdefault("AIRFLOW_HOME", str(AIRFLOW_HOME))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
@@ -26,7 +30,7 @@ os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                      "postgresql+psycopg2://audio:audio@127.0.0.1:5432/airflow_test")
+                      f"postgresql+psycopg2://audio:audio@127.0.0.1:5432/{AIRFLOW_TEST_DB}")
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
 sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO / "hpc" / "src"))
@@ -88,9 +92,9 @@ def results_db(postgres: str) -> str:
 def airflow_db(postgres: str) -> None:
     """Airflow's metadata DB (PostgreSQL, so LocalExecutor works), migrated once."""
     exists = _sh("runuser", "-u", "postgres", "--", "psql", "-qAt", "-c",
-                 "SELECT 1 FROM pg_database WHERE datname = 'airflow_test'").stdout.strip()
+                 f"SELECT 1 FROM pg_database WHERE datname = '{AIRFLOW_TEST_DB}'").stdout.strip()
     if not exists:
-        _psql("postgres", "CREATE DATABASE airflow_test OWNER audio")
+        _psql("postgres", f"CREATE DATABASE {AIRFLOW_TEST_DB} OWNER audio")
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     _sh(sys.executable, "-m", "airflow", "db", "migrate", env=os.environ.copy())
 

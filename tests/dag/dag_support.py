@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2024-01-15"
-SOURCE_ROOT = Path("/srv/audio-source-test")
+SOURCE_ROOT = Path(f"/srv/audio-source-test{os.environ.get('AUDIO_TEST_NS', '')}")
 
 
 def write_config(path: Path, tag: str, **overrides: Any) -> Path:

@@ -24,7 +24,7 @@ from dag_support import REPO, write_config
 sys.path.insert(0, str(REPO / "scripts"))
 from airflow_api import AirflowApi  # noqa: E402
 
-PORT = 8081
+PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
 ARTIFACTS = REPO / ".artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -43,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], 
     config = write_config(tmp_path_factory.mktemp("stack") / "site.json", uuid.uuid4().hex[:8],
                           schedule=None, retries=1)
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-           "AIRFLOW_DB": "airflow_stack_test", "RESULTS_DB": results_db,
+           "AIRFLOW_DB": f"airflow_stack_test{os.environ.get('AUDIO_TEST_NS', '')}", "RESULTS_DB": results_db,
            "AUDIO_PIPELINE_CONFIG": str(config)}
     for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
         del env[key]  # the stack writes its own; the test process's must not leak in
