@@ -141,7 +141,8 @@ def job_records(ssh: SlurmHook, step_job_ids: dict[str, list[str]]) -> list[JobR
     return [JobRecord(step=step_of[j.array_job_id], job_id=j.array_job_id,
                       array_index=-1 if j.array_index is None else j.array_index,
                       state=j.state, exit_code=j.exit_code, elapsed_s=float(j.elapsed_s or 0),
-                      node=j.node or "", gpus=j.gpus)
+                      node=j.node or "", gpus=j.gpus, submitted_at=j.submit_time,
+                      started_at=j.start_time)
             for j in ssh.query(list(step_of)) if j.array_job_id in step_of]
 
 

@@ -6,6 +6,7 @@ converges to the same rows and a crash mid-load leaves the previous state intact
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
+from psycopg.rows import dict_row
 
 from hpc_pipeline.pipeline_contract import ClipResult, Manifest
 
@@ -31,6 +33,8 @@ class JobRecord:
     elapsed_s: float = 0.0
     node: str = ""
     gpus: int = 0
+    submitted_at: str | None = None  # sacct Submit/Start (cluster local time); None = unknown
+    started_at: str | None = None
 
 
 @dataclass
@@ -49,7 +53,13 @@ _CLIP_COLS = ("clip_id", "day", "status", "error_kind", "error", "duration_s", "
 _TRANSCRIPT_COLS = ("clip_id", "text", "language", "model", "segments", "word_count",
                     "finished_at")
 _JOB_COLS = ("job_id", "array_index", "day", "step", "state", "exit_code", "elapsed_s", "node",
-             "gpus", "gpu_seconds")
+             "gpus", "gpu_seconds", "submitted_at", "started_at")
+
+
+# The per-day numbers every monitoring read returns (alias ``d`` = audio_days).
+_DAY_COLS = ", ".join(f"d.{c}" for c in (
+    "clips_listed", "clips_planned", "clips_skipped", "clips_ok", "clips_failed",
+    "clips_missing", "failed_by_reason", "audio_seconds", "gpu_seconds", "real_time_factor"))
 
 
 def _set_clause(cols: Iterable[str], keys: tuple[str, ...]) -> str:
@@ -116,6 +126,100 @@ class ResultsDbHook(PostgresHook):
                              FROM audio_days WHERE day = %s""", (day,))
             row = cur.fetchone()
             return dict(zip([col.name for col in cur.description], row)) if row else None
+
+    # -- monitoring reads (hpc_pipeline.monitoring: the status page, its API, metrics) --------
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def days_between(self, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+        """Every calendar day of [start, end], oldest first; ``status`` is ``not_run`` (and
+        the counts None) for a day never recorded. ``queue_wait_s`` maps each step to the
+        longest queue wait (sacct Submit -> Start) of its jobs / array indices that day."""
+        return self._rows(
+            f"""SELECT g.day::date AS day, coalesce(d.status, 'not_run') AS status,
+                       {_DAY_COLS}, coalesce(q.waits, '{{}}'::jsonb) AS queue_wait_s
+                  FROM generate_series(%(start)s::date, %(end)s::date, interval '1 day') g(day)
+                  LEFT JOIN audio_days d ON d.day = g.day
+                  LEFT JOIN (SELECT day, jsonb_object_agg(step, wait) AS waits
+                               FROM (SELECT day, step, max(queue_wait_s) AS wait FROM slurm_jobs
+                                      WHERE day BETWEEN %(start)s AND %(end)s
+                                        AND queue_wait_s IS NOT NULL
+                                      GROUP BY day, step) w
+                              GROUP BY day) q ON q.day = g.day
+                 ORDER BY g.day""", {"start": start, "end": end})
+
+    def day_detail(self, day: dt.date) -> dict[str, Any] | None:
+        """One recorded day in full, with every SLURM job (array index) of its steps."""
+        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(f"""SELECT d.day, d.status, {_DAY_COLS}, d.plan_id, d.dag_run_id,
+                                   d.wall_seconds, d.recorded_at
+                              FROM audio_days d WHERE d.day = %(day)s""", {"day": day})
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute("""SELECT step, job_id, array_index, state, exit_code, node, gpus,
+                                  gpu_seconds, elapsed_s, submitted_at, started_at, queue_wait_s
+                             FROM slurm_jobs WHERE day = %(day)s
+                            ORDER BY array_position(ARRAY['master', 'transfer', 'audio'], step),
+                                     step, length(job_id), job_id, array_index""", {"day": day})
+            row["jobs"] = cur.fetchall()
+            return row
+
+    def day_clips(self, day: dt.date, *, status: str | None, error_kind: str | None,
+                  after: str | None, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """(how many clips match, the page of them after clip id ``after``, in clip order)."""
+        params = {"day": day, "status": status, "kind": error_kind, "after": after,
+                  "limit": limit}
+        where = """day = %(day)s AND (%(status)s::text IS NULL OR status = %(status)s)
+                   AND (%(kind)s::text IS NULL OR error_kind = %(kind)s)"""
+        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(f"SELECT count(*) AS n FROM audio_clips WHERE {where}", params)
+            total = cur.fetchone()["n"]
+            cur.execute(f"""SELECT clip_id, status, error_kind, error, duration_s, language,
+                                   engine, model, job_id, array_index, node, finished_at
+                              FROM audio_clips
+                             WHERE {where} AND (%(after)s::text IS NULL OR clip_id > %(after)s)
+                             ORDER BY clip_id LIMIT %(limit)s""", params)
+            return total, cur.fetchall()
+
+    def transcript(self, clip_id: str) -> dict[str, Any] | None:
+        rows = self._rows("""SELECT t.clip_id, c.day, t.text, t.language, t.model, t.segments,
+                                    t.word_count, c.duration_s, t.recorded_at
+                               FROM transcripts t JOIN audio_clips c USING (clip_id)
+                              WHERE t.clip_id = %(clip_id)s""", {"clip_id": clip_id})
+        return rows[0] if rows else None
+
+    def health(self, since: dt.date, until: dt.date) -> dict[str, Any]:
+        """Last complete day, and the days of [since, until] never recorded / not complete."""
+        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("""SELECT (SELECT max(day) FROM audio_days WHERE status = 'complete')
+                                  AS last_complete_day,
+                                  (SELECT max(day) FROM audio_days) AS last_recorded_day""")
+            out = cur.fetchone()
+            cur.execute("""SELECT g.day::date AS day, d.status
+                             FROM generate_series(%(since)s::date, %(until)s::date,
+                                                  interval '1 day') g(day)
+                             LEFT JOIN audio_days d ON d.day = g.day
+                            WHERE d.status IS DISTINCT FROM 'complete' ORDER BY g.day""",
+                        {"since": since, "until": until})
+            rows = cur.fetchall()
+        out["days_missing"] = [r["day"] for r in rows if r["status"] is None]
+        out["days_not_complete"] = [r["day"] for r in rows if r["status"] is not None]
+        return out
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """What /metrics exports: days per status, the latest recorded day, the last complete."""
+        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SELECT status, count(*) AS n FROM audio_days GROUP BY status")
+            by_status = {r["status"]: r["n"] for r in cur.fetchall()}
+            cur.execute(f"SELECT d.day, d.status, {_DAY_COLS} FROM audio_days d "
+                        "ORDER BY d.day DESC LIMIT 1")
+            last = cur.fetchone()
+            cur.execute("SELECT max(day) AS day FROM audio_days WHERE status = 'complete'")
+            return {"days_by_status": by_status, "last_day": last,
+                    "last_complete_day": cur.fetchone()["day"]}
 
     # -- the load --------------------------------------------------------------------------
     def record_day(self, load: DayLoad) -> dict[str, Any]:
@@ -190,7 +294,8 @@ class ResultsDbHook(PostgresHook):
 
     def _load_jobs(self, cur: Any, load: DayLoad) -> None:
         rows = [(j.job_id, j.array_index, load.day, j.step, j.state, j.exit_code or None,
-                 j.elapsed_s, j.node or None, j.gpus, j.gpus * j.elapsed_s) for j in load.jobs]
+                 j.elapsed_s, j.node or None, j.gpus, j.gpus * j.elapsed_s, j.submitted_at,
+                 j.started_at) for j in load.jobs]
         self._copy(cur, "tmp_slurm_jobs", f"SELECT {', '.join(_JOB_COLS)} FROM slurm_jobs",
                    _JOB_COLS, rows)
         cur.execute(
@@ -198,8 +303,10 @@ class ResultsDbHook(PostgresHook):
                 SELECT {', '.join(_JOB_COLS)} FROM tmp_slurm_jobs
                 ON CONFLICT (job_id, array_index) DO UPDATE
                     SET {_set_clause(_JOB_COLS, ('job_id', 'array_index'))}, recorded_at = now()
-                WHERE (slurm_jobs.state, slurm_jobs.elapsed_s, slurm_jobs.exit_code)
-                      IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.elapsed_s, EXCLUDED.exit_code)""")
+                WHERE (slurm_jobs.state, slurm_jobs.elapsed_s, slurm_jobs.exit_code,
+                       slurm_jobs.submitted_at, slurm_jobs.started_at)
+                      IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.elapsed_s, EXCLUDED.exit_code,
+                                        EXCLUDED.submitted_at, EXCLUDED.started_at)""")
 
     @staticmethod
     def _refresh_day_totals(cur: Any, day: str) -> None:

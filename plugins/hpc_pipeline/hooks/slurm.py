@@ -29,9 +29,11 @@ from hpc_pipeline.slurm_states import base_state
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko.SSHException)
 
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in job names or paths we create
-SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "JobName")
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "Submit",
+                "Start", "JobName")  # JobName last: the one field that may hold the separator
 SQUEUE_FIELDS = ("JobArrayID", "State", "Exit_Code", "NodeList", "TimeUsed", "tres-alloc",
                  "StdOut", "Name")
+_SACCT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
@@ -62,6 +64,8 @@ class JobState:
     gpus: int
     stdout: str | None = None  # only squeue reports it
     source: str = "sacct"
+    submit_time: str | None = None  # sacct only, cluster local time "YYYY-MM-DDTHH:MM:SS"
+    start_time: str | None = None   # None while pending; queue wait = start - submit
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +112,11 @@ def _seconds(used: str) -> int | None:
     return seconds + int(days or 0) * 86400
 
 
+def _timestamp(value: str) -> str | None:
+    """sacct's ISO time, or None for "Unknown"/"None" (a job not started yet)."""
+    return value if _SACCT_TIME.match(value) else None
+
+
 def _node(value: str) -> str | None:
     return None if not value or value.startswith("(") or value == "None assigned" else value
 
@@ -118,13 +127,15 @@ def parse_sacct(text: str) -> list[JobState]:
         cols = line.split(_SEP)
         if len(cols) < len(SACCT_FIELDS):
             continue
-        jid, state, exit_code, node, elapsed, tres, name = cols[:6] + [_SEP.join(cols[6:])]
+        jid, state, exit_code, node, elapsed, tres, submit, start, name = (
+            cols[:8] + [_SEP.join(cols[8:])])
         for base, index in expand_job_id(jid):
             out.append(JobState(
                 job_id=base if index is None else f"{base}_{index}", array_job_id=base,
                 array_index=index, name=name, state=base_state(state), exit_code=exit_code,
                 node=_node(node), elapsed_s=int(elapsed) if elapsed.isdigit() else None,
-                alloc_tres=tres, gpus=_gpus(tres), source="sacct"))
+                alloc_tres=tres, gpus=_gpus(tres), source="sacct",
+                submit_time=_timestamp(submit), start_time=_timestamp(start)))
     return out
 
 

@@ -1,0 +1,111 @@
+"""Response shapes of the monitoring API (what its OpenAPI schema documents)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+DayStatus = Literal["complete", "partial", "incomplete", "not_run"]
+ClipStatus = Literal["ok", "failed"]
+
+
+class DayCounts(BaseModel):
+    """A day's numbers as ``audio_days`` holds them (None for a day never recorded)."""
+    clips_listed: int | None = Field(None, description="clips found at the source")
+    clips_planned: int | None = Field(None, description="clips the last plan sent to the cluster")
+    clips_skipped: int | None = Field(None, description="left out as already done")
+    clips_ok: int | None = None
+    clips_failed: int | None = None
+    clips_missing: int | None = Field(None, description="planned but without an outcome")
+    failed_by_reason: dict[str, int] | None = Field(None, description="error kind -> clips")
+    audio_seconds: float | None = Field(None, description="audio transcribed (ok clips)")
+    gpu_seconds: float | None = Field(None, description="GPUs x elapsed of the audio step")
+    real_time_factor: float | None = Field(None, description="audio s per shard wall s")
+
+
+class DaySummary(DayCounts):
+    day: dt.date
+    status: DayStatus
+    queue_wait_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="step -> longest queue wait (sacct Submit -> Start) of its jobs that day")
+
+
+class DayList(BaseModel):
+    start: dt.date
+    end: dt.date
+    days: list[DaySummary] = Field(description="every calendar day of the range, oldest first")
+
+
+class StepJob(BaseModel):
+    """One SLURM job, or one index of a job array, of a step (failed attempts included)."""
+    step: str
+    job_id: str
+    array_index: int = Field(description="-1 for a job that is not an array")
+    state: str
+    exit_code: str | None
+    node: str | None
+    gpus: int
+    gpu_seconds: float
+    elapsed_s: float | None = Field(description="run time (sacct ElapsedRaw)")
+    submitted_at: dt.datetime | None = Field(description="sacct Submit, cluster local time")
+    started_at: dt.datetime | None = Field(description="sacct Start, cluster local time")
+    queue_wait_s: float | None = Field(description="Submit -> Start; None if not measured")
+
+
+class DayDetail(DayCounts):
+    day: dt.date
+    status: DayStatus
+    plan_id: str | None
+    dag_run_id: str | None
+    wall_seconds: float
+    recorded_at: dt.datetime
+    throughput: float | None = Field(description="audio seconds per GPU second")
+    jobs: list[StepJob]
+
+
+class Clip(BaseModel):
+    clip_id: str
+    status: ClipStatus
+    error_kind: str | None
+    error: str | None
+    duration_s: float | None
+    language: str | None
+    engine: str | None
+    model: str | None
+    job_id: str | None
+    array_index: int | None
+    node: str | None
+    finished_at: dt.datetime
+
+
+class ClipPage(BaseModel):
+    day: dt.date
+    total: int = Field(description="clips matching the filters (all pages)")
+    clips: list[Clip]
+    next_after: str | None = Field(description="pass as `after` for the next page; None at the end")
+
+
+class Transcript(BaseModel):
+    clip_id: str
+    day: dt.date
+    text: str
+    language: str | None
+    model: str | None
+    word_count: int
+    duration_s: float | None
+    segments: list[dict[str, Any]] = Field(description="[{start, end, text, words?}]")
+    recorded_at: dt.datetime
+
+
+class Health(BaseModel):
+    results_db_reachable: bool
+    last_complete_day: dt.date | None = None
+    last_recorded_day: dt.date | None = None
+    window_days: int
+    days_missing: list[dt.date] = Field(default_factory=list,
+                                        description="days of the window never recorded")
+    days_not_complete: list[dt.date] = Field(default_factory=list,
+                                             description="days of the window partial or incomplete")
+    error: str | None = None
