@@ -6,7 +6,8 @@
 #   start  migrate the metadata DB and start the four components (idempotent)
 #   env    print the environment (source it to run `airflow` CLI against this instance)
 # Tunables: AIRFLOW_HOME (.airflow/demo), AIRFLOW_PORT (8080), AIRFLOW_DB (airflow),
-#           RESULTS_DB (audio_results), AUDIO_PIPELINE_CONFIG (config/local.json), VENV (.venv)
+#           RESULTS_DB (audio_results), AUDIO_PIPELINE_CONFIG (config/local.json), VENV (.venv),
+#           AIRFLOW_COMPONENTS (all four; e.g. "api-server" for the status page and API alone)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO/.airflow/demo}
@@ -67,7 +68,7 @@ start() {
     || runuser -u postgres -- psql -qc "CREATE DATABASE $DB OWNER audio"
   airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1
   local component
-  for component in api-server scheduler dag-processor triggerer; do
+  for component in ${AIRFLOW_COMPONENTS:-api-server scheduler dag-processor triggerer}; do
     alive "$component" && continue
     setsid nohup airflow "$component" >"$AIRFLOW_HOME/$component.log" 2>&1 &
     echo $! >"$RUN/$component.pid"
