@@ -60,7 +60,7 @@ def synthetic_day(day: dt.date, clips: int, rng: random.Random) -> Any:
             engine="torch", model="large-v3", language="en", duration_s=10 + (i * 7919) % 50,
             text="" if failed else f"synthetic transcript {i} of {iso}",
             segments=[] if failed else [{"start": 0.0, "end": 4.0, "text": f"segment {i}"}],
-            error_kind=REASONS[i % len(REASONS)] if failed else "",
+            error_kind=REASONS[(i // 25 + day.day) % len(REASONS)] if failed else "",
             error="ffmpeg: invalid data" if failed else "", job_id=str(day.toordinal()),
             array_index=i % 20, node="gpu01", finished_at=finished))
     submit = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0, 0, 5))
@@ -71,9 +71,10 @@ def synthetic_day(day: dt.date, clips: int, rng: random.Random) -> Any:
                          started_at=(submit + dt.timedelta(seconds=wait_s)).isoformat(
                              timespec="seconds"))
     base = day.toordinal() * 10
+    shard_s = sum(r.duration_s for r in results) / 20 / rng.uniform(25, 40)  # 25-40x real time
     jobs = [job("master", base, -1, rng.randint(1, 60), 30.0, 0),
             job("transfer", base + 1, -1, rng.randint(1, 300), 600.0, 0)]
-    jobs += [job("audio", base + 2, i, rng.randint(10, 3600), 900.0, 1) for i in range(20)]
+    jobs += [job("audio", base + 2, i, rng.randint(10, 3600), shard_s, 1) for i in range(20)]
     return DayLoad(day=iso, plan_id="bench", dag_run_id=f"scheduled__{iso}",
                    manifest=manifest, results=results, jobs=jobs)
 

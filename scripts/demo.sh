@@ -34,6 +34,8 @@ SELECT c.clip_id, c.status, coalesce(c.error_kind, '') AS error_kind,
  WHERE c.day = :'day' ORDER BY c.clip_id;
 SQL
   echo "Airflow UI: http://127.0.0.1:8080 (admin / admin); stop everything with: make down"
+  echo "Status page: http://127.0.0.1:8080/audio-pipeline/?day=$DAY (or \"Audio pipeline\" in the UI's nav);"
+  echo "  API docs: http://127.0.0.1:8080/audio-pipeline/docs, metrics: /audio-pipeline/metrics (login needed)"
 }
 
 case ${1:-run} in

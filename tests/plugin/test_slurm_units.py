@@ -48,10 +48,12 @@ def test_parse_sacct_and_squeue() -> None:
     assert jobs[0].gpus == 1 and jobs[0].elapsed_s == 2 and jobs[0].name == "a b"
     assert (jobs[0].submit_time, jobs[0].start_time) == (t0, t1)
     assert (jobs[1].submit_time, jobs[1].start_time, jobs[3].start_time) == (t0, None, None)
-    squeue = f"7_1{S}FAILED{S}768{S}vm{S}1:02:03{S}cpu=1{S}/h/x-%A_%a.out{S}n\n"
-    (job,) = parse_squeue(squeue)
+    squeue = (f"7_1{S}FAILED{S}768{S}vm{S}1:02:03{S}cpu=1{S}/h/x-%A_%a.out{S}{t0}{S}{t1}{S}n\n"
+              f"8{S}PENDING{S}0{S}{S}0:00{S}cpu=1{S}/h/y.out{S}{t0}{S}{t1}{S}m\n")
+    job, pending = parse_squeue(squeue)
     assert (job.exit_code, job.elapsed_s, job.stdout, job.array_index) == (
         "3:0", 3723, "/h/x-%A_%a.out", 1)
+    assert (job.submit_time, job.start_time, pending.start_time) == (t0, t1, None)
 
 
 def _job(jid: str, idx: int | None, state: str, name: str = "n") -> JobState:
@@ -92,7 +94,7 @@ def test_controller_rows_win_but_accounting_fills_its_gaps() -> None:
 def test_query_asks_the_controller_for_an_index_accounting_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
     """sacct answering without index 1 of a 3-index array: one squeue call fills it in."""
     sacct = "".join(f"34_{i}{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{S}{S}{S}arr\n" for i in (0, 2))
-    squeue = f"34_1{S}FAILED{S}1024{S}vm{S}0:01{S}cpu=1{S}/h/x.out{S}arr\n"
+    squeue = f"34_1{S}FAILED{S}1024{S}vm{S}0:01{S}cpu=1{S}/h/x.out{S}{S}{S}arr\n"
     calls: list[str] = []
 
     def run(self: SlurmHook, argv: list[str], timeout: float | None = None) -> tuple[int, str, str]:

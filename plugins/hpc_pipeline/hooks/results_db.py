@@ -6,12 +6,14 @@ converges to the same rows and a crash mid-load leaves the previous state intact
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import queue
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg.rows import dict_row
@@ -69,8 +71,13 @@ def _set_clause(cols: Iterable[str], keys: tuple[str, ...]) -> str:
 class ResultsDbHook(PostgresHook):
     """PostgreSQL results DB (its own Airflow connection, not Airflow's metadata DB)."""
 
-    def __init__(self, postgres_conn_id: str = "audio_results_db", **kwargs: Any) -> None:
+    def __init__(self, postgres_conn_id: str = "audio_results_db", *, keep_readers: int = 0,
+                 **kwargs: Any) -> None:
+        """``keep_readers``: read-only connections kept open between monitoring reads, for a
+        long-lived reader (the api-server plugin); opening one costs ~50 ms (SCRAM auth)."""
         super().__init__(postgres_conn_id=postgres_conn_id, **kwargs)
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=max(keep_readers, 1))
+        self._keep_readers = keep_readers
 
     # -- schema ----------------------------------------------------------------------------
     def migrate(self) -> list[str]:
@@ -128,8 +135,39 @@ class ResultsDbHook(PostgresHook):
             return dict(zip([col.name for col in cur.description], row)) if row else None
 
     # -- monitoring reads (hpc_pipeline.monitoring: the status page, its API, metrics) --------
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A dict-row cursor in a read-only transaction (one snapshot for all its queries).
+
+        The connection goes back to the idle stack afterwards when ``keep_readers`` allows;
+        an idle one that died (server restart) is noticed by a ping and replaced."""
+        conn = None
+        while conn is None:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self.get_conn()
+                conn.autocommit = True      # each read group is its own BEGIN READ ONLY
+                conn.read_only = True
+                break
+            try:
+                conn.execute("SELECT 1")
+            except Exception:   # dead socket: drop it, try the next one or a new one
+                conn.close()
+                conn = None
+        try:
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                yield cur
+        except BaseException:
+            conn.close()
+            raise
+        if self._keep_readers and not self._idle.full():
+            self._idle.put_nowait(conn)
+        else:
+            conn.close()
+
     def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._reading() as cur:
             cur.execute(sql, params)
             return cur.fetchall()
 
@@ -152,7 +190,7 @@ class ResultsDbHook(PostgresHook):
 
     def day_detail(self, day: dt.date) -> dict[str, Any] | None:
         """One recorded day in full, with every SLURM job (array index) of its steps."""
-        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._reading() as cur:
             cur.execute(f"""SELECT d.day, d.status, {_DAY_COLS}, d.plan_id, d.dag_run_id,
                                    d.wall_seconds, d.recorded_at
                               FROM audio_days d WHERE d.day = %(day)s""", {"day": day})
@@ -174,7 +212,7 @@ class ResultsDbHook(PostgresHook):
                   "limit": limit}
         where = """day = %(day)s AND (%(status)s::text IS NULL OR status = %(status)s)
                    AND (%(kind)s::text IS NULL OR error_kind = %(kind)s)"""
-        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._reading() as cur:
             cur.execute(f"SELECT count(*) AS n FROM audio_clips WHERE {where}", params)
             total = cur.fetchone()["n"]
             cur.execute(f"""SELECT clip_id, status, error_kind, error, duration_s, language,
@@ -193,7 +231,7 @@ class ResultsDbHook(PostgresHook):
 
     def health(self, since: dt.date, until: dt.date) -> dict[str, Any]:
         """Last complete day, and the days of [since, until] never recorded / not complete."""
-        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._reading() as cur:
             cur.execute("""SELECT (SELECT max(day) FROM audio_days WHERE status = 'complete')
                                   AS last_complete_day,
                                   (SELECT max(day) FROM audio_days) AS last_recorded_day""")
@@ -211,7 +249,7 @@ class ResultsDbHook(PostgresHook):
 
     def metrics_snapshot(self) -> dict[str, Any]:
         """What /metrics exports: days per status, the latest recorded day, the last complete."""
-        with self.get_conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._reading() as cur:
             cur.execute("SELECT status, count(*) AS n FROM audio_days GROUP BY status")
             by_status = {r["status"]: r["n"] for r in cur.fetchall()}
             cur.execute(f"SELECT d.day, d.status, {_DAY_COLS} FROM audio_days d "

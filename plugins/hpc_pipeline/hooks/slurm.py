@@ -32,7 +32,7 @@ _SEP = "\x1f"  # ASCII unit separator: cannot occur in job names or paths we cre
 SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "Submit",
                 "Start", "JobName")  # JobName last: the one field that may hold the separator
 SQUEUE_FIELDS = ("JobArrayID", "State", "Exit_Code", "NodeList", "TimeUsed", "tres-alloc",
-                 "StdOut", "Name")
+                 "StdOut", "SubmitTime", "StartTime", "Name")
 _SACCT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -64,7 +64,7 @@ class JobState:
     gpus: int
     stdout: str | None = None  # only squeue reports it
     source: str = "sacct"
-    submit_time: str | None = None  # sacct only, cluster local time "YYYY-MM-DDTHH:MM:SS"
+    submit_time: str | None = None  # cluster local time "YYYY-MM-DDTHH:MM:SS"
     start_time: str | None = None   # None while pending; queue wait = start - submit
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,8 +145,8 @@ def parse_squeue(text: str) -> list[JobState]:
         cols = line.split(_SEP)
         if len(cols) < len(SQUEUE_FIELDS):
             continue
-        jid, state, status, node, used, tres, stdout = (c.strip() for c in cols[:7])
-        name = cols[7]
+        jid, state, status, node, used, tres, stdout, submit, start = (c.strip() for c in cols[:9])
+        name = cols[9]
         # squeue reports the raw wait status (256 = exit 1); sacct's form is "rc:signal".
         code = int(status) if status.isdigit() else 0
         for base, index in expand_job_id(jid):
@@ -155,7 +155,9 @@ def parse_squeue(text: str) -> list[JobState]:
                 array_index=index, name=name, state=base_state(state),
                 exit_code=f"{code >> 8}:{code & 0x7F}", node=_node(node),
                 elapsed_s=_seconds(used), alloc_tres=tres, gpus=_gpus(tres),
-                stdout=stdout or None, source="squeue"))
+                stdout=stdout or None, source="squeue", submit_time=_timestamp(submit),
+                # a pending job's StartTime is only the scheduler's forecast
+                start_time=None if base_state(state) == "PENDING" else _timestamp(start)))
     return out
 
 

@@ -28,6 +28,7 @@ from hpc_pipeline.monitoring.models import (
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_RANGE_DAYS = 3660      # ten years of days in one /days answer
 DEFAULT_RANGE_DAYS = 90    # what the status page's calendar shows
+READERS_KEPT = 4           # idle results-DB connections kept per api-server worker
 T = TypeVar("T")
 
 
@@ -52,10 +53,10 @@ def _assets() -> dict[str, Path]:
             if p.is_file() and p.suffix in (".js", ".css", ".html", ".svg")}
 
 
-def create_app(hook_factory: Callable[[], ResultsDbHook] | None = None) -> FastAPI:
-    """The app; ``hook_factory`` gives the results DB hook (default: the configured one)."""
-    conn_id = load_config().results_conn_id
-    hook = hook_factory or (lambda: ResultsDbHook(conn_id))
+def create_app() -> FastAPI:
+    """The app, reading the results DB of the site config's ``results_conn_id``."""
+    # One hook per process, keeping a few read-only connections open between requests.
+    db = ResultsDbHook(load_config().results_conn_id, keep_readers=READERS_KEPT)
     assets = _assets()
     app = FastAPI(
         title="Audio pipeline monitoring",
@@ -103,7 +104,7 @@ def create_app(hook_factory: Callable[[], ResultsDbHook] | None = None) -> FastA
         if (end - start).days >= MAX_RANGE_DAYS:
             raise HTTPException(422, f"at most {MAX_RANGE_DAYS} days per request")
         return DayList(start=start, end=end,
-                       days=[DaySummary(**row) for row in hook().days_between(start, end)])
+                       days=[DaySummary(**row) for row in db.days_between(start, end)])
 
     @app.get("/api/days/{day}", response_model=DayDetail, dependencies=reader, tags=["days"],
              responses={404: {"description": "day never recorded"}})
@@ -112,7 +113,7 @@ def create_app(hook_factory: Callable[[], ResultsDbHook] | None = None) -> FastA
         """One day in full: counts, failures by reason, audio/GPU seconds, real-time factor,
         throughput, and every SLURM job of its steps (state, exit code, node, queue wait,
         run time)."""
-        row = hook().day_detail(day)
+        row = db.day_detail(day)
         if row is None:
             raise HTTPException(404, f"day {day} was never recorded")
         gpu = row["gpu_seconds"]
@@ -130,7 +131,7 @@ def create_app(hook_factory: Callable[[], ResultsDbHook] | None = None) -> FastA
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ClipPage:
         """A day's clips in clip-id order, filtered by status / error kind, a page at a time
         (keyset pagination: stable while the day is being re-recorded)."""
-        total, rows = hook().day_clips(day, status=status, error_kind=error_kind, after=after,
+        total, rows = db.day_clips(day, status=status, error_kind=error_kind, after=after,
                                        limit=limit)
         return ClipPage(day=day, total=total, clips=rows,
                         next_after=rows[-1]["clip_id"] if len(rows) == limit else None)
@@ -142,7 +143,7 @@ def create_app(hook_factory: Callable[[], ResultsDbHook] | None = None) -> FastA
     def transcript(clip_id: Annotated[str, PathParam(
             description="`<day>/<path at the source>`, as in the clips list")]) -> Transcript:
         """A clip's transcript with its segments (and words where aligned)."""
-        row = hook().transcript(clip_id)
+        row = db.transcript(clip_id)
         if row is None:
             raise HTTPException(404, f"no transcript for clip {clip_id!r}")
         return Transcript(**row)
@@ -157,7 +158,7 @@ def create_app(hook_factory: Callable[[], ResultsDbHook] | None = None) -> FastA
         last ``window`` days (today excluded: it is not over)."""
         today = _today()
         try:
-            facts = hook().health(today - dt.timedelta(days=window), today - dt.timedelta(days=1))
+            facts = db.health(today - dt.timedelta(days=window), today - dt.timedelta(days=1))
         except OperationalError as exc:
             response.status_code = 503
             return Health(results_db_reachable=False, window_days=window, error=str(exc).strip())
@@ -169,7 +170,7 @@ def create_app(hook_factory: Callable[[], ResultsDbHook] | None = None) -> FastA
                               "description": "Prometheus text format"}})
     def prometheus_metrics() -> Response:
         """Prometheus metrics (text exposition format), fresh from the results DB."""
-        return Response(metrics.render(lambda: hook().metrics_snapshot()),
+        return Response(metrics.render(db.metrics_snapshot),
                         media_type=CONTENT_TYPE_LATEST)
 
     return app
