@@ -58,7 +58,7 @@
   }
 
   const axis = () => ({ type: "category", data: state.days.map((d) => d.day) });
-  const base = (extra) => ({ grid: { left: 48, right: 16, top: 36, bottom: 28 },
+  const base = (extra) => ({ grid: { left: 48, right: 16, top: 52, bottom: 28 },
     tooltip: { trigger: "axis" }, legend: { top: 0, type: "scroll" }, xAxis: axis(), ...extra });
 
   function drawCharts(range) {
