@@ -123,7 +123,8 @@ def timings(client: Client, path: str, n: int) -> dict[str, Any]:
 
 
 def browser_ms(port: int, n: int) -> dict[str, Any]:
-    """From navigation to every chart drawn (body[data-ready]), logged in through the UI."""
+    """Navigation start to the five charts drawn, as the page itself measures it
+    (``performance.now()`` after the last ``setOption``), logged in through the UI."""
     from playwright.sync_api import sync_playwright
 
     base = f"http://127.0.0.1:{port}"
@@ -135,16 +136,18 @@ def browser_ms(port: int, n: int) -> dict[str, Any]:
         page.get_by_label("Password").fill("admin")
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
-        ms = []
+        ms, days_ms = [], []
         for _ in range(n + 1):
-            start = time.perf_counter()
             page.goto(base + "/audio-pipeline/")
             page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-            ms.append((time.perf_counter() - start) * 1000)
+            timings = page.evaluate("() => audioStatus.timings")
+            ms.append(timings["chartsDrawn"])
+            days_ms.append(timings["daysLoaded"])
         browser.close()
-    ms = ms[1:]
-    return {"path": "/audio-pipeline/ (browser: navigation to 5 charts drawn)", "n": n,
-            "p50_ms": round(statistics.median(ms), 1), "max_ms": round(max(ms), 1)}
+    ms, days_ms = ms[1:], days_ms[1:]   # the first one loads echarts.min.js into the cache
+    return {"path": "/audio-pipeline/ (browser: navigation start to 5 charts drawn)", "n": n,
+            "p50_ms": round(statistics.median(ms), 1), "max_ms": round(max(ms), 1),
+            "days_loaded_p50_ms": round(statistics.median(days_ms), 1)}
 
 
 def main() -> None:
@@ -196,7 +199,8 @@ def main() -> None:
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     report = {"bench": "monitoring_latency", "date": dt.datetime.now(dt.timezone.utc).isoformat(
                   timespec="seconds"),
-              "machine": f"{platform.node()} {os.cpu_count()} cores, shared", "api_workers": 1,
+              "machine": f"{platform.node()} {os.cpu_count()} cores, shared",
+              "load_average_1m_at_end": os.getloadavg()[0], "api_workers": 1,
               "seeded": seeded, "target_ms": 300, "results": results}
     for r in results:
         print(f"{r['p50_ms']:8.1f} ms p50 {r.get('p95_ms', ''):>8} p95 {r['max_ms']:8.1f} max  {r['path']}")

@@ -12,6 +12,7 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, requires_access_dag
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 PIPELINE_DAG_ID = "audio_pipeline_daily"
@@ -26,14 +27,16 @@ class LoginRequired(Exception):
 
 
 async def page_access(request: Request) -> None:
-    """For HTML pages: like ``require_pipeline_reader``, but 401 becomes ``LoginRequired``."""
+    """For HTML pages: like ``require_pipeline_reader``, but a missing, expired or invalid
+    token raises ``LoginRequired`` (a user who lacks access to the DAG still gets 403)."""
     try:
         user = await get_user(request, None, await bearer_scheme(request))
     except HTTPException as exc:
-        if exc.status_code == 401:
-            raise LoginRequired from exc
-        raise
-    requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=PIPELINE_DAG_ID)(request, user)
+        raise LoginRequired from exc
+    # The DAG check reads the metadata DB (the DAG's team): off the event loop, as FastAPI
+    # does for Airflow's own (sync) dependencies.
+    await run_in_threadpool(
+        requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=PIPELINE_DAG_ID), request, user)
 
 
 def login_redirect(request: Request, _exc: LoginRequired) -> RedirectResponse:

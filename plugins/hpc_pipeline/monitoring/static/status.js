@@ -10,7 +10,7 @@
     complete: { code: 3, color: "#2e7d32", label: "complete" },
   };
   const STEPS = ["master", "transfer", "audio"];
-  const state = { days: [], charts: {}, day: null, clipAfter: null };
+  const state = { days: [], charts: {}, day: null, clipAfter: null, timings: {} };
   window.audioStatus = state;
 
   const $ = (id) => document.getElementById(id);
@@ -49,7 +49,7 @@
   function draw(name, option) {
     const node = $(`chart-${name}`);
     const chart = state.charts[name] || echarts.init(node, null, { renderer: "canvas" });
-    chart.setOption(option, true);
+    chart.setOption({ animation: false, ...option }, true);   // an ops page: draw at once
     node.dataset.days = String(state.days.length);
     node.dataset.series = String(option.series.length);
     state.charts[name] = chart;
@@ -187,9 +187,11 @@
     window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
     loadHealth();
     const list = await api("api/days");
+    state.timings.daysLoaded = performance.now();
     state.days = list.days;
     $("range").textContent = `${list.start} – ${list.end}`;
     drawCharts(list);
+    state.timings.chartsDrawn = performance.now();
     document.body.dataset.ready = "1";
     const asked = new URLSearchParams(window.location.search).get("day");
     if (asked && /^\d{4}-\d{2}-\d{2}$/.test(asked)) await selectDay(asked);
