@@ -34,8 +34,9 @@
     return h ? `${h} h ${m} m` : m ? `${m} m ${sec} s` : `${sec} s`;
   }
 
-  async function api(path) {
-    const resp = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  async function api(path, pending) {
+    const resp = await (pending
+      || fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } }));
     if (resp.status === 401) { window.location.reload(); throw new Error("login expired"); }
     if (!resp.ok) {
       const err = new Error(`${path}: HTTP ${resp.status}`);
@@ -186,7 +187,7 @@
     $("clip-more").addEventListener("click", () => loadClips(false).catch(showError));
     window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
     loadHealth();
-    const list = await api("api/days");
+    const list = await api("api/days", window.audioDaysRequest);  // started in <head>
     state.timings.daysLoaded = performance.now();
     state.days = list.days;
     $("range").textContent = `${list.start} – ${list.end}`;
