@@ -2,6 +2,8 @@
 
 The run that fires at the start of day D+1 processes day D. Trigger manually with
 ``{"date": "YYYY-MM-DD", "reprocess": "none" | "failed" | "all"}`` to (re)process any past day.
+Nothing is planned before ``source_ready`` finds the source day ready (the ``readiness``
+rule: a marker file or a listing that stopped changing), so late clips are not left out.
 Site settings come from the typed config (``AUDIO_PIPELINE_CONFIG``); this file only composes
 the plugin's operators and steps.
 """

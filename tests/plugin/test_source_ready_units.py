@@ -180,3 +180,24 @@ def test_globus_trigger_gives_up_at_once_on_refused_credentials(globus_api: None
     event = asyncio.run(_first_event(_trigger(Readiness(rule="marker"), deadline_s=600)))
     assert event["status"] == "error" and "cannot list" in event["message"]
     assert "PermissionDenied" in event["message"]
+
+
+def test_globus_trigger_rides_out_outages_and_names_the_last_error(globus_api: None) -> None:
+    def unavailable() -> None:
+        RegisteredResponse(service="transfer", path=f"/v0.10/operation/endpoint/{SRC}/ls",
+                           status=503, json={"code": "ServiceUnavailable", "message": "down",
+                                             "request_id": "x", "resource": "ls"}).add()
+
+    unavailable()
+    _ls(f"{ROOT}/", [("a.m4a", "file", 5), ("_READY", "file", 0)])
+    rule = Readiness(rule="marker", poll_interval_s=0.05, max_poll_interval_s=0.1)
+    event = asyncio.run(_first_event(_trigger(rule, deadline_s=30)))
+    assert event["status"] == "ready" and event["snapshot"]["polls"] == 1, event
+
+    responses.reset()
+    load_response(globus_sdk.ConfidentialAppAuthClient.oauth2_client_credentials_tokens)
+    unavailable()
+    event = asyncio.run(_first_event(_trigger(rule, deadline_s=1)))
+    assert event["status"] == "deadline"
+    assert event["message"].startswith("day 2024-01-15: no listing of the source day after 1s")
+    assert "directory not seen; last poll failed: TransferAPIError" in event["message"]
