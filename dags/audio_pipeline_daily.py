@@ -2,6 +2,8 @@
 
 The run that fires at the start of day D+1 processes day D. Trigger manually with
 ``{"date": "YYYY-MM-DD", "reprocess": "none" | "failed" | "all"}`` to (re)process any past day.
+Nothing is planned before ``source_ready`` finds the source day ready (the ``readiness``
+rule: a marker file or a listing that stopped changing), so late clips are not left out.
 Site settings come from the typed config (``AUDIO_PIPELINE_CONFIG``); this file only composes
 the plugin's operators and steps.
 """
@@ -19,6 +21,7 @@ from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import XCOM_KEY, SlurmSubmitOperator
 from hpc_pipeline.release import deploy_release
+from hpc_pipeline.sensors.source_ready import SourceReadySensor
 
 CONFIG = load_config()
 HPC_DIR = Path(__file__).resolve().parent.parent / "hpc"
@@ -155,7 +158,14 @@ with DAG(
     plan = read_plan(day)
     recorded = record_results(day)
 
+    # Late data: the midnight run may find day D still arriving; plan only once it is ready.
+    source_ready = SourceReadySensor(
+        task_id="source_ready", day=ctx("day"), source_root=CONFIG.source_root,
+        readiness=CONFIG.readiness, backend=CONFIG.transfer_backend,
+        ssh_conn_id=CONFIG.ssh_conn_id, globus_conn_id=CONFIG.globus_conn_id,
+        collection=CONFIG.globus_source_collection, retries=0)
     request = write_request(day)
+    day >> source_ready >> request
     [ensure_schema(), deploy_code(day)] >> request >> master >> plan >> transfer
     if CONFIG.transfer_backend == "globus":
         globus_credentials(day) >> master

@@ -37,6 +37,29 @@ def _default_resources() -> dict[str, SlurmResources]:
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """When the source day is complete enough to plan (see ``hpc_pipeline.readiness``).
+
+    ``marker``: ``<day>/<marker_name>`` exists; ``stable``: at least ``min_clips`` clips and
+    the listing (names, sizes, mtimes) unchanged for ``stable_s`` of observation; ``none``:
+    plan at once, as before. Past ``deadline_s`` of waiting the task fails, naming what was
+    missing, and nothing is submitted.
+    """
+    rule: str = "stable"               # marker | stable | none
+    marker_name: str = "_READY"
+    stable_s: float = 1800.0
+    min_clips: int = 1                 # stable: an empty day is never "stable"
+    poll_interval_s: float = 60.0      # backoff from here (x1.5 per quiet poll, +-20% jitter)
+    max_poll_interval_s: float = 300.0
+    deadline_s: float = 6 * 3600.0     # from the start of the wait
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("marker", "stable", "none"):
+            raise ValueError(f"config: readiness.rule must be marker, stable or none, "
+                             f"got {self.rule!r}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     # Connections (secrets live there).
     ssh_conn_id: str = "hpc_ssh"
@@ -56,6 +79,7 @@ class PipelineConfig:
     globus_dest_collection: str = ""
     globus_dest_root: str = ""               # staging_root as the destination collection sees it
     transfer_deadline_hours: int = 12
+    readiness: Readiness = field(default_factory=Readiness)  # wait for late data before planning
     # Transcription.
     engine: str = "whisperx"                 # whisperx | torch
     models_dir: str = "/opt/hpc-models"

@@ -161,6 +161,17 @@ def parse_squeue(text: str) -> list[JobState]:
     return out
 
 
+def parse_tree(text: str) -> list[tuple[str, int, float]]:
+    """``find -printf '%s %T@ %P\\0'`` output -> (relative path, size, mtime) per file."""
+    entries = []
+    for record in text.split("\0"):
+        size, _, rest = record.partition(" ")
+        mtime, _, rel = rest.partition(" ")
+        if rel:
+            entries.append((rel, int(size), float(mtime)))
+    return entries
+
+
 def newest_first(jobs: Iterable[JobState]) -> list[JobState]:
     return sorted(jobs, key=lambda j: (int(j.array_job_id), j.array_index or 0), reverse=True)
 
@@ -364,6 +375,21 @@ class SlurmHook:
     def tail(self, path: str, lines: int = 50) -> str:
         rc, out, err = self.run(["tail", "-n", str(lines), "--", path])
         return out if rc == 0 else f"(cannot read {path}: {err.strip()})"
+
+    def list_tree(self, path: str) -> list[tuple[str, int, float]] | None:
+        """Every non-directory under ``path`` as (path relative to it, size, mtime), in one
+        remote call; None when ``path`` is not a directory (a source day not created yet).
+
+        The path is a positional argument of a constant ``sh -c`` script (never part of its
+        text); records are NUL-terminated so any file name parses."""
+        script = ('[ -d "$1" ] || exit 3; cd -- "$1" || exit 4; '
+                  "exec find . -mindepth 1 ! -type d -printf '%s %T@ %P\\0'")
+        rc, out, err = self.run(["sh", "-c", script, "list_tree", self.resolve(path)])
+        if rc == 3:
+            return None
+        if rc != 0:
+            raise SlurmError(f"cannot list {path} (rc={rc}): {err.strip()[:500]}")
+        return parse_tree(out)
 
     # -- files (SFTP) -----------------------------------------------------------------
     def home(self) -> str:
