@@ -106,10 +106,31 @@ def result_line(date: str, i: int, *, segments: int = 10, status: str = "ok",
         array_index=i // shard_size, node="vm", finished_at=f"{date}T23:00:00+00:00")
 
 
+# Runs a Python script and prints its peak RSS (VmHWM, kB) to stderr when it exits. VmHWM
+# belongs to the process's own memory map: unlike ru_maxrss it does not inherit the high-water
+# mark of the (large) benchmark process it was forked from.
+PEAK_RSS_WRAPPER = (
+    "import atexit, os, runpy, sys\n"
+    "def peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            sys.stderr.write('PEAK_RSS_KB=' + line.split()[1] + '\\n')\n"
+    "atexit.register(peak)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+
+
+def peak_rss_mib(stderr: str) -> float:
+    """The peak RSS that ``PEAK_RSS_WRAPPER`` reported, in MiB."""
+    kb = [int(line.split("=", 1)[1]) for line in stderr.splitlines() if line.startswith("PEAK_RSS_KB=")]
+    return round(kb[-1] / 1024, 1)
+
+
 def write_json(name: str, doc: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
     path.write_text(json.dumps({"machine": machine(), "written_at": time.strftime(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **doc}, indent=1) + "\n")
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {path}")
     return path

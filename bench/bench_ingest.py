@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -68,11 +67,15 @@ def stage_day(staging_root: str, date: str, plan_id: str, clips: int, user: str)
     return size
 
 
+def _rss_kb() -> int:
+    return int(next(line.split()[1] for line in open("/proc/self/status")
+                    if line.startswith("VmRSS:")))
+
+
 def child(args: argparse.Namespace) -> None:
     """One ``record_results`` as the task runs it; prints its numbers as JSON."""
     from hpc_pipeline.hooks.results_db import ResultsDbHook
-    import resource
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = _rss_kb()
     ctx = steps.DayContext(day=args.date, plan_id=args.plan_id, reprocess="none",
                            run_id="bench", staging_root=args.staging_root,
                            day_dir=day_dir(args.staging_root, args.date), release_root="")
@@ -101,25 +104,22 @@ def child(args: argparse.Namespace) -> None:
         summary = steps.record_results(ssh, db, ctx, {"master": [], "transfer": [], "audio": []})
     total = time.perf_counter() - start
     print(json.dumps({"total_s": round(total, 2), **{k: round(v, 2) for k, v in spent.items()},
-                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                      "baseline_rss_mib": round(baseline / 1024, 1),
+                      "rss_before_mib": round(baseline / 1024, 1),
                       "summary": {k: summary[k] for k in ("status", "clips_ok", "clips_failed",
                                                           "clips_missing", "clips_planned")}}))
 
 
 def record_once(date: str, plan_id: str, staging_root: str) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--child", "--date", date, "--plan-id", plan_id,
+    argv = [sys.executable, "-c", bed.PEAK_RSS_WRAPPER, __file__, "--child", "--date", date, "--plan-id", plan_id,
             "--staging-root", staging_root]
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(argv, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"record_results failed: {err[-3000:]}")
-    doc = json.loads(out.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"record_results failed: {proc.stderr[-3000:]}")
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
     doc["process_wall_s"] = round(wall, 2)
-    doc["process_peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)
+    doc["process_peak_rss_mib"] = bed.peak_rss_mib(proc.stderr)
     return doc
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import posixpath
 import resource
 import shutil
@@ -87,20 +86,17 @@ def fill_db(db: ResultsDbHook, date: str, done: list[int]) -> float:
 
 def run_planner(release: str, user: str, ctx: steps.DayContext, shard_size: int) -> dict[str, Any]:
     """master_plan.py as the submit user; wall seconds and peak RSS of the planner."""
-    argv = ["runuser", "-u", user, "--", "/opt/hpc-venv/bin/python",
+    argv = ["runuser", "-u", user, "--", "/opt/hpc-venv/bin/python", "-c", bed.PEAK_RSS_WRAPPER,
             f"{release}/src/master_plan.py", "--date", ctx.day, "--staging-root",
             ctx.staging_root, "--backend", "local", "--source-root", str(SOURCE_ROOT),
             "--shard-size", str(shard_size)]
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(argv, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"master_plan failed ({proc.returncode}): {err}")
-    return {"seconds": round(wall, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "output": out.strip()}
+        raise RuntimeError(f"master_plan failed ({proc.returncode}): {proc.stderr}")
+    return {"seconds": round(wall, 3), "peak_rss_mib": bed.peak_rss_mib(proc.stderr),
+            "output": proc.stdout.strip()}
 
 
 def scenario(ssh: SlurmHook, release: str, user: str, config: PipelineConfig, date: str,
