@@ -41,7 +41,8 @@ def machine() -> dict[str, Any]:
                       if line.startswith("MemTotal")))
     return {"name": f"{os.cpu_count()}-core dev box", "cpu": cpu, "cores": os.cpu_count(),
             "mem_gib": round(mem_kb / 2**20, 1), "python": platform.python_version(),
-            "shared_with": "the other helpers' tests and SLURM jobs (2 cores, one test bed)"}
+            "shared_with": "the other helpers' tests and SLURM jobs (2 cores, one test bed)",
+            "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()]}
 
 
 def _devcluster() -> dict[str, str]:

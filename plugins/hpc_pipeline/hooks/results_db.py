@@ -178,7 +178,11 @@ class ResultsDbHook(PostgresHook):
                           ORDER BY clip_id, finished_at DESC, seq DESC""")
         cur.execute(
             f"""INSERT INTO audio_clips ({', '.join(_CLIP_COLS)})
-                SELECT {', '.join(_CLIP_COLS)} FROM tmp_latest
+                SELECT {', '.join(_CLIP_COLS)} FROM tmp_latest t
+                 WHERE NOT EXISTS (   -- rows the upsert would leave alone: not even locked
+                       SELECT 1 FROM audio_clips a WHERE a.clip_id = t.clip_id
+                          AND (a.finished_at >= t.finished_at
+                               OR (a.status = 'ok' AND t.status = 'failed')))
                 ON CONFLICT (clip_id) DO UPDATE SET {_set_clause(_CLIP_COLS, ('clip_id',))},
                     recorded_at = now()
                 WHERE audio_clips.finished_at < EXCLUDED.finished_at
@@ -189,7 +193,9 @@ class ResultsDbHook(PostgresHook):
                 SELECT {', '.join('t.' + c for c in cols)} FROM tmp_latest t
                 JOIN audio_clips c ON c.clip_id = t.clip_id AND c.finished_at = t.finished_at
                                   AND c.status = 'ok'
-                WHERE t.status = 'ok'
+                WHERE t.status = 'ok' AND NOT EXISTS (
+                      SELECT 1 FROM transcripts x WHERE x.clip_id = t.clip_id
+                         AND (x.text, x.segments) IS NOT DISTINCT FROM (t.text, t.segments))
                 ON CONFLICT (clip_id) DO UPDATE SET {_set_clause(cols, ('clip_id',))},
                     recorded_at = now()
                 WHERE (transcripts.text, transcripts.segments)
