@@ -57,6 +57,8 @@ def slurm_step(step: str, script: str, args: list[str], **kwargs: Any) -> SlurmS
         poll_interval_s=CONFIG.poll_interval_s,
         max_poll_interval_s=CONFIG.max_poll_interval_s,
         outage_timeout_s=CONFIG.ssh_outage_timeout_s,
+        max_array_size=CONFIG.max_array_size,
+        max_job_count=CONFIG.max_job_count,
         **kwargs,
     )
 

@@ -2,7 +2,8 @@
 # One array task = one shard: FFmpeg -> 16 kHz mono -> WhisperX -> results/<plan>/shard-XXXX.jsonl
 # Usage: sbatch --array=0-N 2_process_audio_job.sh --date D --staging-root S \
 #          --models-dir M --model NAME [--engine whisperx|torch] [--language en] ...
-# Environment: see slurm/_runtime.sh (MODELS_DIR is bound into the container when set).
+# Environment: see slurm/_runtime.sh (MODELS_DIR is bound into the container when set);
+#   ARRAY_INDEX_OFFSET (default 0) is added to SLURM_ARRAY_TASK_ID to name the shard.
 #SBATCH --job-name=audio-shard
 #SBATCH --partition=gpu
 #SBATCH --gres=gpu:1
@@ -12,4 +13,7 @@
 set -euo pipefail
 # shellcheck source=hpc/slurm/_runtime.sh
 source "${PIPELINE_RELEASE:?PIPELINE_RELEASE must name the release directory}/slurm/_runtime.sh"
-run_entry audio_processing 1 hpc_process_day.py --shard "${SLURM_ARRAY_TASK_ID:?submit as an array job (--array)}" "$@"
+# A day's array split into several submissions (site limits): each part's indices start at
+# 0 and the operator passes the part's first shard in ARRAY_INDEX_OFFSET.
+: "${SLURM_ARRAY_TASK_ID:?submit as an array job (--array)}"
+run_entry audio_processing 1 hpc_process_day.py --shard "$((SLURM_ARRAY_TASK_ID + ${ARRAY_INDEX_OFFSET:-0}))" "$@"

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline_contract import (Clip, ContractError, Manifest, Request, Shard, day_dir,
-                               iter_result_lines, latest_per_clip, write_atomic)
+                               iter_result_lines, write_atomic)
 from source_listing import list_local
 
 log = logging.getLogger("master_plan")
@@ -53,12 +53,19 @@ def load_request(path: Path, date: str) -> Request:
 
 
 def staged_outcomes(day: Path) -> dict[str, dict[str, str]]:
-    """plan_id -> {clip_id: latest status} from the result lines already on staging."""
+    """plan_id -> {clip_id: latest status} from the result lines already on staging.
+
+    One file at a time, keeping only (finished_at, status) per clip: a day's lines with
+    their transcripts run to tens of megabytes and need not be held at once."""
     out: dict[str, dict[str, str]] = {}
     for plan_dir in sorted((day / "results").glob("*/")):
-        lines = [r for f in sorted(plan_dir.glob("shard-*.jsonl"))
-                 for r in iter_result_lines(f.read_text(encoding="utf-8"))]
-        out[plan_dir.name] = {c: r.status for c, r in latest_per_clip(lines).items()}
+        latest: dict[str, tuple[str, str]] = {}
+        for f in sorted(plan_dir.glob("shard-*.jsonl")):
+            for r in iter_result_lines(f.read_text(encoding="utf-8")):
+                seen = latest.get(r.clip_id)
+                if seen is None or r.finished_at >= seen[0]:   # as latest_per_clip
+                    latest[r.clip_id] = (r.finished_at, r.status)
+        out[plan_dir.name] = {clip: status for clip, (_, status) in latest.items()}
     return out
 
 

@@ -20,6 +20,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Iterator, Literal
 
@@ -72,10 +73,18 @@ def _check_version(doc: dict[str, Any], kind: str) -> None:
             f"version {SCHEMA_VERSION}); deploy matching code on both sides")
 
 
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(every field, the required ones) of a dataclass; cached: a big day's result lines
+    are parsed tens of thousands at a time."""
+    return (frozenset(f.name for f in fields(cls)),
+            tuple(f.name for f in fields(cls)
+                  if f.default is MISSING and f.default_factory is MISSING))
+
+
 def _from_dict(cls: type, doc: dict[str, Any], kind: str) -> Any:
-    names = {f.name for f in fields(cls)}
-    missing = [f.name for f in fields(cls) if f.name not in doc
-               and f.default is MISSING and f.default_factory is MISSING]
+    names, required = _field_names(cls)
+    missing = [name for name in required if name not in doc]
     if missing:
         raise ContractError(f"{kind}: missing field(s) {', '.join(missing)}")
     return cls(**{k: v for k, v in doc.items() if k in names})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable
 
 from pipeline_contract import AUDIO_EXTENSIONS, Clip
@@ -25,17 +24,26 @@ def clips_from(date: str, day_root: str, entries: Iterable[tuple[str, int]]) -> 
 
 
 def list_local(source_root: str, date: str) -> list[Clip]:
-    """Every audio/video file under ``<source_root>/<date>/``, recursively."""
-    day = Path(source_root) / date
-    if not day.is_dir():
+    """Every audio/video file under ``<source_root>/<date>/``, recursively.
+
+    ``os.scandir`` with plain string paths: a day holds tens of thousands of files, and
+    pathlib objects per file cost more than the listing itself."""
+    day = os.path.join(source_root, date)
+    if not os.path.isdir(day):
         raise FileNotFoundError(f"source directory {day} does not exist")
-    entries = []
-    for dirpath, _dirs, files in os.walk(day):
-        for f in files:
-            full = Path(dirpath) / f
-            try:
-                size = full.stat().st_size
-            except OSError:  # e.g. a dangling link: listed, so the transfer reports it failed
-                size = -1
-            entries.append((full.relative_to(day).as_posix(), size))
-    return clips_from(date, str(day), entries)
+    entries: list[tuple[str, int]] = []
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(os.path.join(day, rel_dir)) as it:
+            for entry in it:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_dir(follow_symlinks=True):
+                    pending.append(rel)
+                    continue
+                try:
+                    size = entry.stat().st_size
+                except OSError:  # e.g. a dangling link: listed, so the transfer reports it failed
+                    size = -1
+                entries.append((rel, size))
+    return clips_from(date, day, entries)

@@ -101,6 +101,11 @@ class PipelineConfig:
     poll_interval_s: float = 10.0
     max_poll_interval_s: float = 120.0
     ssh_outage_timeout_s: float = 900.0
+    # Site array limits: the controller's MaxArraySize / MaxJobCount (scontrol show config) are
+    # read at submit time; these lower them (e.g. a QOS cap on queued jobs). An array larger
+    # than the limit is split into several submissions; see SlurmSubmitOperator.
+    max_array_size: int | None = None
+    max_job_count: int | None = None
     # Housekeeping.
     retention_days: int = 7                  # staging of a day is removed this long after success
 

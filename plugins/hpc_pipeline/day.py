@@ -6,12 +6,13 @@ Each function takes hooks and plain values so the DAG file only composes them.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import json
 import logging
 import posixpath
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -20,7 +21,7 @@ from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.pipeline_contract import (
-    REPROCESS_MODES, ClipResult, Manifest, Request, day_dir, iter_result_lines, latest_per_clip)
+    REPROCESS_MODES, ClipResult, Manifest, Request, day_dir, iter_result_lines)
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,12 @@ def read_plan(ssh: SlurmHook, ctx: DayContext) -> dict[str, int]:
     return plan
 
 
-def read_results(ssh: SlurmHook, ctx: DayContext) -> list[ClipResult]:
-    """Every result line of the day on staging, all plans, newest outcome per clip."""
-    results_root = posixpath.join(ctx.day_dir, "results")
-    rc, out, err = ssh.run(["find", results_root, "-type", "f", "-name", "shard-*.jsonl"])
-    if rc != 0:
-        raise RuntimeError(f"cannot list {results_root}: {err.strip()}")
-    lines: list[ClipResult] = []
-    for path in sorted(out.split("\n")):
-        if path:
-            lines.extend(iter_result_lines(ssh.read_text(path)))
-    return list(latest_per_clip(lines).values())
+def read_results(ssh: SlurmHook, ctx: DayContext) -> Iterator[ClipResult]:
+    """Every result line of the day on staging (all plans, files in path order), streamed one
+    file at a time; the load keeps the newest outcome per clip (``ResultsDbHook``)."""
+    for path, content in ssh.iter_tree(ctx.day_dir, "results"):
+        if fnmatch.fnmatchcase(path, "results/*/shard-*.jsonl"):
+            yield from iter_result_lines(content.decode("utf-8"))
 
 
 def job_records(ssh: SlurmHook, step_job_ids: dict[str, list[str]]) -> list[JobRecord]:

@@ -59,6 +59,9 @@ def test_container_command_binds_and_gpu(fake_apptainer: Path) -> None:
                           "python3"]
     assert audio[10:14] == ["/opt/audio_pipeline/src/hpc_process_day.py", "--shard", "3",
                             "--date"]
+    offset = _run("2_process_audio_job.sh", env | {"ARRAY_INDEX_OFFSET": "1000"}).stdout
+    assert offset.split("\n")[10:13] == ["/opt/audio_pipeline/src/hpc_process_day.py", "--shard",
+                                         "1003"]  # part of a split array: shard = index + offset
     master = _run("0_master_scheduler.sh", env, "--date", "2024-01-15").stdout.split("\n")
     assert "--nv" not in master
     assert "/images/pipeline_utils.sif" in master

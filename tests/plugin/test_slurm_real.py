@@ -44,6 +44,9 @@ SCRIPTS = {
                       'if [ "$SLURM_ARRAY_TASK_ID" = 1 ] && [ ! -e "$MARK" ]; then '
                       'touch "$MARK"; echo "shard 1 broke"; exit 4; fi',
     "sleep.sh": 'echo "sleeping $1"; sleep "$1"',
+    # A part of a split array: the shard is the part's index plus its offset; shard 3 fails once.
+    "split_array.sh": 'shard=$((SLURM_ARRAY_TASK_ID + ARRAY_INDEX_OFFSET)); echo "shard $shard"; '
+                      'if [ "$shard" = 3 ] && [ ! -e "$MARK" ]; then touch "$MARK"; exit 5; fi',
 }
 
 # What tasks raised, filled by callbacks (dag.test runs tasks in this process), and the
@@ -404,6 +407,32 @@ def test_zero_array_size_skips(remote: tuple[SlurmHook, str]) -> None:
     state, _ = run_task(submit_op(base, "skip", array_size="0"), dag_id="skip")
     assert state == "skipped"
     assert not sacct_rows("--name", f"t{TOKEN}-skip", "-S", "now-1hour")
+
+
+def test_split_array_retries_only_the_failed_shard(remote: tuple[SlurmHook, str]) -> None:
+    """5 shards under an emulated MaxArraySize of 2 run as 3 submissions (2 + 2 + 1), each
+    with indices from 0; shard 3 (part 2's index 1) fails and the retry resubmits just it."""
+    hook, base = remote
+    limits = hook.site_limits()       # the real controller's, read with scontrol
+    assert limits.max_array_size > 2 and limits.max_job_count > 5
+    state, result = run_task(submit_op(
+        base, "split", script="split_array.sh", array_size="5", max_array_size=2,
+        env={"MARK": f"{base}/split-mark"}, retries=1, retry_delay=timedelta(0),
+        on_retry_callback=[lambda ctx: OUTCOMES.__setitem__("split_retry", ctx.get("exception"))]),
+        dag_id="split")
+    assert state == "success", result
+    assert "failed array indices: [3]" in str(OUTCOMES["split_retry"])
+    parts, retry = result["job_ids"][:3], result["job_ids"][3]
+    name = f"t{TOKEN}-split"
+    until(lambda: sorted((r[0], r[2]) for r in sacct_rows("-j", ",".join(parts))) == sorted(
+        [(f"{parts[0]}_{i}", name) for i in (0, 1)] + [(f"{parts[1]}_{i}", f"{name}+2") for i in (0, 1)]
+        + [(f"{parts[2]}_0", f"{name}+4")]))
+    until(lambda: [(r[0], r[2]) for r in sacct_rows("-j", retry)] == [(f"{retry}_1", f"{name}+2")])
+    assert sorted((t["array_index"], t["job_id"], t["state"]) for t in result["tasks"]) == [
+        (0, f"{parts[0]}_0", "COMPLETED"), (1, f"{parts[0]}_1", "COMPLETED"),
+        (2, f"{parts[1]}_0", "COMPLETED"), (3, f"{retry}_1", "COMPLETED"),
+        (4, f"{parts[2]}_0", "COMPLETED")]
+    assert hook.read_text(result["log_path"].replace("%A", retry).replace("%a", "1")) == "shard 3\n"
 
 
 def test_sensor_sees_time_limit(remote: tuple[SlurmHook, str], timeout_job: str) -> None:

@@ -45,7 +45,7 @@ class DayLoad:
     plan_id: str
     dag_run_id: str
     manifest: Manifest
-    results: list[ClipResult]
+    results: Iterable[ClipResult]   # every line, any order of plans; consumed once, streamed
     jobs: list[JobRecord] = field(default_factory=list)
 
 
@@ -301,30 +301,43 @@ class ResultsDbHook(PostgresHook):
                 copy.write_row(row)
 
     def _load_clips(self, cur: Any, load: DayLoad) -> None:
-        clip_rows = [(r.clip_id, load.day, r.status, r.error_kind or None, r.error or None,
-                      r.duration_s, r.language or None, r.engine or None, r.model or None,
-                      r.alignment or None, json.dumps(r.timings), r.job_id or None,
-                      r.array_index, r.node or None, r.finished_at) for r in load.results]
-        self._copy(cur, "tmp_audio_clips", f"SELECT {', '.join(_CLIP_COLS)} FROM audio_clips",
-                   _CLIP_COLS, clip_rows)
+        """Stream every result line into one temp table (COPY, constant memory whatever the
+        day's size), keep the newest line per clip there (latest ``finished_at``, the later
+        line on a tie, as ``latest_per_clip``), then upsert clips and transcripts from it."""
+        rows = ((r.clip_id, load.day, r.status, r.error_kind or None, r.error or None,
+                 r.duration_s, r.language or None, r.engine or None, r.model or None,
+                 r.alignment or None, json.dumps(r.timings), r.job_id or None, r.array_index,
+                 r.node or None, r.finished_at,
+                 *((r.text, json.dumps(r.segments, ensure_ascii=False), len(r.text.split()))
+                   if r.status == "ok" else (None, None, None)), seq)
+                for seq, r in enumerate(load.results))
+        self._copy(cur, "tmp_results",
+                   f"SELECT {', '.join('c.' + c for c in _CLIP_COLS)}, t.text, t.segments, "
+                   "t.word_count, 0::bigint AS seq FROM audio_clips c CROSS JOIN transcripts t",
+                   _CLIP_COLS + ("text", "segments", "word_count", "seq"), rows)
+        cur.execute("""CREATE TEMP TABLE tmp_latest ON COMMIT DROP AS
+                         SELECT DISTINCT ON (clip_id) * FROM tmp_results
+                          ORDER BY clip_id, finished_at DESC, seq DESC""")
         cur.execute(
             f"""INSERT INTO audio_clips ({', '.join(_CLIP_COLS)})
-                SELECT {', '.join(_CLIP_COLS)} FROM tmp_audio_clips
+                SELECT {', '.join(_CLIP_COLS)} FROM tmp_latest t
+                 WHERE NOT EXISTS (   -- rows the upsert would leave alone: not even locked
+                       SELECT 1 FROM audio_clips a WHERE a.clip_id = t.clip_id
+                          AND (a.finished_at >= t.finished_at
+                               OR (a.status = 'ok' AND t.status = 'failed')))
                 ON CONFLICT (clip_id) DO UPDATE SET {_set_clause(_CLIP_COLS, ('clip_id',))},
                     recorded_at = now()
                 WHERE audio_clips.finished_at < EXCLUDED.finished_at
                   AND NOT (audio_clips.status = 'ok' AND EXCLUDED.status = 'failed')""")
-        transcript_rows = [(r.clip_id, r.text, r.language or None, r.model or None,
-                            json.dumps(r.segments, ensure_ascii=False), len(r.text.split()),
-                            r.finished_at) for r in load.results if r.status == "ok"]
-        self._copy(cur, "tmp_transcripts", "SELECT t.*, c.finished_at FROM transcripts t "
-                   "CROSS JOIN audio_clips c", _TRANSCRIPT_COLS, transcript_rows)
         cols = _TRANSCRIPT_COLS[:-1]
         cur.execute(
             f"""INSERT INTO transcripts ({', '.join(cols)})
-                SELECT {', '.join('t.' + c for c in cols)} FROM tmp_transcripts t
+                SELECT {', '.join('t.' + c for c in cols)} FROM tmp_latest t
                 JOIN audio_clips c ON c.clip_id = t.clip_id AND c.finished_at = t.finished_at
                                   AND c.status = 'ok'
+                WHERE t.status = 'ok' AND NOT EXISTS (
+                      SELECT 1 FROM transcripts x WHERE x.clip_id = t.clip_id
+                         AND (x.text, x.segments) IS NOT DISTINCT FROM (t.text, t.segments))
                 ON CONFLICT (clip_id) DO UPDATE SET {_set_clause(cols, ('clip_id',))},
                     recorded_at = now()
                 WHERE (transcripts.text, transcripts.segments)

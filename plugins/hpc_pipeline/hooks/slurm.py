@@ -15,8 +15,9 @@ import posixpath
 import re
 import shlex
 import stat
-from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+import tarfile
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable, Iterator, Sequence
 
 import paramiko
 from airflow.sdk.exceptions import AirflowException
@@ -69,6 +70,33 @@ class JobState:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SiteLimits:
+    """The controller's limits on arrays (``scontrol show config``).
+
+    ``max_array_size``: array indices must be below it (an index value, not a count).
+    ``max_job_count``: jobs the controller holds at once; every array index counts as one.
+    """
+    max_array_size: int
+    max_job_count: int
+
+
+def parse_site_limits(text: str) -> SiteLimits:
+    """``MaxArraySize``/``MaxJobCount`` from ``scontrol show config`` output."""
+    values = dict(re.findall(r"^(MaxArraySize|MaxJobCount)\s*=\s*(\d+)", text, re.MULTILINE))
+    if len(values) != 2:
+        raise SlurmError(f"scontrol show config lacks MaxArraySize/MaxJobCount: {sorted(values)}")
+    return SiteLimits(max_array_size=int(values["MaxArraySize"]),
+                      max_job_count=int(values["MaxJobCount"]))
+
+
+def with_offsets(jobs: Iterable[JobState], offsets: dict[str, int]) -> list[JobState]:
+    """Array indices shifted by their job's offset (a day's array split into submissions
+    whose SLURM indices restart at 0); ``job_id`` keeps SLURM's own ``<id>_<index>``."""
+    return [replace(j, array_index=j.array_index + offsets[j.array_job_id])
+            if j.array_index is not None and offsets.get(j.array_job_id) else j for j in jobs]
 
 
 def job_name(prefix: str, step: str, day: str, run_id: str) -> str:
@@ -190,8 +218,9 @@ def latest_runs(jobs: Iterable[JobState]) -> list[JobState]:
 
 
 def log_path(pattern: str, job: JobState) -> str:
-    """Fill the ``%A``/``%a``/``%j`` of an ``--output`` pattern for one job or array index."""
-    values = {"A": job.array_job_id, "a": "" if job.array_index is None else str(job.array_index),
+    """Fill the ``%A``/``%a``/``%j`` of an ``--output`` pattern for one job or array index
+    (SLURM's own index, from ``job_id``: ``array_index`` may carry a split's offset)."""
+    values = {"A": job.array_job_id, "a": job.job_id.partition("_")[2],
               "j": job.array_job_id if job.array_index is None else job.job_id, "%": "%"}
     return re.sub(r"%([Aaj%])", lambda m: values[m.group(1)], pattern)
 
@@ -230,6 +259,7 @@ class SlurmHook:
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_of: paramiko.SSHClient | None = None
         self._home: str | None = None
+        self._limits: SiteLimits | None = None
 
     # -- connection -------------------------------------------------------------------
     def _client(self) -> paramiko.SSHClient:
@@ -334,7 +364,8 @@ class SlurmHook:
         # before "<id>_<i>"; taken at its word, a retried index would still look failed.
         unindexed = {j.array_job_id for j in found if j.array_index is None}
         ask = [i for i in job_ids if i not in known or i in unindexed]
-        if array_size and not set(range(array_size)) <= {j.array_index for j in found}:
+        # (counted per (name, index): a split array's parts each start at index 0)
+        if array_size and sum(j.array_index is not None for j in latest_runs(found)) < array_size:
             ask = list(job_ids)     # an index accounting has not recorded yet
         if not ask:
             return newest_first(found)
@@ -348,6 +379,12 @@ class SlurmHook:
                 return []  # purged from the controller (older than MinJobAge)
             raise SlurmUnavailable(f"squeue failed (rc={rc}): {err.strip()}")
         return parse_squeue(out)
+
+    def site_limits(self) -> SiteLimits:
+        """The controller's array limits, asked once per hook (they change only on reconfig)."""
+        if self._limits is None:
+            self._limits = parse_site_limits(self._check(["scontrol", "show", "config"]))
+        return self._limits
 
     def find_jobs(self, name: str, *, days: int = 30) -> list[JobState]:
         """Jobs of the submit user named ``name``, live or finished, newest first.
@@ -405,11 +442,34 @@ class SlurmHook:
 
     def read_text(self, path: str) -> str:
         with self.sftp().open(self.resolve(path), "r") as fh:
+            fh.prefetch()  # pipelined reads: one round trip per 32 KiB block is slow for MBs
             return fh.read().decode("utf-8")
+
+    def iter_tree(self, root: str, subdir: str) -> Iterator[tuple[str, bytes]]:
+        """(path relative to ``root``, content) of every file under ``root/subdir``, sorted by
+        path, streamed as one gzip'd tar over one SSH channel.
+
+        Why not SFTP per file: a big day's results are hundreds of files and tens of MB of
+        JSON; one compressed stream moves ~10x fewer bytes with no round trip per file, and
+        one file at a time is in memory here."""
+        command = shlex.join(["tar", "--sort=name", "-czf", "-", "-C", self.resolve(root),
+                              "--", subdir])
+        _, stdout, stderr = self._client().exec_command(command, timeout=self.cmd_timeout)
+        with tarfile.open(fileobj=stdout, mode="r|gz") as tar:
+            for member in tar:
+                if member.isfile():
+                    fh = tar.extractfile(member)
+                    assert fh is not None
+                    yield member.name, fh.read()
+        rc = stdout.channel.recv_exit_status()
+        if rc != 0:
+            raise SlurmError(f"tar of {root}/{subdir} failed (rc={rc}): "
+                             f"{stderr.read().decode('utf-8', 'replace').strip()}")
 
     def write_text(self, path: str, text: str, mode: int = 0o644) -> None:
         path = self.resolve(path)
         with self.sftp().open(path, "w") as fh:
+            fh.set_pipelined(True)  # no round trip per 32 KiB block (a big day's request.json)
             fh.write(text.encode("utf-8"))
         self.sftp().chmod(path, mode)
 

@@ -29,11 +29,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from airflow.sdk import BaseOperator
 
 from hpc_pipeline.config import SlurmResources
-from hpc_pipeline.hooks.slurm import JobState, SlurmHook, latest_runs, log_path
+from hpc_pipeline.hooks.slurm import (JobState, SiteLimits, SlurmHook, latest_runs, log_path,
+                                      with_offsets)
 from hpc_pipeline.slurm_states import Verdict, verdict
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 XCOM_KEY = "slurm_job"
+# Set in every array job's environment: its shard is SLURM_ARRAY_TASK_ID + this offset.
+INDEX_OFFSET_ENV = "ARRAY_INDEX_OFFSET"
 _MAX_TAILS = 5  # logs tailed into the task log per outcome; arrays can have thousands
 
 
@@ -48,24 +51,47 @@ def index_spec(indices: Sequence[int]) -> str:
     return ",".join(parts)
 
 
+def array_plan(existing: list[JobState], array_size: int) -> tuple[list[str], list[int]]:
+    """(job ids to reattach to, indices to (re)submit) for an array: judged per index by the
+    newest job that ran it; missing and failed indices are (re)submitted, the rest watched."""
+    latest = {j.array_index: j for j in latest_runs(j for j in existing if j.array_index is not None)}
+    todo = [i for i in range(array_size)
+            if i not in latest or verdict(latest[i].state) is Verdict.FAILURE]
+    watch = sorted({latest[i].array_job_id for i in range(array_size) if i in latest and i not in todo},
+                   key=int)
+    return watch, todo
+
+
 def plan(existing: list[JobState], array_size: int | None) -> tuple[list[str], str | None, bool]:
     """What to watch and what to submit, given the jobs that already carry our name.
 
     Returns (job ids to reattach to, ``--array`` spec or None, whether to submit).
-    Non-array: the newest job is reattached unless it failed. Array: judged per index by the
-    newest job that ran it; missing and failed indices are (re)submitted, the rest watched.
+    Non-array: the newest job is reattached unless it failed. Array: see ``array_plan``.
     """
     if array_size is None:
         jobs = [j for j in existing if j.array_index is None]
         if jobs and verdict(jobs[0].state) is not Verdict.FAILURE:
             return [jobs[0].array_job_id], None, False
         return [], None, True
-    latest = {j.array_index: j for j in latest_runs(j for j in existing if j.array_index is not None)}
-    todo = [i for i in range(array_size)
-            if i not in latest or verdict(latest[i].state) is Verdict.FAILURE]
-    watch = sorted({latest[i].array_job_id for i in range(array_size) if i in latest and i not in todo},
-                   key=int)
+    watch, todo = array_plan(existing, array_size)
     return watch, (index_spec(todo) if todo else None), bool(todo)
+
+
+def array_chunks(array_size: int, limits: SiteLimits) -> list[tuple[int, int]]:
+    """(offset, count) of each submission a day's array is split into.
+
+    A submission's indices run 0..count-1 (SLURM refuses an index >= ``MaxArraySize``, so
+    index 1500 of a day cannot be submitted as such): its job computes its shard as
+    ``SLURM_ARRAY_TASK_ID + offset``. ``MaxJobCount`` bounds a submission too, since every
+    index counts as a job."""
+    limit = max(1, min(limits.max_array_size, limits.max_job_count))
+    return [(offset, min(limit, array_size - offset)) for offset in range(0, array_size, limit)]
+
+
+def chunk_name(job_name: str, offset: int) -> str:
+    """The job name of the submission starting at ``offset``: how a retry or a reattach
+    finds each part of a split array (and its offset) from SLURM alone."""
+    return job_name if offset == 0 else f"{job_name}+{offset}"
 
 
 def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
@@ -108,12 +134,13 @@ class SlurmWatchMixin:
     tail_lines: int
 
     def watch_trigger(self, job_ids: list[str], log_path: str | None,
-                      array_size: int | None = None) -> SlurmJobTrigger:
+                      array_size: int | None = None,
+                      index_offsets: dict[str, int] | None = None) -> SlurmJobTrigger:
         return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=job_ids,
                                poll_interval_s=self.poll_interval_s,
                                max_poll_interval_s=self.max_poll_interval_s,
                                outage_timeout_s=self.outage_timeout_s, log_path=log_path,
-                               array_size=array_size)
+                               array_size=array_size, index_offsets=index_offsets)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         with SlurmHook(self.ssh_conn_id) as hook:
@@ -133,9 +160,17 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
     """Submit ``script`` with ``sbatch`` (or reattach to the job named ``job_name``), defer
     until it ends, fail with state, exit code, node, failed indices and log tail.
 
+    Arrays larger than the site allows (``MaxArraySize``, ``MaxJobCount`` from ``scontrol
+    show config``, lowered by ``max_array_size`` / ``max_job_count`` when given) are split
+    into submissions named ``<job_name>+<offset>``; every array job gets
+    ``ARRAY_INDEX_OFFSET`` (its shard = ``SLURM_ARRAY_TASK_ID + ARRAY_INDEX_OFFSET``). When
+    the whole array exceeds ``MaxJobCount``, each submission waits for the previous one
+    (``--dependency=afterany``), so only one part's indices are queued at a time.
+
     XCom ``slurm_job`` (pushed before deferring): ``{"job_ids": [...], "log_path": pattern}``.
     Return value: the same plus ``tasks``: one dict per array index (``JobState`` fields:
-    state, exit_code, node, elapsed_s, gpus, alloc_tres, ...).
+    state, exit_code, node, elapsed_s, gpus, alloc_tres, ...; ``array_index`` is the index
+    in the whole array, ``job_id`` SLURM's own).
     """
 
     template_fields: Sequence[str] = ("script", "script_args", "job_name", "array_size", "env",
@@ -147,7 +182,9 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                  array_size: int | str | None = None, env: dict[str, str] | None = None,
                  chdir: str | None = None, dependency: str | None = None,
                  poll_interval_s: float = 10, max_poll_interval_s: float = 120,
-                 outage_timeout_s: float = 900, tail_lines: int = 30, **kwargs: Any) -> None:
+                 outage_timeout_s: float = 900, tail_lines: int = 30,
+                 max_array_size: int | None = None, max_job_count: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ssh_conn_id = ssh_conn_id
         self.script = script
@@ -164,32 +201,84 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self.max_poll_interval_s = max_poll_interval_s
         self.outage_timeout_s = outage_timeout_s
         self.tail_lines = tail_lines
+        self.max_array_size = max_array_size
+        self.max_job_count = max_job_count
         self._job_ids: list[str] = []
+
+    def site_limits(self, hook: SlurmHook) -> SiteLimits:
+        """The controller's limits, lowered by this operator's overrides (a QOS cap, a test)."""
+        site = hook.site_limits()
+        return SiteLimits(
+            max_array_size=min(site.max_array_size, self.max_array_size or site.max_array_size),
+            max_job_count=min(site.max_job_count, self.max_job_count or site.max_job_count))
+
+    def _submit(self, hook: SlurmHook, pattern: str, *, name: str, array: str | None = None,
+                env: dict[str, str] | None = None, dependency: str | None = None) -> str:
+        new = hook.submit(self.script, job_name=name, resources=self.slurm_resources,
+                          output=pattern, env=env, array=array, dependency=dependency,
+                          chdir=self.chdir, script_args=[str(a) for a in self.script_args])
+        self.log.info("Submitted SLURM job %s%s named %r", new,
+                      f" (array {array})" if array else "", name)
+        return new
+
+    def _run_array(self, hook: SlurmHook, size: int, pattern: str) -> tuple[list[str], dict[str, int]]:
+        """Reattach to / (re)submit every part of the array; (job ids, job id -> offset)."""
+        limits = self.site_limits(hook)
+        chunks = array_chunks(size, limits)
+        if len(chunks) > 1:
+            self.log.info("Array of %d indices split into %d submissions (site limits: "
+                          "MaxArraySize %d, MaxJobCount %d)", size, len(chunks),
+                          limits.max_array_size, limits.max_job_count)
+        offsets: dict[str, int] = {}
+        existing: list[JobState] = []
+        for offset, _ in chunks:
+            found = hook.find_jobs(chunk_name(self.job_name, offset))
+            offsets.update({j.array_job_id: offset for j in found})
+            existing += with_offsets(found, offsets)
+        watch, todo = array_plan(existing, size)
+        if watch:
+            self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
+        one_at_a_time = size > limits.max_job_count
+        previous: str | None = None
+        for offset, count in chunks:
+            mine = [i - offset for i in todo if offset <= i < offset + count]
+            if not mine:
+                continue
+            after = [f"afterany:{previous}"] if one_at_a_time and previous else []
+            new = self._submit(hook, pattern, name=chunk_name(self.job_name, offset),
+                               array=index_spec(mine),
+                               env={**(self.env or {}), INDEX_OFFSET_ENV: str(offset)},
+                               dependency=",".join([*after, *filter(None, [self.dependency])])
+                               or None)
+            offsets[new] = offset
+            watch.append(new)
+            previous = new
+        return watch, {j: o for j, o in offsets.items() if j in watch and o}
 
     def execute(self, context: Any) -> None:
         size = parse_array_size(self.array_size)
         if size == 0:
             raise AirflowSkipException("nothing to do: array_size is 0")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.job_name)
+        offsets: dict[str, int] = {}
         with SlurmHook(self.ssh_conn_id) as hook:
             log_dir = hook.resolve(self.log_dir)
             pattern = posixpath.join(log_dir, f"{safe}-%A_%a.out" if size else f"{safe}-%j.out")
-            watch, array, submit = plan(hook.find_jobs(self.job_name), size)
-            if watch:
-                self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
-            if submit:
-                hook.makedirs(log_dir)
-                new = hook.submit(
-                    self.script, job_name=self.job_name, resources=self.slurm_resources,
-                    output=pattern, env=self.env, array=array, dependency=self.dependency,
-                    chdir=self.chdir, script_args=[str(a) for a in self.script_args])
-                self.log.info("Submitted SLURM job %s%s named %r", new,
-                              f" (array {array})" if array else "", self.job_name)
-                watch = [*watch, new]
+            hook.makedirs(log_dir)
+            if size:
+                watch, offsets = self._run_array(hook, size, pattern)
+            else:
+                watch, _, submit = plan(hook.find_jobs(self.job_name), None)
+                if watch:
+                    self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
+                if submit:
+                    watch = [self._submit(hook, pattern, name=self.job_name, env=self.env,
+                                          dependency=self.dependency)]
         self._job_ids = watch
         self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
         context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
-        self.defer(trigger=self.watch_trigger(watch, pattern, size), method_name="execute_complete")
+        self.defer(trigger=self.watch_trigger(watch, pattern, size, offsets or None),
+                   method_name="execute_complete")
 
     def on_kill(self) -> None:
         """Killed while submitting (not deferred): cancel what we submitted. While deferred,

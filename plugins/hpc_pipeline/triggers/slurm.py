@@ -26,7 +26,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, SlurmHook,
-                                      SlurmUnavailable, latest_runs)
+                                      SlurmUnavailable, latest_runs, with_offsets)
 from hpc_pipeline.slurm_states import Verdict, verdict
 
 
@@ -81,13 +81,16 @@ class SlurmJobTrigger(BaseTrigger):
 
     def __init__(self, *, ssh_conn_id: str, job_ids: list[str], poll_interval_s: float = 10.0,
                  max_poll_interval_s: float = 120.0, outage_timeout_s: float = 900.0,
-                 log_path: str | None = None, array_size: int | None = None) -> None:
+                 log_path: str | None = None, array_size: int | None = None,
+                 index_offsets: dict[str, int] | None = None) -> None:
         """``array_size``: the jobs are one array of that many indices (first run and
-        retries under one name); no verdict until every index is reported."""
+        retries under one name); no verdict until every index is reported.
+        ``index_offsets``: job id -> offset of its indices in the array (a split array)."""
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
         self.job_ids = [str(j) for j in job_ids]
         self.array_size = array_size
+        self.index_offsets = dict(index_offsets or {})
         self.poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max_poll_interval_s
         self.outage_timeout_s = outage_timeout_s
@@ -99,7 +102,7 @@ class SlurmJobTrigger(BaseTrigger):
             "poll_interval_s": self.poll_interval_s,
             "max_poll_interval_s": self.max_poll_interval_s,
             "outage_timeout_s": self.outage_timeout_s, "log_path": self.log_path,
-            "array_size": self.array_size})
+            "array_size": self.array_size, "index_offsets": self.index_offsets})
 
     def _next_interval(self, attempt: int) -> float:
         """Exponential backoff (x1.5 per poll, capped) with +-20% jitter, so many triggers
@@ -123,7 +126,8 @@ class SlurmJobTrigger(BaseTrigger):
                 tasks: list[JobState] = []
                 try:
                     hook = hook or await asyncio.to_thread(self._hook)
-                    jobs = await asyncio.to_thread(hook.query, self.job_ids, self.array_size)
+                    jobs = with_offsets(await asyncio.to_thread(
+                        hook.query, self.job_ids, self.array_size), self.index_offsets)
                     overall, tasks, problem = judge(self.job_ids, jobs, self.array_size)
                 except (*TRANSIENT_ERRORS, SlurmUnavailable) as exc:
                     overall, problem = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"
