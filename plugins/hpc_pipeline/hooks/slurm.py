@@ -29,9 +29,13 @@ from hpc_pipeline.slurm_states import base_state
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko.SSHException)
 
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in job names or paths we create
-SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "JobName")
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "Reason",
+                "JobName")
 SQUEUE_FIELDS = ("JobArrayID", "State", "Exit_Code", "NodeList", "TimeUsed", "tres-alloc",
-                 "StdOut", "Name")
+                 "StdOut", "Reason", "Name")
+# Per file: "<lines> <lines holding the marker m> <path>" (POSIX awk: gawk, mawk, busybox).
+_COUNT_LINES = ('FNR == 1 { if (p != "") print n, f, p; n = 0; f = 0; p = FILENAME } '
+                '{ n++ } index($0, m) { f++ } END { if (p != "") print n, f, p }')
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
@@ -62,6 +66,8 @@ class JobState:
     gpus: int
     stdout: str | None = None  # only squeue reports it
     source: str = "sacct"
+    reason: str = ""           # why it waits (Priority, Resources, ...); "" when none
+
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +114,10 @@ def _seconds(used: str) -> int | None:
     return seconds + int(days or 0) * 86400
 
 
+def _reason(value: str) -> str:
+    return "" if value.strip() in ("", "None", "(null)") else value.strip()
+
+
 def _node(value: str) -> str | None:
     return None if not value or value.startswith("(") or value == "None assigned" else value
 
@@ -118,13 +128,13 @@ def parse_sacct(text: str) -> list[JobState]:
         cols = line.split(_SEP)
         if len(cols) < len(SACCT_FIELDS):
             continue
-        jid, state, exit_code, node, elapsed, tres, name = cols[:6] + [_SEP.join(cols[6:])]
+        jid, state, exit_code, node, elapsed, tres, reason, name = cols[:7] + [_SEP.join(cols[7:])]
         for base, index in expand_job_id(jid):
             out.append(JobState(
                 job_id=base if index is None else f"{base}_{index}", array_job_id=base,
                 array_index=index, name=name, state=base_state(state), exit_code=exit_code,
                 node=_node(node), elapsed_s=int(elapsed) if elapsed.isdigit() else None,
-                alloc_tres=tres, gpus=_gpus(tres), source="sacct"))
+                alloc_tres=tres, gpus=_gpus(tres), source="sacct", reason=_reason(reason)))
     return out
 
 
@@ -134,8 +144,8 @@ def parse_squeue(text: str) -> list[JobState]:
         cols = line.split(_SEP)
         if len(cols) < len(SQUEUE_FIELDS):
             continue
-        jid, state, status, node, used, tres, stdout = (c.strip() for c in cols[:7])
-        name = cols[7]
+        jid, state, status, node, used, tres, stdout, reason = (c.strip() for c in cols[:8])
+        name = cols[8]
         # squeue reports the raw wait status (256 = exit 1); sacct's form is "rc:signal".
         code = int(status) if status.isdigit() else 0
         for base, index in expand_job_id(jid):
@@ -144,7 +154,7 @@ def parse_squeue(text: str) -> list[JobState]:
                 array_index=index, name=name, state=base_state(state),
                 exit_code=f"{code >> 8}:{code & 0x7F}", node=_node(node),
                 elapsed_s=_seconds(used), alloc_tres=tres, gpus=_gpus(tres),
-                stdout=stdout or None, source="squeue"))
+                stdout=stdout or None, source="squeue", reason=_reason(reason)))
     return out
 
 
@@ -351,6 +361,28 @@ class SlurmHook:
     def tail(self, path: str, lines: int = 50) -> str:
         rc, out, err = self.run(["tail", "-n", str(lines), "--", path])
         return out if rc == 0 else f"(cannot read {path}: {err.strip()})"
+
+    def count_lines(self, directory: str, names: Sequence[str] | None,
+                    marker: str) -> dict[str, tuple[int, int]]:
+        """``{file name: (lines, lines containing marker)}`` for the files ``names`` of
+        ``directory`` (``None``: every ``shard-*.jsonl``), in one remote ``find``/``awk`` call
+        whatever their number. Files not there yet, or empty, are absent from the answer."""
+        directory = self.resolve(directory)
+        if names is None:
+            match = ["-name", "shard-*.jsonl"]
+        else:
+            match = ["("] + [a for n in names for a in ("-o", "-name", n)][1:] + [")"]
+        rc, out, err = self.run(["find", directory, "-maxdepth", "1", "-type", "f", *match,
+                                 "-exec", "awk", "-v", f"m={marker}", _COUNT_LINES, "{}", "+"])
+        if rc != 0:
+            if not out and "No such file or directory" in err:
+                return {}  # no shard has written yet
+            raise SlurmError(f"counting lines in {directory} failed (rc={rc}): {err.strip()}")
+        counts: dict[str, tuple[int, int]] = {}
+        for line in out.splitlines():
+            lines, failed, path = line.split(" ", 2)
+            counts[posixpath.basename(path)] = (int(lines), int(failed))
+        return counts
 
     # -- files (SFTP) -----------------------------------------------------------------
     def home(self) -> str:
