@@ -116,3 +116,61 @@ def test_alert_config_parses_from_json(tmp_path) -> None:
     cfg = load_config(str(path))
     assert cfg.alerts.to == ("a@x.org",) and cfg.alerts.max_failed_ratio == 0.2
     assert cfg.alerts.smtp_conn_id == "smtp_default" and cfg.api_conn_id == "api"
+
+
+class _CountingHook:
+    """Stands in for SlurmHook: scripted polls, scripted result-line counts, calls recorded."""
+
+    def __init__(self, polls: list[list[JobState]], counts: list[dict[str, tuple[int, int]]]) -> None:
+        self.polls, self.counts, self.calls = polls, counts, []
+
+    def query(self, job_ids: list[str], array_size: int | None = None) -> list[JobState]:
+        self.calls.append(("query", None))
+        return self.polls.pop(0)
+
+    def count_lines(self, directory: str, names: list[str] | None, marker: str) -> dict:
+        self.calls.append(("count", names))
+        return self.counts.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_trigger_logs_progress_on_change_within_the_call_budget(caplog) -> None:
+    import asyncio
+    import logging
+
+    polls = [[_job(0, "PENDING", "Priority"), _job(1, "PENDING", "Priority")],
+             [_job(0, "PENDING", "Priority"), _job(1, "PENDING", "Priority")],
+             [_job(0, "RUNNING"), _job(1, "PENDING", "JobArrayTaskLimit")],
+             [_job(0, "COMPLETED"), _job(1, "RUNNING")],
+             [_job(0, "COMPLETED"), _job(1, "COMPLETED")]]
+    counts = [{}, {"shard-0000.jsonl": (3, 1)}, {"shard-0000.jsonl": (8, 1),
+                                                 "shard-0001.jsonl": (1, 0)},
+              {"shard-0001.jsonl": (4, 0)}]
+    fake = _CountingHook(polls, counts)
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["9"], array_size=2, poll_interval_s=0.01,
+                           max_poll_interval_s=0.01, results_dir="/r/p", clips_total=12)
+    trig._hook = lambda: fake  # type: ignore[method-assign]
+    trig._log = logging.getLogger("test.progress")  # a stdlib logger caplog sees
+
+    async def first_event() -> dict:
+        async for event in trig.run():
+            return event.payload
+        raise AssertionError("no event")
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(first_event())["status"] == "success"
+    # One query per poll; a count only when a shard runs or ended (none on the 2nd poll).
+    assert [c for c, _ in fake.calls] == ["query", "count", "query", "query", "count", "query",
+                                          "count", "query", "count"]
+    assert fake.calls[1] == ("count", None)       # the first count covers every shard
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+    assert lines == [
+        "Progress: 2 indices: pending 2 (Priority 2), running 0, done 0, failed 0 | clips 0/12 "
+        "done (0%), 0 failed",
+        "Progress: 2 indices: pending 1 (JobArrayTaskLimit 1), running 1, done 0, failed 0 | "
+        "clips 3/12 done (25%), 1 failed",
+        "Progress: 2 indices: pending 0, running 1, done 1, failed 0 | clips 9/12 done (75%), "
+        "1 failed",
+        "Progress: 2 indices: pending 0, running 0, done 2, failed 0 | clips 12/12 done (100%), "
+        "1 failed"]

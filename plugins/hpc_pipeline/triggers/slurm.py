@@ -132,12 +132,12 @@ class SlurmJobTrigger(BaseTrigger):
     async def _log_progress(self, hook: SlurmHook, tasks: list[JobState]) -> None:
         """Log the progress line when it changed; a failed count keeps the last one."""
         clips = None
-        if self._shards is not None and self.results_dir:
+        if self._shards is not None:
             names = self._shards.to_read(tasks)
             if names != []:
                 try:
-                    counts = await asyncio.to_thread(hook.count_lines, self.results_dir, names,
-                                                     FAILED_LINE_MARK)
+                    counts = await asyncio.to_thread(hook.count_lines, self.results_dir or "",
+                                                     names, FAILED_LINE_MARK)
                     self._shards.record(tasks, names, counts)
                 except (*TRANSIENT_ERRORS, SlurmError) as exc:
                     self.log.warning("Cannot count result lines: %s: %s", type(exc).__name__, exc)
