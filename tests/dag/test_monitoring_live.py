@@ -101,8 +101,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], 
           source_day: tuple[str, dict[str, str]], smtp: tuple[Inbox, int]) -> Iterator[dict[str, Any]]:
     """An Airflow of its own (home, port, metadata DB, results DB) with alerts to ``smtp``."""
     results_db = f"results_mon_{uuid.uuid4().hex[:8]}"
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                    f"CREATE DATABASE {results_db} OWNER audio"], check=True)
+    airflow_db = f"airflow_mon_test{os.environ.get('AUDIO_TEST_NS', '')}"
+    for sql in (f"DROP DATABASE IF EXISTS {airflow_db} WITH (FORCE)",  # no runs of a past session
+                f"CREATE DATABASE {results_db} OWNER audio"):
+        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
     home = REPO / ".airflow" / "test-monitoring"
     config = write_config(
         tmp_path_factory.mktemp("mon") / "site.json", uuid.uuid4().hex[:8], schedule=None,
@@ -111,8 +113,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], 
                 "max_failed_ratio": 0.1, "days_without_complete": 3})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
     env.update({"AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-                "AIRFLOW_DB": f"airflow_mon_test{os.environ.get('AUDIO_TEST_NS', '')}",
+                "AIRFLOW_DB": airflow_db,
                 "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config),
+                # A loaded CI box can take tens of seconds to answer a task's start; a client
+                # that gives up sooner retries into "already running" and fails the task.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
                 "AIRFLOW_CONN_ALERTS_SMTP": (
                     '{"conn_type": "smtp", "host": "127.0.0.1", "port": %d, "extra": '
                     '{"disable_tls": true, "disable_ssl": true, "timeout": 10}}' % smtp[1])})

@@ -367,6 +367,8 @@ class SlurmHook:
         """``{file name: (lines, lines containing marker)}`` for the files ``names`` of
         ``directory`` (``None``: every ``shard-*.jsonl``), in one remote ``find``/``awk`` call
         whatever their number. Files not there yet, or empty, are absent from the answer."""
+        if names is not None and not names:
+            return {}
         directory = self.resolve(directory)
         if names is None:
             match = ["-name", "shard-*.jsonl"]
