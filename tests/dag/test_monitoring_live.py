@@ -28,8 +28,8 @@ from dag_support import REPO, write_config
 sys.path.insert(0, str(REPO / "scripts"))
 from airflow_api import AirflowApi  # noqa: E402
 
-# The plain stack test uses AUDIO_TEST_STACK_PORT; this one the port after it.
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 1
+# The plain stack test uses AUDIO_TEST_STACK_PORT, the status page test the next port.
+PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 2
 DAG = "audio_pipeline_daily"
 FAILING_DAY = "2024-01-16"      # no source directory: the master job fails
 ALERT_TO = "data-team@example.org"
@@ -100,12 +100,12 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], postgres: str,
           source_day: tuple[str, dict[str, str]], smtp: tuple[Inbox, int]) -> Iterator[dict[str, Any]]:
     """An Airflow of its own (home, port, metadata DB, results DB) with alerts to ``smtp``."""
-    results_db = f"results_mon_{uuid.uuid4().hex[:8]}"
-    airflow_db = f"airflow_mon_test{os.environ.get('AUDIO_TEST_NS', '')}"
+    results_db = f"results_live_{uuid.uuid4().hex[:8]}"
+    airflow_db = f"airflow_live_test{os.environ.get('AUDIO_TEST_NS', '')}"
     for sql in (f"DROP DATABASE IF EXISTS {airflow_db} WITH (FORCE)",  # no runs of a past session
                 f"CREATE DATABASE {results_db} OWNER audio"):
         subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
-    home = REPO / ".airflow" / "test-monitoring"
+    home = REPO / ".airflow" / "test-live"
     config = write_config(
         tmp_path_factory.mktemp("mon") / "site.json", uuid.uuid4().hex[:8], schedule=None,
         retries=1, retry_delay_s=2, max_retry_delay_s=5,

@@ -8,6 +8,8 @@ DAG runs; its password goes only into the token request's body.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import httpx
@@ -21,20 +23,23 @@ class AirflowApiHook:
         self.conn_id = conn_id
         self.timeout_s = timeout_s
 
-    def _client(self) -> httpx.Client:
+    @contextmanager
+    def _session(self) -> Iterator[httpx.Client]:
+        """A client carrying a fresh bearer token for the connection's user."""
         conn = BaseHook.get_connection(self.conn_id)
         host = conn.host or "127.0.0.1"
         base = host if "://" in host else (f"{conn.schema or 'http'}://{host}"
                                            + (f":{conn.port}" if conn.port else ""))
-        client = httpx.Client(base_url=base.rstrip("/"), timeout=self.timeout_s)
-        token = client.post("/auth/token", json={"username": conn.login, "password": conn.password})
-        token.raise_for_status()
-        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        return client
+        with httpx.Client(base_url=base.rstrip("/"), timeout=self.timeout_s) as client:
+            token = client.post("/auth/token",
+                                json={"username": conn.login, "password": conn.password})
+            token.raise_for_status()
+            client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            yield client
 
     def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
         """Replace the DAG run's note (Markdown in the UI), cut to what Airflow stores."""
-        with self._client() as client:
+        with self._session() as client:
             resp = client.patch(f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/"
                                 f"{quote(run_id, safe='')}", params={"update_mask": "note"},
                                 json={"note": note[:NOTE_MAX_CHARS]})
