@@ -1,6 +1,6 @@
 """Live progress of a SLURM step, for the trigger log of its deferred task.
 
-One line per change, e.g. ``8 indices: pending 3 (JobArrayTaskLimit 2, Priority 1), running 1,
+One line per change, e.g. ``8 indices: pending 3 (2 JobArrayTaskLimit, 1 Priority), running 1,
 done 3, failed 1 | clips 230/400 done (57%), 4 failed``: the array's indices by state (pending
 with SLURM's reason) and, for the audio step, the day's clips done / total counted from the
 shards' result lines (one line per finished clip, see ``pipeline_contract``).
@@ -25,6 +25,7 @@ RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT",
 class ArrayCounts:
     """Indices (or single jobs) of a step by state; ``pending`` by SLURM's reason."""
     total: int
+    array: bool = True
     pending: dict[str, int] = field(default_factory=dict)
     running: int = 0
     done: int = 0
@@ -51,20 +52,24 @@ def array_counts(tasks: list[JobState], size: int | None = None) -> ArrayCounts:
             failed += 1
         elif job.state in RUNNING_STATES:
             running += 1
-        else:  # PENDING, SUSPENDED, REQUEUED, ...: show why it does not run
-            pending[job.reason or job.state or "unknown"] += 1
+        elif job.reason:
+            pending[job.reason] += 1
+        else:  # accounting often keeps no reason for a pending array task
+            pending["no reason reported" if job.state == "PENDING" else job.state] += 1
     total = max(size or 0, len(tasks))
     if total > len(tasks):
         pending["unlisted"] += total - len(tasks)
-    return ArrayCounts(total=total, pending=dict(pending), running=running, done=done,
-                       failed=failed)
+    array = size is not None or any(j.array_index is not None for j in tasks)
+    return ArrayCounts(total=total, array=array, pending=dict(pending), running=running,
+                       done=done, failed=failed)
 
 
 def format_progress(counts: ArrayCounts, clips: ClipCounts | None = None) -> str:
-    reasons = ", ".join(f"{r} {n}" for r, n in sorted(counts.pending.items(),
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(counts.pending.items(),
                                                       key=lambda kv: (-kv[1], kv[0])))
     pending = sum(counts.pending.values())
-    line = (f"{counts.total} {'index' if counts.total == 1 else 'indices'}: pending {pending}"
+    nouns = ("index", "indices") if counts.array else ("job", "jobs")
+    line = (f"{counts.total} {nouns[counts.total != 1]}: pending {pending}"
             + (f" ({reasons})" if reasons else "")
             + f", running {counts.running}, done {counts.done}, failed {counts.failed}")
     if clips is not None:

@@ -160,7 +160,7 @@ def test_audio_trigger_log_shows_progress(stack: dict[str, Any]) -> None:
     # 10 clips in 2 shards of 8, one shard at a time (array_parallelism 1): the second waits.
     assert all(re.search(r"2 indices: pending \d+.*, running \d, done \d, failed \d", ln)
                for ln in lines), lines
-    assert any(re.search(r"pending 1 \([^)]+ 1\), running 1, done 0", ln) for ln in lines), lines
+    assert any(re.search(r"pending 1 \(1 [^)]+\), running 1, done 0", ln) for ln in lines), lines
     clips = [tuple(map(int, m.groups())) for ln in lines
              if (m := re.search(r"clips (\d+)/(\d+) done", ln))]
     assert clips and all(total == 10 for _, total in clips), lines

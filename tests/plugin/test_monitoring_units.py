@@ -25,10 +25,11 @@ def test_progress_line_counts_indices_by_state_and_pending_reason() -> None:
     counts = array_counts(tasks, size=7)
     assert counts.pending == {"JobArrayTaskLimit": 2, "Priority": 1, "unlisted": 1}
     assert format_progress(counts, ClipCounts(done=230, failed=4, total=400)) == (
-        "7 indices: pending 4 (JobArrayTaskLimit 2, Priority 1, unlisted 1), running 1, done 1, "
+        "7 indices: pending 4 (2 JobArrayTaskLimit, 1 Priority, 1 unlisted), running 1, done 1, "
         "failed 1 | clips 230/400 done (57%), 4 failed")
-    assert format_progress(array_counts([_job(None, "RUNNING")])) == (
-        "1 index: pending 0, running 1, done 0, failed 0")
+    assert format_progress(array_counts([_job(None, "PENDING")])) == (
+        "1 job: pending 1 (1 no reason reported), running 0, done 0, failed 0")
+    assert array_counts([_job(0, "SUSPENDED")]).pending == {"SUSPENDED": 1}
 
 
 def test_shard_lines_reread_only_files_that_can_grow() -> None:
@@ -166,9 +167,9 @@ def test_trigger_logs_progress_on_change_within_the_call_budget(caplog) -> None:
     assert fake.calls[1] == ("count", None)       # the first count covers every shard
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
     assert lines == [
-        "Progress: 2 indices: pending 2 (Priority 2), running 0, done 0, failed 0 | clips 0/12 "
+        "Progress: 2 indices: pending 2 (2 Priority), running 0, done 0, failed 0 | clips 0/12 "
         "done (0%), 0 failed",
-        "Progress: 2 indices: pending 1 (JobArrayTaskLimit 1), running 1, done 0, failed 0 | "
+        "Progress: 2 indices: pending 1 (1 JobArrayTaskLimit), running 1, done 0, failed 0 | "
         "clips 3/12 done (25%), 1 failed",
         "Progress: 2 indices: pending 0, running 1, done 1, failed 0 | clips 9/12 done (75%), "
         "1 failed",
