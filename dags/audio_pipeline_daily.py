@@ -13,14 +13,19 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, TriggerRule, task
+from airflow.sdk import DAG, Param, TriggerRule, conf, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from hpc_pipeline import day as steps
+from hpc_pipeline.alerts import StepFailureNotifier
+from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
 from hpc_pipeline.config import load_config
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import XCOM_KEY, SlurmSubmitOperator
+from hpc_pipeline.pipeline_contract import results_dir
 from hpc_pipeline.release import deploy_release
+from hpc_pipeline.run_report import report_day as write_report
 from hpc_pipeline.sensors.source_ready import SourceReadySensor
 
 CONFIG = load_config()
@@ -85,6 +90,8 @@ with DAG(
         "retry_delay": dt.timedelta(seconds=CONFIG.retry_delay_s),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(seconds=CONFIG.max_retry_delay_s),
+        # A step that fails for good mails its day, name and reason (alerts.* config).
+        "on_failure_callback": StepFailureNotifier(CONFIG.alerts),
     },
 ) as dag:
 
@@ -121,13 +128,29 @@ with DAG(
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
             return steps.read_plan(ssh, steps.DayContext(**day))
 
-    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[TRANSCRIPTS])
     def record_results(day: dict[str, str], **context: Any) -> dict[str, Any]:
         job_ids = {step: (context["ti"].xcom_pull(task_ids=step, key=XCOM_KEY) or {})
                    .get("job_ids", []) for step in ("master", "transfer", "audio")}
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return steps.record_results(ssh, ResultsDbHook(CONFIG.results_conn_id),
-                                        steps.DayContext(**day), job_ids)
+            summary = steps.record_results(ssh, ResultsDbHook(CONFIG.results_conn_id),
+                                           steps.DayContext(**day), job_ids)
+        context["outlet_events"][TRANSCRIPTS].extra = transcripts_extra(summary, day["run_id"])
+        return summary
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report_day(**context: Any) -> dict[str, Any]:
+        """The run's note (the day's summary + status page link) and the day alerts. Runs
+        whatever failed before it; its success does not turn a failed run green (the run is
+        judged on every leaf, ``cleanup_staging`` included)."""
+        ti = context["ti"]
+        day = ti.xcom_pull(task_ids="resolve_day")
+        if not day:
+            raise AirflowSkipException("no day was resolved: nothing to report")
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        failed = sorted(t for t, s in states.items() if s == "failed")
+        return write_report(CONFIG, context, day["day"], ti.xcom_pull(task_ids="record_results"),
+                            failed, conf.get("api", "base_url", fallback=""))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def cleanup_staging(day: dict[str, str]) -> list[str]:
@@ -156,7 +179,10 @@ with DAG(
          "--compute-type", CONFIG.compute_type, "--batch-size", str(CONFIG.batch_size),
          *(["--beam-size", str(CONFIG.beam_size)] if CONFIG.beam_size else []),
          "--max-clip-seconds", str(CONFIG.max_clip_seconds)],
-        array_size="{{ ti.xcom_pull(task_ids='read_plan')['shards'] }}")
+        array_size="{{ ti.xcom_pull(task_ids='read_plan')['shards'] }}",
+        # progress in the trigger log: clips done / total from the shards' result lines
+        results_dir=results_dir(ctx("staging_root"), ctx("day"), ctx("plan_id")),
+        clips_total="{{ ti.xcom_pull(task_ids='read_plan')['clips'] }}")
     plan = read_plan(day)
     recorded = record_results(day)
 
@@ -174,3 +200,4 @@ with DAG(
     transfer >> audio >> recorded
     # The day is red when any step failed, even though recording ran to keep partial results.
     [recorded, audio] >> cleanup_staging(day)
+    recorded >> report_day()

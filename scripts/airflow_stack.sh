@@ -54,6 +54,7 @@ export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
 export AUDIO_PIPELINE_CONFIG='${AUDIO_PIPELINE_CONFIG:-$REPO/config/local.json}'
 export AIRFLOW_CONN_HPC_SSH='$ssh_conn'
 export AIRFLOW_CONN_AUDIO_RESULTS_DB='$results_conn'
+export AIRFLOW_CONN_AIRFLOW_API='{"conn_type": "http", "host": "http://127.0.0.1:$PORT", "login": "admin", "password": "admin"}'
 export PATH='$VENV/bin':\$PATH
 EOF
 }

@@ -265,6 +265,12 @@ class ShardSummary:
         return _from_dict(cls, doc, "shard summary")
 
 
+# How a failed clip's result line reads on disk (``ClipResult.to_line``: sorted keys, json's
+# separators; quotes inside values are escaped, so only the top-level key matches): lets the
+# Airflow side count failures in running shards' files with one remote ``awk``, unparsed.
+FAILED_LINE_MARK = json.dumps({"status": "failed"})[1:-1]
+
+
 def iter_result_lines(text: str) -> Iterator[ClipResult]:
     """Parse a results file; a torn last line (a shard killed mid-write) is ignored."""
     lines = text.splitlines()

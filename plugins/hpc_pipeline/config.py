@@ -60,6 +60,16 @@ class Readiness:
 
 
 @dataclass(frozen=True)
+class AlertConfig:
+    """Who hears about bad days, and when (``hpc_pipeline.alerts``). No mail on a clean day."""
+    to: tuple[str, ...] = ()                 # recipients; empty = alerts are only logged
+    smtp_conn_id: str = "smtp_default"       # Airflow SMTP connection (host, port, TLS, login)
+    from_email: str | None = None            # None: the connection's extra ``from_email``
+    max_failed_ratio: float = 0.05           # partial day: alert when failed / planned exceeds it
+    days_without_complete: int = 3          # alert when none of the last N days is complete; 0 off
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     # Connections (secrets live there).
     ssh_conn_id: str = "hpc_ssh"
@@ -108,6 +118,9 @@ class PipelineConfig:
     max_job_count: int | None = None
     # Housekeeping.
     retention_days: int = 7                  # staging of a day is removed this long after success
+    # Monitoring: alerts, and the REST API connection that writes each run's note.
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    api_conn_id: str = "airflow_api"         # http connection: host = Airflow's URL, login/password
 
 
 def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
@@ -124,7 +137,7 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
             changes[key] = merged
         elif is_dataclass(current):
             changes[key] = _merge(current, value, f"{where}{key}.")
-        elif key == "extra_args":
+        elif isinstance(current, tuple):       # extra_args, alerts.to: JSON lists
             changes[key] = tuple(value)
         else:
             changes[key] = value

@@ -38,22 +38,23 @@ def test_expand_job_ids() -> None:
 
 def test_parse_sacct_and_squeue() -> None:
     t0, t1 = "2026-12-02T05:55:01", "2026-12-02T05:57:30"
-    sacct = (f"10{S}FAILED{S}4:0{S}vm{S}2{S}billing=1,cpu=1,gres/gpu=1,mem=1G,node=1{S}{t0}{S}{t1}{S}a b\n"
-             f"11_[2-3%2]{S}PENDING{S}0:0{S}None assigned{S}0{S}{S}{t0}{S}Unknown{S}arr\n"
-             f"11_1{S}CANCELLED by 1001{S}0:15{S}vm{S}7{S}cpu=1{S}{t0}{S}None{S}arr\n")
+    sacct = (f"10{S}FAILED{S}4:0{S}vm{S}2{S}billing=1,cpu=1,gres/gpu=1,mem=1G,node=1{S}{t0}{S}{t1}{S}None{S}a b\n"
+             f"11_[2-3%2]{S}PENDING{S}0:0{S}None assigned{S}0{S}{S}{t0}{S}Unknown{S}JobArrayTaskLimit{S}arr\n"
+             f"11_1{S}CANCELLED by 1001{S}0:15{S}vm{S}7{S}cpu=1{S}{t0}{S}None{S}None{S}arr\n")
     jobs = parse_sacct(sacct)
-    assert [(j.job_id, j.state, j.node) for j in jobs] == [
-        ("10", "FAILED", "vm"), ("11_2", "PENDING", None), ("11_3", "PENDING", None),
-        ("11_1", "CANCELLED", "vm")]
+    assert [(j.job_id, j.state, j.node, j.reason) for j in jobs] == [
+        ("10", "FAILED", "vm", ""), ("11_2", "PENDING", None, "JobArrayTaskLimit"),
+        ("11_3", "PENDING", None, "JobArrayTaskLimit"), ("11_1", "CANCELLED", "vm", "")]
     assert jobs[0].gpus == 1 and jobs[0].elapsed_s == 2 and jobs[0].name == "a b"
     assert (jobs[0].submit_time, jobs[0].start_time) == (t0, t1)
     assert (jobs[1].submit_time, jobs[1].start_time, jobs[3].start_time) == (t0, None, None)
-    squeue = (f"7_1{S}FAILED{S}768{S}vm{S}1:02:03{S}cpu=1{S}/h/x-%A_%a.out{S}{t0}{S}{t1}{S}n\n"
-              f"8{S}PENDING{S}0{S}{S}0:00{S}cpu=1{S}/h/y.out{S}{t0}{S}{t1}{S}m\n")
+    squeue = (f"7_1{S}FAILED{S}768{S}vm{S}1:02:03{S}cpu=1{S}/h/x-%A_%a.out{S}{t0}{S}{t1}{S}NonZeroExitCode{S}n\n"
+              f"8{S}PENDING{S}0{S}{S}0:00{S}cpu=1{S}/h/y.out{S}{t0}{S}{t1}{S}Priority{S}m\n")
     job, pending = parse_squeue(squeue)
-    assert (job.exit_code, job.elapsed_s, job.stdout, job.array_index) == (
-        "3:0", 3723, "/h/x-%A_%a.out", 1)
+    assert (job.exit_code, job.elapsed_s, job.stdout, job.array_index, job.reason) == (
+        "3:0", 3723, "/h/x-%A_%a.out", 1, "NonZeroExitCode")
     assert (job.submit_time, job.start_time, pending.start_time) == (t0, t1, None)
+    assert pending.reason == "Priority"
 
 
 def _job(jid: str, idx: int | None, state: str, name: str = "n") -> JobState:
@@ -93,8 +94,8 @@ def test_controller_rows_win_but_accounting_fills_its_gaps() -> None:
 
 def test_query_asks_the_controller_for_an_index_accounting_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
     """sacct answering without index 1 of a 3-index array: one squeue call fills it in."""
-    sacct = "".join(f"34_{i}{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{S}{S}{S}arr\n" for i in (0, 2))
-    squeue = f"34_1{S}FAILED{S}1024{S}vm{S}0:01{S}cpu=1{S}/h/x.out{S}{S}{S}arr\n"
+    sacct = "".join(f"34_{i}{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{S}{S}{S}None{S}arr\n" for i in (0, 2))
+    squeue = f"34_1{S}FAILED{S}1024{S}vm{S}0:01{S}cpu=1{S}/h/x.out{S}{S}{S}None{S}arr\n"
     calls: list[str] = []
 
     def run(self: SlurmHook, argv: list[str], timeout: float | None = None) -> tuple[int, str, str]:

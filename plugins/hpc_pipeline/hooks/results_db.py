@@ -259,6 +259,12 @@ class ResultsDbHook(PostgresHook):
             return {"days_by_status": by_status, "last_day": last,
                     "last_complete_day": cur.fetchone()["day"]}
 
+    def last_complete_day(self, on_or_before: str) -> str | None:
+        """The newest ``complete`` day not after ``on_or_before`` (None: none ever was)."""
+        row = self.get_first("SELECT max(day)::text FROM audio_days "
+                             "WHERE status = 'complete' AND day <= %s", (on_or_before,))
+        return row[0] if row else None
+
     # -- the load --------------------------------------------------------------------------
     def record_day(self, load: DayLoad) -> dict[str, Any]:
         """Upsert the day's clips, transcripts and jobs in one transaction; return the summary.

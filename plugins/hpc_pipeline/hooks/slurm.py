@@ -31,10 +31,13 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko
 
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in job names or paths we create
 SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "Submit",
-                "Start", "JobName")  # JobName last: the one field that may hold the separator
+                "Start", "Reason", "JobName")  # JobName last: the one field that may hold the separator
 SQUEUE_FIELDS = ("JobArrayID", "State", "Exit_Code", "NodeList", "TimeUsed", "tres-alloc",
-                 "StdOut", "SubmitTime", "StartTime", "Name")
+                 "StdOut", "SubmitTime", "StartTime", "Reason", "Name")
 _SACCT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z")
+# Per file: "<lines> <lines holding the marker m> <path>" (POSIX awk: gawk, mawk, busybox).
+_COUNT_LINES = ('FNR == 1 { if (p != "") print n, f, p; n = 0; f = 0; p = FILENAME } '
+                '{ n++ } index($0, m) { f++ } END { if (p != "") print n, f, p }')
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
@@ -67,6 +70,7 @@ class JobState:
     source: str = "sacct"
     submit_time: str | None = None  # cluster local time "YYYY-MM-DDTHH:MM:SS"
     start_time: str | None = None   # None while pending; queue wait = start - submit
+    reason: str = ""           # why it waits (Priority, Resources, ...); "" when none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +149,10 @@ def _timestamp(value: str) -> str | None:
     return value if _SACCT_TIME.match(value) else None
 
 
+def _reason(value: str) -> str:
+    return "" if value.strip() in ("", "None", "(null)") else value.strip()
+
+
 def _node(value: str) -> str | None:
     return None if not value or value.startswith("(") or value == "None assigned" else value
 
@@ -155,15 +163,16 @@ def parse_sacct(text: str) -> list[JobState]:
         cols = line.split(_SEP)
         if len(cols) < len(SACCT_FIELDS):
             continue
-        jid, state, exit_code, node, elapsed, tres, submit, start, name = (
-            cols[:8] + [_SEP.join(cols[8:])])
+        jid, state, exit_code, node, elapsed, tres, submit, start, reason, name = (
+            cols[:9] + [_SEP.join(cols[9:])])
         for base, index in expand_job_id(jid):
             out.append(JobState(
                 job_id=base if index is None else f"{base}_{index}", array_job_id=base,
                 array_index=index, name=name, state=base_state(state), exit_code=exit_code,
                 node=_node(node), elapsed_s=int(elapsed) if elapsed.isdigit() else None,
                 alloc_tres=tres, gpus=_gpus(tres), source="sacct",
-                submit_time=_timestamp(submit), start_time=_timestamp(start)))
+                submit_time=_timestamp(submit), start_time=_timestamp(start),
+                reason=_reason(reason)))
     return out
 
 
@@ -173,8 +182,9 @@ def parse_squeue(text: str) -> list[JobState]:
         cols = line.split(_SEP)
         if len(cols) < len(SQUEUE_FIELDS):
             continue
-        jid, state, status, node, used, tres, stdout, submit, start = (c.strip() for c in cols[:9])
-        name = cols[9]
+        jid, state, status, node, used, tres, stdout, submit, start, reason = (
+            c.strip() for c in cols[:10])
+        name = cols[10]
         # squeue reports the raw wait status (256 = exit 1); sacct's form is "rc:signal".
         code = int(status) if status.isdigit() else 0
         for base, index in expand_job_id(jid):
@@ -185,7 +195,8 @@ def parse_squeue(text: str) -> list[JobState]:
                 elapsed_s=_seconds(used), alloc_tres=tres, gpus=_gpus(tres),
                 stdout=stdout or None, source="squeue", submit_time=_timestamp(submit),
                 # a pending job's StartTime is only the scheduler's forecast
-                start_time=None if base_state(state) == "PENDING" else _timestamp(start)))
+                start_time=None if base_state(state) == "PENDING" else _timestamp(start),
+                reason=_reason(reason)))
     return out
 
 
@@ -427,6 +438,30 @@ class SlurmHook:
         if rc != 0:
             raise SlurmError(f"cannot list {path} (rc={rc}): {err.strip()[:500]}")
         return parse_tree(out)
+
+    def count_lines(self, directory: str, names: Sequence[str] | None,
+                    marker: str) -> dict[str, tuple[int, int]]:
+        """``{file name: (lines, lines containing marker)}`` for the files ``names`` of
+        ``directory`` (``None``: every ``shard-*.jsonl``), in one remote ``find``/``awk`` call
+        whatever their number. Files not there yet, or empty, are absent from the answer."""
+        if names is not None and not names:
+            return {}
+        directory = self.resolve(directory)
+        if names is None:
+            match = ["-name", "shard-*.jsonl"]
+        else:
+            match = ["("] + [a for n in names for a in ("-o", "-name", n)][1:] + [")"]
+        rc, out, err = self.run(["find", directory, "-maxdepth", "1", "-type", "f", *match,
+                                 "-exec", "awk", "-v", f"m={marker}", _COUNT_LINES, "{}", "+"])
+        if rc != 0:
+            if not out and "No such file or directory" in err:
+                return {}  # no shard has written yet
+            raise SlurmError(f"counting lines in {directory} failed (rc={rc}): {err.strip()}")
+        counts: dict[str, tuple[int, int]] = {}
+        for line in out.splitlines():
+            lines, failed, path = line.split(" ", 2)
+            counts[posixpath.basename(path)] = (int(lines), int(failed))
+        return counts
 
     # -- files (SFTP) -----------------------------------------------------------------
     def home(self) -> str:

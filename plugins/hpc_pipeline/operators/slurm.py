@@ -135,24 +135,28 @@ class SlurmWatchMixin:
 
     def watch_trigger(self, job_ids: list[str], log_path: str | None,
                       array_size: int | None = None,
-                      index_offsets: dict[str, int] | None = None) -> SlurmJobTrigger:
+                      index_offsets: dict[str, int] | None = None,
+                      results_dir: str | None = None,
+                      clips_total: int | None = None) -> SlurmJobTrigger:
         return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=job_ids,
                                poll_interval_s=self.poll_interval_s,
                                max_poll_interval_s=self.max_poll_interval_s,
                                outage_timeout_s=self.outage_timeout_s, log_path=log_path,
-                               array_size=array_size, index_offsets=index_offsets)
+                               array_size=array_size, index_offsets=index_offsets,
+                               results_dir=results_dir, clips_total=clips_total)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         with SlurmHook(self.ssh_conn_id) as hook:
             return complete(self.log, hook, event, self.tail_lines)
 
 
-def parse_array_size(value: int | str | None) -> int | None:
+def parse_array_size(value: int | str | None, name: str = "array_size") -> int | None:
+    """A rendered count (templates render to strings); ``None``/``""`` = not given."""
     if value is None or value == "":
         return None
     size = int(value)
     if size < 0:
-        raise ValueError(f"array_size must be >= 0, got {value!r}")
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
     return size
 
 
@@ -174,7 +178,8 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = ("script", "script_args", "job_name", "array_size", "env",
-                                      "log_dir", "chdir", "dependency")
+                                      "log_dir", "chdir", "dependency", "results_dir",
+                                      "clips_total")
     ui_color = "#d9e8f5"
 
     def __init__(self, *, ssh_conn_id: str, script: str, job_name: str,
@@ -184,7 +189,10 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                  poll_interval_s: float = 10, max_poll_interval_s: float = 120,
                  outage_timeout_s: float = 900, tail_lines: int = 30,
                  max_array_size: int | None = None, max_job_count: int | None = None,
+                 results_dir: str | None = None, clips_total: int | str | None = None,
                  **kwargs: Any) -> None:
+        """``results_dir``/``clips_total``: the shards' result-line directory and the clips
+        they were given, so the trigger log shows clips done / total while the job runs."""
         super().__init__(**kwargs)
         self.ssh_conn_id = ssh_conn_id
         self.script = script
@@ -203,6 +211,8 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self.tail_lines = tail_lines
         self.max_array_size = max_array_size
         self.max_job_count = max_job_count
+        self.results_dir = results_dir
+        self.clips_total = clips_total
         self._job_ids: list[str] = []
 
     def site_limits(self, hook: SlurmHook) -> SiteLimits:
@@ -277,7 +287,9 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self._job_ids = watch
         self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
         context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
-        self.defer(trigger=self.watch_trigger(watch, pattern, size, offsets or None),
+        clips = parse_array_size(self.clips_total, "clips_total")
+        self.defer(trigger=self.watch_trigger(watch, pattern, size, offsets or None,
+                                              self.results_dir or None, clips),
                    method_name="execute_complete")
 
     def on_kill(self) -> None:

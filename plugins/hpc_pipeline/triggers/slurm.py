@@ -11,6 +11,11 @@ unreachable, a job id neither ``sacct`` nor ``squeue`` knows, a state unknown to
 ``slurm_states``) is *degraded*. The trigger keeps polling with backoff and fails only when
 polls have been degraded continuously for ``outage_timeout_s``.
 
+Progress: on every change the trigger logs the jobs' counts by state and, given
+``results_dir`` and ``clips_total`` (the audio step), the clips done / total from the shards'
+result lines (``hpc_pipeline.progress``): at most one more remote call per poll, and none
+while nothing runs or ends.
+
 Cancellation: Airflow 3.3 calls ``BaseTrigger.on_kill()`` (only) when a user marks the
 deferred task failed/success or clears it; we ``scancel`` the jobs there. ``cleanup()``
 runs on every exit, including triggerer restarts, so it only closes the connection.
@@ -27,6 +32,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, SlurmHook,
                                       SlurmUnavailable, latest_runs, with_offsets)
+from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
+from hpc_pipeline.progress import ShardLines, array_counts, format_progress
 from hpc_pipeline.slurm_states import Verdict, verdict
 
 
@@ -82,10 +89,13 @@ class SlurmJobTrigger(BaseTrigger):
     def __init__(self, *, ssh_conn_id: str, job_ids: list[str], poll_interval_s: float = 10.0,
                  max_poll_interval_s: float = 120.0, outage_timeout_s: float = 900.0,
                  log_path: str | None = None, array_size: int | None = None,
-                 index_offsets: dict[str, int] | None = None) -> None:
+                 index_offsets: dict[str, int] | None = None,
+                 results_dir: str | None = None, clips_total: int | None = None) -> None:
         """``array_size``: the jobs are one array of that many indices (first run and
         retries under one name); no verdict until every index is reported.
-        ``index_offsets``: job id -> offset of its indices in the array (a split array)."""
+        ``index_offsets``: job id -> offset of its indices in the array (a split array).
+        ``results_dir``/``clips_total``: where the shards write result lines and how many
+        clips they were given, for the progress lines (None: job counts only)."""
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
         self.job_ids = [str(j) for j in job_ids]
@@ -95,6 +105,10 @@ class SlurmJobTrigger(BaseTrigger):
         self.max_poll_interval_s = max_poll_interval_s
         self.outage_timeout_s = outage_timeout_s
         self.log_path = log_path  # carried into the event: the resumed task needs no kwargs
+        self.results_dir = results_dir
+        self.clips_total = clips_total
+        self._shards = ShardLines(clips_total) if results_dir and clips_total is not None else None
+        self._last_progress: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("hpc_pipeline.triggers.slurm.SlurmJobTrigger", {
@@ -102,7 +116,8 @@ class SlurmJobTrigger(BaseTrigger):
             "poll_interval_s": self.poll_interval_s,
             "max_poll_interval_s": self.max_poll_interval_s,
             "outage_timeout_s": self.outage_timeout_s, "log_path": self.log_path,
-            "array_size": self.array_size, "index_offsets": self.index_offsets})
+            "array_size": self.array_size, "index_offsets": self.index_offsets,
+            "results_dir": self.results_dir, "clips_total": self.clips_total})
 
     def _next_interval(self, attempt: int) -> float:
         """Exponential backoff (x1.5 per poll, capped) with +-20% jitter, so many triggers
@@ -117,6 +132,24 @@ class SlurmJobTrigger(BaseTrigger):
     def _event(self, status: str, message: str, tasks: list[JobState]) -> TriggerEvent:
         return TriggerEvent(event_payload(self.job_ids, status, message, tasks, self.log_path))
 
+    async def _log_progress(self, hook: SlurmHook, tasks: list[JobState]) -> None:
+        """Log the progress line when it changed; a failed count keeps the last one."""
+        clips = None
+        if self._shards is not None:
+            names = self._shards.to_read(tasks)
+            if names != []:
+                try:
+                    counts = await asyncio.to_thread(hook.count_lines, self.results_dir or "",
+                                                     names, FAILED_LINE_MARK)
+                    self._shards.record(tasks, names, counts)
+                except (*TRANSIENT_ERRORS, SlurmError) as exc:
+                    self.log.warning("Cannot count result lines: %s: %s", type(exc).__name__, exc)
+            clips = self._shards.clips()
+        line = format_progress(array_counts(tasks, self.array_size), clips)
+        if line != self._last_progress:
+            self.log.info("Progress: %s", line)
+            self._last_progress = line
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook: SlurmHook | None = None
         degraded_since: float | None = None
@@ -129,6 +162,8 @@ class SlurmJobTrigger(BaseTrigger):
                     jobs = with_offsets(await asyncio.to_thread(
                         hook.query, self.job_ids, self.array_size), self.index_offsets)
                     overall, tasks, problem = judge(self.job_ids, jobs, self.array_size)
+                    if tasks:
+                        await self._log_progress(hook, tasks)
                 except (*TRANSIENT_ERRORS, SlurmUnavailable) as exc:
                     overall, problem = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"
                     if hook is not None:

@@ -1,0 +1,203 @@
+"""Monitoring on the real stack (scheduler + triggerer + api-server, real SLURM, a real SMTP
+server): two days run at once through the REST API, one partial (4 of 10 clips fail, above
+the 10 % alert ratio), one whose master step fails (no source directory for that day).
+
+Asserted: the audio trigger log shows progress (indices by state, clips done / total); the
+alert mails arrive with the day, the failed step and the reason; each run's note holds the
+day's summary and the status page link; the transcripts Asset event carries the day's counts.
+"""
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from dag_support import REPO, write_config
+
+sys.path.insert(0, str(REPO / "scripts"))
+from airflow_api import AirflowApi  # noqa: E402
+
+# The plain stack test uses AUDIO_TEST_STACK_PORT, the status page test the next port.
+PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 2
+DAG = "audio_pipeline_daily"
+FAILING_DAY = "2024-01-16"      # no source directory: the master job fails
+ALERT_TO = "data-team@example.org"
+
+
+class Inbox:
+    """aiosmtpd handler keeping every message it is handed."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        msg["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(msg)
+        return "250 Message accepted"
+
+    def find(self, needle: str) -> list[tuple[str, str]]:
+        """(subject, text body) of the messages whose subject holds ``needle``."""
+        found = []
+        for msg in self.messages:
+            if needle in msg["Subject"]:
+                body = msg.get_body(preferencelist=("html", "plain"))
+                found.append((str(msg["Subject"]), body.get_content() if body else ""))
+        return found
+
+
+def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
+    """GET that rides out an api-server too busy to answer in time (2 shared cores)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return api._call("GET", path)
+        except OSError:         # URLError, TimeoutError
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
+def _wait_run(api: AirflowApi, run_id: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (state := _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}")["state"]) not in (
+            "success", "failed"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still {state} after {timeout_s:.0f} s")
+        time.sleep(5)
+    return state
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        yield inbox, controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], postgres: str,
+          source_day: tuple[str, dict[str, str]], smtp: tuple[Inbox, int]) -> Iterator[dict[str, Any]]:
+    """An Airflow of its own (home, port, metadata DB, results DB) with alerts to ``smtp``."""
+    results_db = f"results_live_{uuid.uuid4().hex[:8]}"
+    airflow_db = f"airflow_live_test{os.environ.get('AUDIO_TEST_NS', '')}"
+    for sql in (f"DROP DATABASE IF EXISTS {airflow_db} WITH (FORCE)",  # no runs of a past session
+                f"CREATE DATABASE {results_db} OWNER audio"):
+        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
+    home = REPO / ".airflow" / "test-live"
+    config = write_config(
+        tmp_path_factory.mktemp("mon") / "site.json", uuid.uuid4().hex[:8], schedule=None,
+        retries=1, retry_delay_s=2, max_retry_delay_s=5,
+        alerts={"to": [ALERT_TO], "smtp_conn_id": "alerts_smtp", "from_email": "airflow@example.org",
+                "max_failed_ratio": 0.1, "days_without_complete": 3})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
+                "AIRFLOW_DB": airflow_db,
+                "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config),
+                # A loaded CI box can take tens of seconds to answer a task's start; a client
+                # that gives up sooner retries into "already running" and fails the task.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
+                "AIRFLOW_CONN_ALERTS_SMTP": (
+                    '{"conn_type": "smtp", "host": "127.0.0.1", "port": %d, "extra": '
+                    '{"disable_tls": true, "disable_ssl": true, "timeout": 10}}' % smtp[1])})
+    script = str(REPO / "scripts" / "airflow_stack.sh")
+    subprocess.run(["bash", script, "start"], env=env, check=True)
+    try:
+        api = AirflowApi(f"http://127.0.0.1:{PORT}")
+        api.wait_for_dag(DAG)
+        api.unpause(DAG)
+        runs = {"partial": api.trigger(DAG, {"date": source_day[0], "reprocess": "none"}),
+                "failed": api.trigger(DAG, {"date": FAILING_DAY, "reprocess": "none"})}
+        states = {name: _wait_run(api, run_id, timeout_s=1200) for name, run_id in runs.items()}
+        yield {"home": home, "api": api, "runs": runs, "states": states, "day": source_day[0],
+               "inbox": smtp[0]}
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, check=False)
+        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
+                        f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)"], check=False)
+
+
+def _task_states(api: AirflowApi, run_id: str) -> dict[str, str]:
+    tis = _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    return {ti["task_id"]: ti["state"] for ti in tis}
+
+
+def test_runs_end_as_expected(stack: dict[str, Any]) -> None:
+    api, runs = stack["api"], stack["runs"]
+    assert stack["states"]["partial"] == "success", _task_states(api, runs["partial"])
+    assert stack["states"]["failed"] == "failed"
+    states = _task_states(api, runs["failed"])
+    assert states["master"] == "failed" and states["report_day"] == "success", states
+
+
+def test_audio_trigger_log_shows_progress(stack: dict[str, Any]) -> None:
+    logs = Path(stack["home"], "logs", f"dag_id={DAG}", f"run_id={stack['runs']['partial']}",
+                "task_id=audio")
+    text = "\n".join(f.read_text() for f in logs.glob("attempt=*.log.trigger.*.log"))
+    lines = [line for line in text.splitlines() if "Progress: " in line]
+    assert lines, text[-3000:]
+    # 10 clips in 2 shards of 8, one shard at a time (array_parallelism 1): the second waits.
+    assert all(re.search(r"2 indices: pending \d+.*, running \d, done \d, failed \d", ln)
+               for ln in lines), lines
+    assert any(re.search(r"pending 1 \(1 [^)]+\), running 1, done 0", ln) for ln in lines), lines
+    clips = [tuple(map(int, m.groups())) for ln in lines
+             if (m := re.search(r"clips (\d+)/(\d+) done", ln))]
+    assert clips and all(total == 10 for _, total in clips), lines
+    assert clips[-1][0] == 10 and "done 2, failed 0 | clips 10/10 done (100%), 4 failed" in lines[-1]
+    assert [done for done, _ in clips] == sorted(done for done, _ in clips)   # it moves forward
+
+
+def test_alert_mails_name_day_step_and_reason(stack: dict[str, Any]) -> None:
+    inbox = stack["inbox"]
+    failed = inbox.find(f"{FAILING_DAY}: step master failed")
+    assert len(failed) == 1, [m["Subject"] for m in inbox.messages]
+    subject, body = failed[0]
+    assert "SLURM job failed" in subject
+    assert f"Day {FAILING_DAY}: step master of {DAG} failed" in body
+    assert "does not exist" in body   # the job log's tail: the reason
+    partial = inbox.find(f"{stack['day']}: day {stack['day']} is partial")
+    assert len(partial) == 1, [m["Subject"] for m in inbox.messages]
+    assert "4 clips failed (40.0% &gt; 10.0%" in partial[0][1]
+    assert f"/audio-pipeline/?day={stack['day']}" in partial[0][1]
+    assert all(m["X-Envelope-To"] == ALERT_TO for m in inbox.messages)
+
+
+def test_run_note_holds_the_day_summary(stack: dict[str, Any]) -> None:
+    api, runs, day = stack["api"], stack["runs"], stack["day"]
+    note = _get(api, f"/api/v2/dags/{DAG}/dagRuns/{runs['partial']}")["note"]
+    assert note.startswith(f"Day {day} partial: ok 6, failed 4 (")
+    assert f"(/audio-pipeline/?day={day})" in note
+    note = _get(api, f"/api/v2/dags/{DAG}/dagRuns/{runs['failed']}")["note"]
+    assert note.startswith(f"Day {FAILING_DAY} not recorded; failed steps: master")
+
+
+def test_transcripts_asset_event_carries_the_day(stack: dict[str, Any]) -> None:
+    events = _get(stack["api"], f"/api/v2/assets/events?source_dag_id={DAG}")["asset_events"]
+    assert [e["source_run_id"] for e in events] == [stack["runs"]["partial"]]  # not the failed day
+    (event,) = events
+    assert event["uri"] == "audio-pipeline://transcripts/"
+    extra = event["extra"]
+    assert (extra["day"], extra["status"], extra["clips_ok"], extra["clips_failed"],
+            extra["clips_missing"]) == (stack["day"], "partial", 6, 4, 0)
+    assert sum(extra["failed_by_reason"].values()) == 4
