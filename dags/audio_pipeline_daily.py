@@ -8,11 +8,11 @@ the plugin's operators and steps.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, task
 
+from hpc_pipeline import CLUSTER_CODE_DIR
 from hpc_pipeline import day as steps
 from hpc_pipeline.config import load_config
 from hpc_pipeline.hooks.results_db import ResultsDbHook
@@ -21,7 +21,6 @@ from hpc_pipeline.operators.slurm import XCOM_KEY, SlurmSubmitOperator
 from hpc_pipeline.release import deploy_release
 
 CONFIG = load_config()
-HPC_DIR = Path(__file__).resolve().parent.parent / "hpc"
 
 
 def ctx(key: str) -> str:
@@ -62,7 +61,7 @@ with DAG(
     dag_id="audio_pipeline_daily",
     description="Daily HPC audio transcription: plan, transfer, WhisperX shards, PostgreSQL",
     schedule=CONFIG.schedule,
-    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=CONFIG.start_datetime,
     catchup=CONFIG.catchup,
     max_active_runs=CONFIG.max_active_runs,
     doc_md=__doc__,
@@ -98,7 +97,7 @@ with DAG(
     @task
     def deploy_code(day: dict[str, str]) -> str:
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return deploy_release(ssh, HPC_DIR, day["release_root"])
+            return deploy_release(ssh, CLUSTER_CODE_DIR, day["release_root"])
 
     @task
     def write_request(day: dict[str, str]) -> dict[str, int]:
