@@ -56,8 +56,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
     _psql(f"CREATE DATABASE {results_db} OWNER audio")
     home = REPO / ".airflow" / f"test-backfill{NS}"
     shutil.rmtree(home, ignore_errors=True)
+    tag = uuid.uuid4().hex[:8]
+    # Scheduled and backfill run ids repeat across sessions (scheduled__<date>): a prefix of
+    # its own keeps the operator from reattaching to an earlier session's jobs of that name.
     config = write_config(
-        tmp_path_factory.mktemp("backfill") / "site.json", uuid.uuid4().hex[:8],
+        tmp_path_factory.mktemp("backfill") / "site.json", tag, job_prefix=f"bf{tag}",
         source_root=str(SOURCE), schedule="@daily", catchup=True, start_date=START.isoformat(),
         max_active_runs=1, retries=1,
         # Two lanes (catchup, backfill) share the bed's 2 CPUs: one CPU per audio job.

@@ -134,14 +134,18 @@ def test_airflow_lists_the_provider(site: dict) -> None:
 
 
 def test_the_monitoring_plugin_is_registered_once(site: dict, fresh_venv: Path) -> None:
+    """From the entry point, also when the repository's plugins folder is configured too."""
     probe = ("from importlib.metadata import entry_points\n"
              "print([e.value for e in entry_points(group='airflow.plugins')])")
     declared = _run([str(fresh_venv / "bin" / "python"), "-I", "-c", probe]).stdout
     assert "hpc_pipeline.monitoring.plugin:AudioPipelinePlugin" in declared
     if not PLUGIN_MODULE.exists():  # the monitoring plugin lands with its own branch
         return
-    plugins = airflow_json(site, "plugins")
-    assert len([p for p in plugins if p.get("source", "").startswith("audio-pipeline-airflow")]) == 1
+    for plugins_folder in (site["env"]["AIRFLOW__CORE__PLUGINS_FOLDER"], str(REPO / "plugins")):
+        env = {**site["env"], "AIRFLOW__CORE__PLUGINS_FOLDER": plugins_folder}
+        ours = [p["source"] for p in airflow_json({"env": env}, "plugins")
+                if "hpc_pipeline.monitoring" in p["source"] or "audio_pipeline_plugin" in p["source"]]
+        assert len(ours) == 1 and ours[0].startswith(f"{DIST}=="), (plugins_folder, ours)
 
 
 def test_dags_folder_with_only_the_dag_file_parses_and_runs_a_day(site: dict) -> None:
