@@ -10,12 +10,12 @@ the plugin's operators and steps.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, conf, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from hpc_pipeline import CLUSTER_CODE_DIR
 from hpc_pipeline import day as steps
 from hpc_pipeline.alerts import StepFailureNotifier
 from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
@@ -29,7 +29,6 @@ from hpc_pipeline.run_report import report_day as write_report
 from hpc_pipeline.sensors.source_ready import SourceReadySensor
 
 CONFIG = load_config()
-HPC_DIR = Path(__file__).resolve().parent.parent / "hpc"
 
 
 def ctx(key: str) -> str:
@@ -72,7 +71,7 @@ with DAG(
     dag_id="audio_pipeline_daily",
     description="Daily HPC audio transcription: plan, transfer, WhisperX shards, PostgreSQL",
     schedule=CONFIG.schedule,
-    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=CONFIG.start_datetime,
     catchup=CONFIG.catchup,
     max_active_runs=CONFIG.max_active_runs,
     doc_md=__doc__,
@@ -95,7 +94,7 @@ with DAG(
     },
 ) as dag:
 
-    @task(retries=0)
+    @task  # a bad date raises AirflowFailException: no retry; a worker lost under load: retried
     def resolve_day(params: dict[str, Any], run_id: str,
                     logical_date: dt.datetime | None = None) -> dict[str, str]:
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
@@ -110,7 +109,7 @@ with DAG(
     @task
     def deploy_code(day: dict[str, str]) -> str:
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return deploy_release(ssh, HPC_DIR, day["release_root"])
+            return deploy_release(ssh, CLUSTER_CODE_DIR, day["release_root"])
 
     @task
     def write_request(day: dict[str, str]) -> dict[str, int]:

@@ -68,6 +68,20 @@ class AirflowApi:
             time.sleep(3)
         return None
 
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id``, oldest logical date first (states, start/end dates, conf)."""
+        return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=logical_date"
+                                 "&limit=100")["dag_runs"]
+
+    def backfill(self, dag_id: str, from_date: str, to_date: str, conf: dict[str, Any],
+                 max_active_runs: int = 1) -> dict[str, Any]:
+        """What *Backfill…* in the UI sends: one run per schedule date in the range. The UI
+        defaults ``max_active_runs`` to 1 (capped by the DAG's); the API's own default is 10."""
+        return self._call("POST", "/api/v2/backfills", {
+            "dag_id": dag_id, "from_date": from_date, "to_date": to_date,
+            "dag_run_conf": conf, "max_active_runs": max_active_runs,
+            "reprocess_behavior": "none", "run_backwards": False})
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 

@@ -7,6 +7,7 @@ Secrets never live here: they stay in Airflow connections (``ssh_conn_id``,
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -102,6 +103,7 @@ class PipelineConfig:
     shard_size: int = 50
     # Scheduling.
     schedule: str | None = "@daily"          # None: on-demand only (manual runs with a date)
+    start_date: str = "2024-01-01"           # first logical date (UTC): catchup and backfills start here
     resources: dict[str, SlurmResources] = field(default_factory=_default_resources)
     catchup: bool = False
     max_active_runs: int = 2
@@ -121,6 +123,18 @@ class PipelineConfig:
     # Monitoring: alerts, and the REST API connection that writes each run's note.
     alerts: AlertConfig = field(default_factory=AlertConfig)
     api_conn_id: str = "airflow_api"         # http connection: host = Airflow's URL, login/password
+
+    def __post_init__(self) -> None:
+        try:
+            dt.date.fromisoformat(self.start_date)
+        except (TypeError, ValueError):
+            raise ValueError(f"config: start_date {self.start_date!r} is not a YYYY-MM-DD date") from None
+
+    @property
+    def start_datetime(self) -> dt.datetime:
+        """``start_date`` as the DAG's aware start (midnight UTC)."""
+        return dt.datetime.combine(dt.date.fromisoformat(self.start_date), dt.time(),
+                                   tzinfo=dt.timezone.utc)
 
 
 def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:

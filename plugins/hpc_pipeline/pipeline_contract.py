@@ -1,1 +1,0 @@
-../../hpc/src/pipeline_contract.py

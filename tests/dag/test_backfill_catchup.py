@@ -1,0 +1,154 @@
+"""Backfill and catchup on a real Airflow (scripts/airflow_stack.sh: api-server, scheduler,
+dag-processor, triggerer), driven through the REST API the UI uses.
+
+One stack serves both: the DAG starts two days ago with ``catchup`` on and ``max_active_runs``
+1, so the scheduler creates the missed runs itself; meanwhile a backfill (POST
+/api/v2/backfills, what *Backfill…* in the UI sends) covers three earlier days with
+``reprocess: all`` for every run. Backfill runs are limited by the backfill's own
+``max_active_runs`` (the DAG's limit counts only non-backfill runs), so the two lanes run side
+by side, each one run at a time. Days hold one short clip: this is about scheduling.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any, Iterator
+
+import psycopg
+import pytest
+
+import sample_clips
+from dag_support import REPO, SOURCE_ROOT, write_config
+
+sys.path.insert(0, str(REPO / "scripts"))
+from airflow_api import AirflowApi  # noqa: E402
+
+DAG = "audio_pipeline_daily"
+PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 1  # test_airflow_stack has +0
+NS = os.environ.get("AUDIO_TEST_NS", "")
+SOURCE = SOURCE_ROOT.with_name(f"{SOURCE_ROOT.name}-backfill")  # days of its own
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+START = TODAY - dt.timedelta(days=2)          # catchup: runs dated START, START+1, TODAY
+CATCHUP_DAYS = [(START + dt.timedelta(days=i - 1)).isoformat() for i in range(3)]
+BACKFILL_RUN_DATES = [START - dt.timedelta(days=i) for i in (4, 3, 2)]
+BACKFILL_DAYS = [(d - dt.timedelta(days=1)).isoformat() for d in BACKFILL_RUN_DATES]
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
+          postgres: str) -> Iterator[dict[str, Any]]:
+    """A fresh Airflow of its own (home, port, metadata DB, results DB, cluster dirs)."""
+    for day in CATCHUP_DAYS + BACKFILL_DAYS:
+        sample_clips.make_day(SOURCE, day, clips=1, bad=False, sentences_per_clip=1)
+    subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
+    results_db = f"results_backfill_{uuid.uuid4().hex[:8]}"
+    metadata_db = f"airflow_backfill_test{NS}"
+    _psql(f"DROP DATABASE IF EXISTS {metadata_db} WITH (FORCE)")  # runs of an earlier session
+    _psql(f"CREATE DATABASE {results_db} OWNER audio")
+    home = REPO / ".airflow" / f"test-backfill{NS}"
+    shutil.rmtree(home, ignore_errors=True)
+    tag = uuid.uuid4().hex[:8]
+    # Scheduled and backfill run ids repeat across sessions (scheduled__<date>): a prefix of
+    # its own keeps the operator from reattaching to an earlier session's jobs of that name.
+    config = write_config(
+        tmp_path_factory.mktemp("backfill") / "site.json", tag, job_prefix=f"bf{tag}",
+        source_root=str(SOURCE), schedule="@daily", catchup=True, start_date=START.isoformat(),
+        max_active_runs=1, retries=1,
+        # Two lanes (catchup, backfill) share the bed's 2 CPUs: one CPU per audio job.
+        resources={"audio": {"time": "00:30:00", "mem": "2G", "cpus_per_task": 1,
+                             "array_parallelism": 1}})
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
+           "AIRFLOW_DB": metadata_db, "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config)}
+    for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
+        del env[key]  # the stack writes its own; the test process's must not leak in
+    script = str(REPO / "scripts" / "airflow_stack.sh")
+    subprocess.run(["bash", script, "start"], env=env, check=True)
+    try:
+        api = AirflowApi(f"http://127.0.0.1:{PORT}")
+        api.wait_for_dag(DAG)
+        api.unpause(DAG)  # the scheduler now creates the missed (catchup) runs
+        backfill = api.backfill(DAG, f"{BACKFILL_RUN_DATES[0]}T00:00:00Z",
+                                f"{BACKFILL_RUN_DATES[-1]}T00:00:00Z", {"reprocess": "all"})
+        runs = _wait_all_done(api, expected=6, timeout_s=1500)
+        yield {"api": api, "runs": runs, "backfill": backfill,
+               "results_dsn": f"{postgres}/{results_db}"}
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, check=False)
+        _psql(f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)")
+        _psql(f"DROP DATABASE IF EXISTS {metadata_db} WITH (FORCE)")
+
+
+def _wait_all_done(api: AirflowApi, expected: int, timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            runs = api.dag_runs(DAG)
+        except OSError:  # the api-server can be slow to answer on a loaded 2-core machine
+            runs = []
+        if len(runs) >= expected and all(r["state"] in ("success", "failed") for r in runs):
+            return runs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"runs not done in {timeout_s} s: "
+                                 f"{[(r['dag_run_id'], r['state']) for r in runs]}")
+        time.sleep(5)
+
+
+def _day_of(run: dict[str, Any]) -> str:
+    return (dt.datetime.fromisoformat(run["logical_date"]).date() - dt.timedelta(days=1)).isoformat()
+
+
+def _assert_one_at_a_time(runs: list[dict[str, Any]]) -> None:
+    """Started oldest logical date first, each after the previous one ended."""
+    when = dt.datetime.fromisoformat
+    by_start = sorted(runs, key=lambda r: when(r["start_date"]))
+    assert [r["logical_date"] for r in by_start] == sorted(r["logical_date"] for r in runs)
+    for before, after in zip(by_start, by_start[1:]):
+        assert when(before["end_date"]) <= when(after["start_date"]), (before, after)
+
+
+def _recorded(dsn: str) -> dict[str, tuple]:
+    """Per day: status, clips ok, audio jobs submitted, transcripts."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT d.day::text, d.status, d.clips_ok,"
+            " (SELECT count(DISTINCT j.job_id) FROM slurm_jobs j"
+            "   WHERE j.day = d.day AND j.step = 'audio'),"
+            " (SELECT count(*) FROM transcripts t WHERE t.clip_id LIKE d.day::text || '/%')"
+            " FROM audio_days d").fetchall()
+    return {day: tuple(rest) for day, *rest in rows}
+
+
+def test_backfill_processes_each_day_once_one_run_at_a_time(stack: dict[str, Any]) -> None:
+    api: AirflowApi = stack["api"]
+    runs = [r for r in stack["runs"] if r["run_type"] == "backfill"]
+    assert sorted(_day_of(r) for r in runs) == BACKFILL_DAYS
+    assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
+    _assert_one_at_a_time(runs)  # the backfill's max_active_runs=1: the cluster is not flooded
+    for run in runs:  # reprocess=all, set once for the whole backfill, reached every run
+        assert run["conf"]["reprocess"] == "all"
+        day = api.xcom(DAG, run["dag_run_id"], "resolve_day", "return_value")
+        assert (day["day"], day["reprocess"]) == (_day_of(run), "all")
+    recorded = _recorded(stack["results_dsn"])
+    for day in BACKFILL_DAYS:
+        assert recorded[day] == ("complete", 1, 1, 1), (day, recorded.get(day))
+    backfill = api._call("GET", f"/api/v2/backfills/{stack['backfill']['id']}")
+    assert backfill["completed_at"] is not None and backfill["max_active_runs"] == 1
+
+
+def test_catchup_runs_the_missed_days_oldest_first(stack: dict[str, Any]) -> None:
+    runs = [r for r in stack["runs"] if r["run_type"] == "scheduled"]
+    assert sorted(_day_of(r) for r in runs) == CATCHUP_DAYS
+    assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
+    _assert_one_at_a_time(runs)
+    recorded = _recorded(stack["results_dsn"])
+    for day in CATCHUP_DAYS:
+        assert recorded[day] == ("complete", 1, 1, 1), (day, recorded.get(day))
