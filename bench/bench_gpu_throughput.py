@@ -1,15 +1,20 @@
 """Throughput of the torch engine vs the transformers ASR pipeline, one synthetic day, one run.
 
 Both recipes get the same clips (10-60 s of speech-like bursts and pauses) and a Whisper
-large-v3-shaped model with random weights. Random weights never emit end-of-text, so the
-decode length is fixed to a realistic rate: ``--tokens-per-s`` text tokens per second of
-audio in each window (3.0 by default: ~150 words/min x ~1.3 BPE tokens/word; bench_wer.py
-prints the rate of its references). The peer decodes every 30 s chunk for
-``30 x tokens-per-s`` tokens, the same rate, because its chunks hold 30 s of audio.
+large-v3-shaped model (or large-v3-turbo's: 4 decoder layers) with random weights. Random
+weights never emit end-of-text, so the decode length is fixed to a realistic rate:
+``--tokens-per-s`` text tokens per second of audio in each window (3.0 by default: ~150
+words/min x ~1.3 BPE tokens/word; bench_wer.py prints the rate of its references). The peer
+decodes every 30 s chunk for ``30 x tokens-per-s`` tokens, the same rate, because its chunks
+hold 30 s of audio. The peer's decoding is set explicitly (``num_beams``, ``do_sample=False``)
+and the search it actually ran is read off transformers' own methods and reported, so greedy
+is compared with greedy and beam 5 with beam 5.
 
-    python bench/bench_gpu_throughput.py --tokenizer .bench_assets/tokenizer.json
+    python bench/bench_gpu_throughput.py --tokenizer .bench_assets/tokenizer.json \
+        --batches 256/fp8,256/fp8/beam5 --peer 24/greedy,128/greedy,24/beam5
 
-prints one JSON line per run and a table; ``--json PATH`` keeps all of it.
+prints one JSON line per run and a table; ``--json PATH`` keeps all of it (rewritten after
+every run, so a run cut short keeps what finished).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hpc" / "src"))
 
-from engines.base import SAMPLE_RATE, DecodedClip, EngineOptions  # noqa: E402
+from engines.base import SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech  # noqa: E402
 from engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
 from engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
 from engines.torch_engine import TorchWhisperEngine  # noqa: E402
@@ -40,9 +45,11 @@ from engines.torch_vad import chunk  # noqa: E402
 # large-v3's shape; the vocabulary is tiny.en's (51,864 vs 51,866 rows: 0.004% of the
 # output layer) so both recipes can use the one tokenizer.json available offline.
 LARGE_V3 = Dims(vocab_size=51864)
+LARGE_V3_TURBO = replace(LARGE_V3, decoder_layers=4)    # large-v3's encoder, 4 decoder layers
 TINY = Dims(num_mel_bins=80, d_model=384, encoder_layers=4, encoder_attention_heads=6,
             encoder_ffn_dim=1536, decoder_layers=4, decoder_attention_heads=6,
             decoder_ffn_dim=1536, vocab_size=51864)
+SHAPES = {"large-v3": LARGE_V3, "large-v3-turbo": LARGE_V3_TURBO, "tiny": TINY}
 
 
 def synthetic_day(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -65,7 +72,8 @@ def synthetic_day(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
                      tokens_per_s: float, device: str, fp8: bool = False, packed: bool = False,
-                     overlap: bool = True, compiled: bool = True, beam: int = 1) -> dict:
+                     overlap: bool = True, compiled: bool = True, beam: int = 1,
+                     shape: str = "large-v3") -> dict:
     """The torch engine, bf16 on GPU, graphs captured and the encoder compiled before the
     clock starts. ``fp8``: float8 cross-attention K/V; ``packed``: chunks share windows;
     ``overlap=False``: no encoder/decoder overlap; ``compiled=False``: eager encoder;
@@ -90,6 +98,7 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     wall = time.perf_counter() - t0
     audio_s = sum(len(a) for a in clips) / SAMPLE_RATE
     failed = [repr(o) for _, o in outcomes if isinstance(o, Exception)]
+    no_speech = sum(isinstance(o, NoSpeech) for _, o in outcomes)
     windows, window_audio_s = engine.windows, engine.window_audio_s
     t0 = time.perf_counter()        # steady state: the allocator and kernels are warm now
     list(engine.transcribe_stream(DecodedClip(f"c{i}", a) for i, a in enumerate(clips)))
@@ -102,12 +111,14 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
                         if on)
     variant = f" ({variant})" if variant else ""
     return {"recipe": f"torch engine {str(next(model.parameters()).dtype)[6:]} batch {batch}{variant}",
+            "shape": shape, "mode": f"beam {beam}" if beam > 1 else "greedy", "batch": batch,
             "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 2), "audio_s_per_s": round(audio_s / wall, 1),
             "windows": windows, "audio_s_per_window": round(window_audio_s / max(windows, 1), 2),
             "setup_s": round(setup_s, 1), "second_pass_wall_s": round(second_wall, 2),
             "second_pass_audio_s_per_s": round(audio_s / second_wall, 1),
             "encoder_alone_s": round(encoder_s, 2), "failed": failed[:3], "n_failed": len(failed),
+            "n_no_speech": no_speech,
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if torch.cuda.is_available() else 0}
 
 
@@ -236,8 +247,11 @@ def check_graphs(clips: list[np.ndarray], dims: Dims, vocab_path: Path) -> dict:
 
 
 def run_peer(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
-             tokens_per_s: float, device: str) -> dict:
-    """transformers' ASR pipeline: 30 s chunks (5 s strides), batch ``batch``, fp16, SDPA."""
+             tokens_per_s: float, device: str, beams: int = 1, shape: str = "large-v3") -> dict:
+    """transformers' ASR pipeline: 30 s chunks (5 s strides), batch ``batch``, fp16, SDPA;
+    greedy (``beams`` 1) or beam search, set explicitly: a generation config that leaves
+    ``num_beams`` unset makes transformers 5 run beam search for Whisper. Which search ran is
+    counted on the model's own ``_sample`` / ``_beam_search`` methods and reported."""
     from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
                               WhisperForConditionalGeneration, WhisperTokenizerFast, pipeline)
     torch.manual_seed(0)
@@ -248,23 +262,38 @@ def run_peer(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
                                                          torch_dtype=dtype).to(device).eval()
     model.generation_config = GenerationConfig(
         decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256,
-        no_timestamps_token_id=50362, is_multilingual=False, begin_suppress_tokens=[220, 50256])
+        no_timestamps_token_id=50362, is_multilingual=False, begin_suppress_tokens=[220, 50256],
+        num_beams=beams, do_sample=False)
+    ran: dict[str, int] = {}
+    for method in ("_sample", "_beam_search"):
+        if hasattr(model, method):
+            def counted(*a, _name=method, _fn=getattr(model, method), **k):
+                ran[_name] = ran.get(_name, 0) + 1
+                return _fn(*a, **k)
+            setattr(model, method, counted)
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(vocab_path), pad_token="<|endoftext|>")
     asr = pipeline("automatic-speech-recognition", model=model, tokenizer=tokenizer,
                    feature_extractor=WhisperFeatureExtractor(feature_size=dims.num_mel_bins),
                    chunk_length_s=30, batch_size=batch, device=device, torch_dtype=dtype)
     n_tokens = round(30 * tokens_per_s)
-    kwargs = {"generate_kwargs": {"min_new_tokens": n_tokens, "max_new_tokens": n_tokens}}
+    kwargs = {"generate_kwargs": {"min_new_tokens": n_tokens, "max_new_tokens": n_tokens,
+                                  "num_beams": beams, "do_sample": False}}
     asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips[:2]], **kwargs)  # warm-up
     sync()
+    ran.clear()
     t0 = time.perf_counter()
     out = asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips], **kwargs)
     sync()
     wall = time.perf_counter() - t0
     audio_s = sum(len(a) for a in clips) / SAMPLE_RATE
-    return {"recipe": f"transformers pipeline fp16 batch {batch}", "audio_s": round(audio_s, 1),
+    mode = f"beam {beams}" if beams > 1 else "greedy"
+    return {"recipe": f"transformers pipeline fp16 batch {batch} {mode}", "shape": shape,
+            "mode": mode, "batch": batch, "generation_methods_ran": ran,
+            "ran_as_asked": set(ran) == {"_beam_search" if beams > 1 else "_sample"},
+            "audio_s": round(audio_s, 1), "clips": len(clips),
             "wall_s": round(wall, 2), "audio_s_per_s": round(audio_s / wall, 1),
-            "outputs": len(out), "new_tokens_per_chunk": n_tokens}
+            "outputs": len(out), "new_tokens_per_chunk": n_tokens,
+            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if torch.cuda.is_available() else 0}
 
 
 def sync() -> None:
@@ -272,17 +301,34 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def table(results: list[dict]) -> str:
+    """One line per run, and each engine run's ratio to the peer of the same shape and mode."""
+    runs = [r for r in results if "recipe" in r]
+    peers = {(r["shape"], r["mode"], r["batch"]): r["audio_s_per_s"] for r in runs
+             if r["recipe"].startswith("transformers")}
+    lines = [f"{'shape':<15} {'recipe':<58} {'mode':<7} {'audio-s/s':>9} {'steady':>8} "
+             f"{'no-speech':>9}  vs peer (same mode) at its batches"]
+    for r in runs:
+        ratios = ", ".join(f"{r['audio_s_per_s'] / v:.1f}x (b{b})" for (sh, m, b), v in sorted(peers.items())
+                           if sh == r["shape"] and m == r["mode"] and r["recipe"].startswith("torch"))
+        lines.append(f"{r['shape']:<15} {r['recipe']:<58} {r['mode']:<7} {r['audio_s_per_s']:>9} "
+                     f"{r.get('second_pass_audio_s_per_s', ''):>8} {r.get('n_no_speech', ''):>9}  {ratios}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json"))
     p.add_argument("--clips", type=int, default=240)
     p.add_argument("--tokens-per-s", type=float, default=3.0)
-    p.add_argument("--batches", default="192,192/fp8",
-                   help="torch engine runs: BATCH[/fp8][/packed][/serial][/eager][/beamN]: fp8 "
+    p.add_argument("--batches", default="256/fp8,256/fp8/beam5",
+                   help="torch engine runs: BATCH[/fp8][/packed][/serial][/eager][/beamN][/turbo]: fp8 "
                         "cross-attention K/V, chunks packed into shared windows, no encoder/decoder "
-                        "overlap, encoder not compiled, beam search of width N (BATCH rows)")
+                        "overlap, encoder not compiled, beam search of width N (BATCH rows), "
+                        "large-v3-turbo's shape")
     p.add_argument("--profile", action="store_true", help="profile a decoder step (GPU only)")
-    p.add_argument("--peer-batch", type=int, default=24)
+    p.add_argument("--peer", default="24/greedy,128/greedy,24/beam5",
+                   help="peer runs: BATCH/greedy or BATCH/beamN[/turbo] (large-v3 unless /turbo)")
     p.add_argument("--peer-clips", type=int, help="the peer transcribes only the day's first N clips "
                    "(its rate is flat in day size; a long day would take it too long)")
     p.add_argument("--no-peer", action="store_true")
@@ -290,32 +336,42 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dims = TINY if args.tiny else LARGE_V3
     import transformers
     env = {"device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
            "torch": torch.__version__, "transformers": transformers.__version__,
-           "python": platform.python_version(), "dims": asdict(dims), "clips": args.clips,
+           "python": platform.python_version(), "clips": args.clips,
            "tokens_per_s": args.tokens_per_s, "argv": sys.argv}
     print(json.dumps(env), flush=True)
     clips = synthetic_day(args.clips)
     results: list[dict] = []
 
+    def shape_of(flags: list[str]) -> str:
+        return "tiny" if args.tiny else "large-v3-turbo" if "turbo" in flags else "large-v3"
+
     def engine_run(spec: str) -> dict:
         batch, *rest = spec.split("/")
-        return run_torch_engine(clips, dims, args.tokenizer, int(batch), args.tokens_per_s, device,
+        shape = shape_of(rest)
+        return run_torch_engine(clips, SHAPES[shape], args.tokenizer, int(batch), args.tokens_per_s, device,
                                 fp8="fp8" in rest, packed="packed" in rest, overlap="serial" not in rest,
                                 compiled="eager" not in rest,
-                                beam=next((int(r[4:]) for r in rest if r.startswith("beam")), 1))
-    steps = [lambda spec=spec: engine_run(spec) for spec in args.batches.split(",")]
+                                beam=next((int(r[4:]) for r in rest if r.startswith("beam")), 1),
+                                shape=shape)
+
+    def peer_run(spec: str) -> dict:
+        batch, *rest = spec.split("/")
+        shape = shape_of(rest)
+        return run_peer(clips[:args.peer_clips], SHAPES[shape], args.tokenizer, int(batch),
+                        args.tokens_per_s, device,
+                        beams=next((int(r[4:]) for r in rest if r.startswith("beam")), 1), shape=shape)
+    steps = [lambda spec=spec: engine_run(spec) for spec in filter(None, args.batches.split(","))]
     if device == "cuda":
-        steps.insert(0, lambda: check_graphs(clips, dims, args.tokenizer))
+        steps.insert(0, lambda: check_graphs(clips, SHAPES[shape_of([])], args.tokenizer))
         steps.insert(0, gpu_health)
         if args.profile:
-            steps.insert(1, lambda: profile_decoder(dims, args.tokenizer, max(
+            steps.insert(1, lambda: profile_decoder(SHAPES[shape_of([])], args.tokenizer, max(
                 int(s.split("/")[0]) for s in args.batches.split(","))))
     if not args.no_peer:
-        steps.append(lambda: run_peer(clips[:args.peer_clips], dims, args.tokenizer, args.peer_batch,
-                                      args.tokens_per_s, device))
+        steps += [lambda spec=spec: peer_run(spec) for spec in filter(None, args.peer.split(","))]
     for step in steps:
         try:            # one failing recipe must not cost the others' numbers (device time is scarce)
             got = step()
@@ -324,21 +380,14 @@ def main() -> None:
                 print(json.dumps(got), flush=True)
         except Exception:
             traceback.print_exc()
+            results.append({"error": traceback.format_exc(limit=3)[-1500:]})
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-    runs = [r for r in results if "recipe" in r]
-    ours = [r["audio_s_per_s"] for r in runs if r["recipe"].startswith("torch")]
-    peer = [r["audio_s_per_s"] for r in runs if r["recipe"].startswith("transformers")]
-    if ours and peer:
-        print(f"speed-up of the best torch-engine run over the peer: {max(ours) / peer[0]:.1f}x")
-    for r in runs:
-        steady = r.get("second_pass_audio_s_per_s", "")
-        print(f"{r['recipe']:<40} {r['audio_s']:>8} audio-s {r['wall_s']:>8} s "
-              f"{r['audio_s_per_s']:>8} audio-s/s (first pass) {steady:>8} (steady)")
-    if args.json:
-        args.json.write_text(json.dumps({"env": env, "results": results}, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps({"env": env, "results": results}, indent=1))
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hpc" / "src"))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
 
 from espeak_clips import corpus  # noqa: E402
 
@@ -26,7 +27,7 @@ from engines.base import DecodedClip, EngineOptions, load_engine  # noqa: E402
 from engines.torch_decode import DecodeOptions  # noqa: E402
 from engines.torch_engine import TorchWhisperEngine  # noqa: E402
 from engines.torch_pack import Packing  # noqa: E402
-from wer import corpus_wer  # noqa: E402
+from wer_score import corpus_wer  # noqa: E402
 
 
 TORCH_VARIANTS = {   # chunks packed into shared windows, float8 cross K/V (the CUDA default)

@@ -124,7 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="beam width, 1 = greedy (default: WhisperX 5, torch 1)")
     p.add_argument("--max-clip-seconds", type=float, default=3 * 3600)
     p.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
-                   help="FFmpeg decode threads (default: half the CPUs granted)")
+                   help="decode workers: processes with PyAV, else FFmpeg threads "
+                        "(default: half the CPUs granted)")
     p.add_argument("--progress-interval", type=float, default=30.0)
     return p.parse_args(argv)
 

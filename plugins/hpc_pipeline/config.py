@@ -28,12 +28,18 @@ class SlurmResources:
     extra_args: tuple[str, ...] = ()  # any other sbatch flags, one per item
 
 
+CPU_CORES_PER_GPU_SHARD = 8
+
+
 def _default_resources() -> dict[str, SlurmResources]:
     return {
         "master": SlurmResources(partition="cpu", time="00:15:00", mem="1G"),
         "transfer": SlurmResources(partition="cpu", time="02:00:00", mem="1G"),
-        "audio": SlurmResources(partition="gpu", time="04:00:00", mem="4G", cpus_per_task=2,
-                                gres="gpu:1", array_parallelism=4),
+        # One GPU and the cores that keep it fed: decoding compressed clips in-process needs
+        # CPU_CORES_PER_GPU_SHARD cores for the engine's rate (bench/bench_shard_e2e.py)
+        "audio": SlurmResources(partition="gpu", time="04:00:00", mem="32G",
+                                cpus_per_task=CPU_CORES_PER_GPU_SHARD, gres="gpu:1",
+                                array_parallelism=4),
     }
 
 
@@ -91,13 +97,14 @@ class PipelineConfig:
     globus_dest_root: str = ""               # staging_root as the destination collection sees it
     transfer_deadline_hours: int = 12
     readiness: Readiness = field(default_factory=Readiness)  # wait for late data before planning
-    # Transcription.
-    engine: str = "whisperx"                 # whisperx | torch
+    # Transcription. The defaults are what a GPU site runs (one H200 or H100 per shard); the
+    # demo/test site (config/local.json) overrides them with tiny.en on CPU through WhisperX.
+    engine: str = "torch"                    # torch (GPU, batched across clips) | whisperx
     models_dir: str = "/opt/hpc-models"
-    model_name: str = "faster-whisper-tiny.en"  # a directory under models_dir
-    language: str = "en"                     # "" = detect per clip
-    compute_type: str = "int8"
-    batch_size: int = 16
+    model_name: str = "faster-whisper-large-v3"  # a dir under models_dir: CTranslate2 or Hugging Face
+    language: str = ""                       # "" = detect per clip; "en" = English only
+    compute_type: str = "bfloat16"           # torch: bfloat16 | float16 | float32; whisperx: int8 | ...
+    batch_size: int = 256                    # decoder rows per batch (torch: 256 fits 80 GB)
     beam_size: int | None = None             # 1 = greedy; None = engine default (whisperx 5, torch 1)
     max_clip_seconds: int = 600
     shard_size: int = 50

@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from hpc_pipeline.day import parse_day
 from sample_clips import BAD_CLIPS
-from wer import corpus_wer
+from wer_score import corpus_wer
 
 # tiny.en on espeak-ng speech measured 2–6 % corpus WER here (see tests/hpc); 15 % leaves
 # room for voice/codec variation while still catching a broken decode path (≥ 50 %).

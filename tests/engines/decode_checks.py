@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hpc" / "src"))
 sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration  # noqa: E402
@@ -38,12 +39,29 @@ CT2_MODEL = "faster-whisper-tiny.en"
 BEAM = 5
 
 
-def speech(tmp: Path) -> tuple[list, Layout]:
-    """Four synthesized clips, decoded by FFmpeg, cut by the VAD; one row per chunk."""
+def speech(tmp: Path) -> tuple[list, list[np.ndarray]]:
+    """Four synthesized clips, decoded by FFmpeg, and their chunks as the VAD cuts them."""
     expected = sample_clips.make_day(tmp, "day", clips=4, bad=False, sentences_per_clip=2)
     clips = [decode(tmp / "day" / name, name, 600) for name in sorted(expected)]
-    pieces = [c.audio[s:e] for c in clips for s, e in chunk(c.audio)]
-    return clips, pack(pieces, Packing())
+    return clips, [c.audio[s:e] for c in clips for s, e in chunk(c.audio)]
+
+
+def no_speech_verdicts(model: WhisperTorch, vocab, pieces: list[np.ndarray]) -> dict:
+    """The same chunks (speech, then faint hiss and a hum) judged by greedy and by beam
+    search, as the engine does (``transcribe``): no-speech probability and verdict each."""
+    rng = np.random.default_rng(1)
+    t = np.arange(8 * 16_000) / 16_000
+    quiet = [rng.normal(0, 0.003, t.size).astype(np.float32),
+             (0.02 * np.sin(2 * np.pi * 60 * t)).astype(np.float32)]
+    layout = pack(pieces + quiet, Packing())
+    rows = len(layout.spans) * BEAM
+    out = {"speech_chunks": len(pieces)}
+    for name, beam in (("greedy", 1), ("beam", BEAM)):
+        options = DecodeOptions(beam_size=beam)
+        decoded = BatchDecoder(model, vocab, rows, "en", options).transcribe(layout)
+        out[f"no_speech_prob_{name}"] = [d.no_speech_prob for d in decoded]
+        out[f"silent_{name}"] = [d.silent(options) for d in decoded]
+    return out
 
 
 def save_hf(dims: Dims, state_dict: dict, out: Path) -> WhisperForConditionalGeneration:
@@ -105,11 +123,13 @@ def main() -> None:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        clips, layout = speech(tmp)
+        clips, pieces = speech(tmp)
+        layout = pack(pieces, Packing())
         dims, sd, vocab = load_checkpoint(MODELS_DIR / CT2_MODEL)
         model = WhisperTorch(dims)
         model.load_hf_state_dict(sd)
         model.eval()
+        out.update(no_speech_verdicts(model, vocab, pieces))
         rows = len(layout.spans)
         greedy = BatchDecoder(model, vocab, rows * BEAM, "en").decode(layout)
         beam1 = BatchDecoder(model, vocab, rows, "en", DecodeOptions(beam_size=1)).decode_beam(layout)

@@ -112,7 +112,7 @@ def padded_rows() -> dict:
     fresh = BatchDecoder(model, vocab, 8, "en", options, cuda_graphs=False)
     want = [d.tokens for d in fresh.decode(small, fixed_tokens=[30, 30, 30])]
     used = BatchDecoder(model, vocab, 8, "en", options, cuda_graphs=False)
-    used._logits = lambda n: used.state.step(8)[:n]            # what a graph of 8 rows computes
+    used.logits = lambda n: used.state.step(8)[:n]            # what a graph of 8 rows computes
     used.decode(big, fixed_tokens=[40, 2, 4, 6, 8, 10, 12, 14])   # row 0 (slot 0) lasts
     got = [d.tokens for d in used.decode(small, fixed_tokens=[30, 30, 30])]
     st = used.state

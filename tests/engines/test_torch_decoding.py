@@ -28,6 +28,17 @@ def test_beam_search(checks: dict) -> None:
     assert checks["beam_fixed_lengths"] == checks["beam_fixed_wanted"]   # bench_gpu_throughput
 
 
+def test_one_no_speech_rule_for_greedy_and_beam(checks: dict) -> None:
+    """Both searches start from one prompt phase, so a chunk's no-speech probability is the
+    same, and the rule reads the same greedy likelihood, so the verdict is the same: speech
+    kept, hiss and hum rejected, whichever search the site configures."""
+    n = checks["speech_chunks"]
+    assert checks["no_speech_prob_beam"] == pytest.approx(checks["no_speech_prob_greedy"], abs=1e-4)
+    assert checks["silent_beam"] == checks["silent_greedy"]
+    assert not any(checks["silent_greedy"][:n])
+    assert all(checks["silent_greedy"][n:])
+
+
 def test_hugging_face_dir_is_the_same_model(checks: dict) -> None:
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(checks["hf_files"])
     assert checks["hf_dims_equal"] and checks["hf_suppress_equal"]

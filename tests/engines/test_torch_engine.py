@@ -13,7 +13,7 @@ import sample_clips
 from pipeline_contract import Clip, ClipResult, Manifest, Shard, ShardSummary, iter_result_lines
 from tests.conftest import REPO
 from tests.hpc.slurm_jobs import HPC_PYTHON, MODEL, MODELS_DIR
-from wer import corpus_wer
+from wer_score import corpus_wer
 
 DATE = "2024-03-01"
 # Measured here (sample_clips' 6 speech clips of Harvard sentences, CPU float32, greedy):

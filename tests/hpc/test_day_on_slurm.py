@@ -25,7 +25,7 @@ from pipeline_contract import (ClipResult, Manifest, Request, ShardSummary, Tran
 from source_listing import list_local
 from tests.hpc.clips import BROKEN, SPEECH, make_day
 from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, job_states, wait_job
-from wer import corpus_wer, wer
+from wer_score import corpus_wer, wer
 
 DATE = "2026-11-20"
 SHARD_SIZE = 8

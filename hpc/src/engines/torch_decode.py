@@ -1,4 +1,5 @@
-"""Batched greedy decoding of 30 s windows, with Whisper's fallback and guards.
+"""Batched decoding of 30 s windows (greedy, sampling; beam search in ``torch_beam``), with
+Whisper's fallback and guards.
 
 Rows of one batch decode in lock step against static K/V buffers; each row reads its own span
 of an encoded window (``torch_pack``). On CUDA every step replays a captured CUDA graph for a
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import zlib
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engines.torch_beam import beam_search
 from engines.torch_checkpoint import Vocab
 from engines.torch_model import DecodeState, WhisperTorch
 from engines.torch_pack import WINDOW_SAMPLES, Layout
@@ -44,6 +46,15 @@ class Encoded:
 
 
 @dataclass
+class Prompted:
+    """What the prompt phase decided per chunk, and the logits of the first text token's step
+    (one row per beam)."""
+    no_speech: torch.Tensor     # (chunks,) probability of <|nospeech|> at the first position
+    language: torch.Tensor      # (chunks,) language token ids; -1 for an English-only model
+    logits: torch.Tensor        # (rows, vocab)
+
+
+@dataclass
 class Decoded:
     text: str
     tokens: list[int]
@@ -52,9 +63,14 @@ class Decoded:
     compression_ratio: float
     language: str
     temperature: float
+    greedy_logprob: float | None = None     # beam search: the greedy decode's avg_logprob
 
     def silent(self, o: DecodeOptions) -> bool:
-        return self.no_speech_prob > o.no_speech_threshold and self.avg_logprob < o.logprob_threshold
+        """Whisper's no-speech rule: a likely <|nospeech|> at the first position and an
+        unlikely temperature-0 text. Under beam search the text's likelihood read is the greedy
+        decode's (always computed too), so greedy and beam judge a chunk alike."""
+        logprob = self.avg_logprob if self.greedy_logprob is None else self.greedy_logprob
+        return self.no_speech_prob > o.no_speech_threshold and logprob < o.logprob_threshold
 
     def needs_fallback(self, o: DecodeOptions) -> bool:
         return not self.silent(o) and (self.compression_ratio > o.compression_ratio_threshold
@@ -127,13 +143,6 @@ class BatchDecoder:
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()
 
-    def _logits(self, n: int) -> torch.Tensor:
-        if not self.graphs:
-            return self.state.step(n)
-        graph, out = self.graphs[next(b for b in self.row_buckets if b >= n)]
-        graph.replay()
-        return out[:n]
-
     @torch.inference_mode()
     def encode(self, windows: list[np.ndarray]) -> Encoded:
         """Log-mel + encoder for ``windows``. On CUDA it is queued on a low-priority side
@@ -167,63 +176,90 @@ class BatchDecoder:
             self.state.set_cross(first, out)
             first += len(out)
 
+    def logits(self, n: int) -> torch.Tensor:
+        """One decoder step for live rows ``[:n]`` (a graph replay on CUDA); float32 logits
+        valid until the next step."""
+        if not self.graphs:
+            return self.state.step(n)
+        graph, out = self.graphs[next(b for b in self.row_buckets if b >= n)]
+        graph.replay()
+        return out[:n]
+
+    def prompt_phase(self, layout: Layout, encoded: Encoded | None, per_chunk: int) -> Prompted:
+        """The start every search shares: each chunk of ``layout`` on ``per_chunk`` rows (a
+        beam's rows are one hypothesis until it speaks), the prompt fed through, and what
+        Whisper decides before any text: the no-speech probability at the start-of-transcript
+        position and the language (when detected), both from each chunk's first row. Greedy
+        and beam search begin here, so a chunk's no-speech probability and language are the
+        same whichever search follows."""
+        n, lp, st = len(layout.spans), len(self.prompt), self.state
+        self._load_cross(encoded or self.encode(layout.windows))
+        rows = n * per_chunk
+        st.start([astuple(sp) for sp in layout.spans for _ in range(per_chunk)], self.prompt[0])
+        language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1,
+                              device=self.device)
+        no_speech = torch.zeros(n, device=self.device)
+        for step in range(lp):
+            logits = self.logits(rows)
+            if step == 0:
+                no_speech = logits[::per_chunk].softmax(-1)[:, self.vocab.no_speech]
+            if step == lp - 1:
+                break
+            nxt = torch.full((rows,), self.prompt[step + 1], device=self.device)
+            if step == 0 and self.detect_language:
+                language = self.lang_ids[logits[::per_chunk, self.lang_ids].argmax(-1)]
+                nxt = language.repeat_interleave(per_chunk)
+            st.tokens[:rows], st.positions[:rows] = nxt, step + 1
+        return Prompted(no_speech, language, logits)
+
+    def fixed_lengths(self, fixed_tokens: list[int]) -> torch.Tensor:
+        """Benchmark decode lengths, capped to the room a row has."""
+        return torch.tensor([min(f, self.max_new - 1) for f in fixed_tokens], device=self.device)
+
     @torch.inference_mode()
     def decode(self, layout: Layout, temperature: float = 0.0,
                fixed_tokens: list[int] | None = None, encoded: Encoded | None = None
                ) -> list[Decoded]:
-        """Decode the rows of ``layout`` (<= max_batch) at one temperature.
+        """Decode the rows of ``layout`` (<= max_batch) at one temperature: greedy at 0,
+        sampling above.
 
         ``encoded``: ``encode(layout.windows)``, if already queued. ``fixed_tokens`` forces each
         row to exactly that many text tokens (end-of-text suppressed before, forced after):
         for benchmarks with random weights only.
         """
         n = len(layout.spans)
-        self._load_cross(encoded or self.encode(layout.windows))
-        dev, lp, st = self.device, len(self.prompt), self.state
-        prompt = torch.tensor(self.prompt, device=dev)
+        prompted = self.prompt_phase(layout, encoded, 1)
+        dev, lp, st, eot = self.device, len(self.prompt), self.state, self.vocab.eot
         max_tok = torch.full((n,), self.max_new - 1, device=dev)
         min_tok = torch.zeros(n, dtype=torch.long, device=dev)
         if fixed_tokens is not None:
-            max_tok = torch.tensor([min(f, self.max_new - 1) for f in fixed_tokens], device=dev)
+            max_tok = self.fixed_lengths(fixed_tokens)
             min_tok = max_tok.clone()
-        out_tokens = torch.full((n, self.max_new), self.vocab.eot, device=dev)
+        out_tokens = torch.full((n, self.max_new), eot, device=dev)
         sum_lp = torch.zeros(n, device=dev)
         n_text = torch.zeros(n, dtype=torch.long, device=dev)
-        no_speech = torch.zeros(n, device=dev)
-        language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1, device=dev)
         row = torch.arange(n, device=dev)         # live row -> row of the layout
         done = torch.zeros(n, dtype=torch.bool, device=dev)
-        st.start([astuple(sp) for sp in layout.spans], self.prompt[0])
-        live = n
-        for step in range(lp + self.max_new - 1):
-            logits = self._logits(live)
-            if step == 0:
-                no_speech[row] = logits.softmax(-1)[:, self.vocab.no_speech]
-            if step < lp - 1:
-                nxt = prompt[step + 1].expand(live).clone()
-                if step == 0 and self.detect_language:
-                    nxt = self.lang_ids[logits[:, self.lang_ids].argmax(-1)]
-                    language[row] = nxt
+        live, logits = n, prompted.logits
+        for g in range(self.max_new):
+            if g:
+                logits = self.logits(live)
+            logits = logits + (self.begin_bias if g == 0 else self.bias)
+            logits[:, eot] = torch.where(g < min_tok[row], -torch.inf, logits[:, eot])
+            logprobs = F.log_softmax(logits, dim=-1)
+            if temperature > 0:
+                nxt = torch.multinomial((logits / temperature).softmax(-1), 1)[:, 0]
             else:
-                g = step - (lp - 1)
-                logits = logits + (self.begin_bias if g == 0 else self.bias)
-                logits[:, self.vocab.eot] = torch.where(g < min_tok[row], -torch.inf,
-                                                        logits[:, self.vocab.eot])
-                logprobs = F.log_softmax(logits, dim=-1)
-                if temperature > 0:
-                    nxt = torch.multinomial((logits / temperature).softmax(-1), 1)[:, 0]
-                else:
-                    nxt = logits.argmax(-1)
-                nxt = torch.where(g >= max_tok[row], self.vocab.eot, nxt)
-                alive = ~done
-                sum_lp[row] += torch.where(alive, logprobs.gather(1, nxt[:, None])[:, 0], 0.0)
-                is_text = alive & (nxt != self.vocab.eot)
-                out_tokens[row, g] = torch.where(is_text, nxt, self.vocab.eot)
-                n_text[row] += is_text.long()
-                done = done | (nxt == self.vocab.eot)
-            st.tokens[:live] = nxt
-            st.positions[:live] = step + 1
-            if step >= lp - 1 and step % 4 == 0:
+                nxt = logits.argmax(-1)
+            nxt = torch.where(g >= max_tok[row], eot, nxt)
+            alive = ~done
+            sum_lp[row] += torch.where(alive, logprobs.gather(1, nxt[:, None])[:, 0], 0.0)
+            is_text = alive & (nxt != eot)
+            out_tokens[row, g] = torch.where(is_text, nxt, eot)
+            n_text[row] += is_text.long()
+            done = done | (nxt == eot)
+            st.tokens[:live], st.positions[:live] = nxt, lp + g
+            if g % 4 == 0:
                 keep = torch.nonzero(~done)[:, 0]
                 left = keep.numel()
                 if left == 0:
@@ -231,105 +267,22 @@ class BatchDecoder:
                 if left < live:
                     st.keep(keep)
                     row, done, live = row[keep], done[keep], left
-        return self._results(out_tokens, sum_lp, n_text, no_speech, language, temperature)
-
-    def _results(self, out_tokens: torch.Tensor, sum_lp: torch.Tensor, n_text: torch.Tensor,
-                 no_speech: torch.Tensor, language: torch.Tensor, temperature: float) -> list[Decoded]:
-        return [self._decoded(toks[:k], s, ns, lang, temperature)
+        return [self.decoded(toks[:k], s, ns, lang, temperature)
                 for toks, s, k, ns, lang in zip(out_tokens.tolist(), sum_lp.tolist(), n_text.tolist(),
-                                                no_speech.tolist(), language.tolist())]
+                                                prompted.no_speech.tolist(), prompted.language.tolist())]
 
-    def _decoded(self, tokens: list[int], sum_lp: float, no_speech: float, language: int,
-                 temperature: float) -> Decoded:
+    def decoded(self, tokens: list[int], sum_lp: float, no_speech: float, language: int,
+                temperature: float) -> Decoded:
         """A row's outcome; ``sum_lp`` includes the end-of-text token (Whisper's average)."""
         text = self.vocab.decode(tokens).strip()
         return Decoded(text=text, tokens=tokens, avg_logprob=sum_lp / (len(tokens) + 1),
                        no_speech_prob=no_speech, compression_ratio=compression_ratio(text),
                        language=self.lang_names.get(language, "en"), temperature=temperature)
 
-    @torch.inference_mode()
     def decode_beam(self, layout: Layout, encoded: Encoded | None = None,
                     fixed_tokens: list[int] | None = None) -> list[Decoded]:
-        """Beam search at temperature 0 for the rows of ``layout`` (<= ``max_chunks``);
-        ``fixed_tokens`` as in ``decode`` (every beam of a chunk ends at that length).
-
-        Why rows, not a batch dimension: each chunk decodes on ``beam_size`` rows that read its
-        window's one cross K/V (the span kernel takes any window per row), so beams add rows
-        (decoder steps, self-attention caches) but never copies of cross K/V. After each step
-        the ``beam_size`` best continuations of a chunk take over its rows; a row continuing
-        another row's hypothesis takes a copy of that row's self-attention cache. The search
-        rules are CTranslate2's (so faster-whisper's, WhisperX's), not openai-whisper's: a
-        continuation ending in end-of-text is kept as a hypothesis and its row goes dead, and a
-        chunk stops when its *best* continuation ends (openai-whisper stops once ``beam_size``
-        hypotheses ended, so short ones end the search early); the hypothesis with the best
-        average log-probability per token wins.
-        """
-        b, n = self.options.beam_size, len(layout.spans)
-        self._load_cross(encoded or self.encode(layout.windows))
-        dev, lp, st = self.device, len(self.prompt), self.state
-        v, eot = self.model.dims.vocab_size, self.vocab.eot
-        st.start([astuple(sp) for sp in layout.spans for _ in range(b)], self.prompt[0])
-        chunk = torch.arange(n, device=dev).repeat_interleave(b)        # live row -> chunk
-        score = torch.full((n, b), -torch.inf, device=dev)               # per live chunk, beam
-        score[:, 0] = 0.0                        # the beams of a chunk are one until it speaks
-        hist = torch.full((n * b, self.max_new), eot, device=dev)       # live row's text tokens
-        ended: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
-        no_speech = torch.zeros(n, device=dev)
-        language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1, device=dev)
-        prompt = torch.tensor(self.prompt, device=dev)
-        fixed = None if fixed_tokens is None else torch.tensor(
-            [min(f, self.max_new - 1) for f in fixed_tokens], device=dev)
-        for step in range(lp + self.max_new - 1):
-            live = chunk.numel()
-            logits = self._logits(live)
-            if step == 0:
-                no_speech[:] = logits[::b].softmax(-1)[:, self.vocab.no_speech]
-            if step < lp - 1:
-                nxt = prompt[step + 1].expand(live).clone()
-                if step == 0 and self.detect_language:
-                    language[:] = self.lang_ids[logits[::b, self.lang_ids].argmax(-1)]
-                    nxt = language.repeat_interleave(b)
-                st.tokens[:live], st.positions[:live] = nxt, step + 1
-                continue
-            g, m = step - (lp - 1), live // b
-            logprobs = F.log_softmax(logits + (self.begin_bias if g == 0 else self.bias), dim=-1)
-            if fixed is not None:               # end-of-text before the length: never; at it: only
-                at = (g >= fixed[chunk])[:, None]
-                logprobs = torch.where(at == (torch.arange(v, device=dev) == eot), logprobs, -torch.inf)
-            ids = chunk[::b].tolist()
-            if g == self.max_new - 1:           # out of room: every live beam ends here
-                final = (score + logprobs[:, eot].view(m, b)).tolist()
-                for ci, c in enumerate(ids):
-                    ended[c] += [(s, hist[ci * b + k, :g].tolist())
-                                 for k, s in enumerate(final[ci]) if s > -torch.inf]
-                break
-            top, index = (score[:, :, None] + logprobs.view(m, b, v)).view(m, b * v).topk(b, dim=1)
-            parent, tok = index // v, index % v
-            rows = (torch.arange(m, device=dev)[:, None] * b + parent).view(-1)
-            ends = (tok == eot) & top.isfinite()
-            for ci, k in torch.nonzero(ends).tolist():
-                ended[ids[ci]].append((top[ci, k].item(), hist[rows[ci * b + k], :g].tolist()))
-            score, hist = top.masked_fill(tok == eot, -torch.inf), hist[rows]
-            hist[:, g] = tok.view(-1)
-            src, dst = st.slot[:live][rows], st.slot[:live]
-            moved = src != dst
-            if moved.any():                     # positions [0, step] of the parent's cache
-                src, dst = src[moved], dst[moved]
-                st.self_k[:, dst, :, :step + 1] = st.self_k[:, src, :, :step + 1]
-                st.self_v[:, dst, :, :step + 1] = st.self_v[:, src, :, :step + 1]
-            st.tokens[:live], st.positions[:live] = tok.view(-1), step + 1
-            open_ = ~ends[:, 0]                 # a chunk is done when its best continuation ended
-            if not open_.all():
-                if not open_.any():
-                    break
-                stay = torch.nonzero(open_.repeat_interleave(b))[:, 0]
-                st.keep(stay)
-                chunk, hist, score = chunk[stay], hist[stay], score[open_]
-        results = []
-        for c, (ns, lang) in enumerate(zip(no_speech.tolist(), language.tolist())):
-            s, tokens = max(ended[c], key=lambda e: e[0] / (len(e[1]) + 1))
-            results.append(self._decoded(tokens, s, ns, lang, 0.0))
-        return results
+        """Beam search (``torch_beam``) of ``options.beam_size`` for the rows of ``layout``."""
+        return beam_search(self, layout, encoded, fixed_tokens)
 
     def transcribe(self, layout: Layout, fixed_tokens: list[int] | None = None,
                    encoded: Encoded | None = None) -> list[Decoded]:
@@ -349,7 +302,8 @@ class BatchDecoder:
             # first word that skips a sentence) and lose the greedy path; keep greedy's text
             # when it is the likelier per token (tiny.en, 24 clips: WER 8.64 % -> 8.11 %).
             greedy = self.decode(layout, 0.0, fixed_tokens, encoded)
-            best = [g if g.avg_logprob > b.avg_logprob else b for b, g in zip(beamed, greedy)]
+            best = [replace(g if g.avg_logprob > b.avg_logprob else b, greedy_logprob=g.avg_logprob)
+                    for b, g in zip(beamed, greedy)]
         else:
             best = self.decode(layout, o.temperatures[0], fixed_tokens, encoded)
         todo = [i for i, d in enumerate(best) if d.needs_fallback(o)]

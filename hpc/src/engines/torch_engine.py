@@ -118,7 +118,9 @@ class TorchWhisperEngine(TranscriptionEngine):
                     for i, (s, e) in enumerate(c.chunks)
                     if not (d := c.decoded[i]).silent(o) and d.text]
         if not segments:
-            return NoSpeech("no speech: the no-speech guard rejected every chunk")
+            silent = sum(d.silent(o) for d in c.decoded.values())
+            return NoSpeech(f"no speech: of {len(c.chunks)} chunks the no-speech rule rejected "
+                            f"{silent}, the rest decoded to no text")
         return Transcript(text=" ".join(s["text"] for s in segments),
                           language=c.decoded[0].language, segments=segments, alignment=ALIGNMENT,
                           timings={"transcribe_s": round(c.transcribe_s, 3)})
