@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
@@ -116,6 +116,24 @@ class ResultsDbHook(PostgresHook):
                              FROM audio_days WHERE day = %s""", (day,))
             row = cur.fetchone()
             return dict(zip([col.name for col in cur.description], row)) if row else None
+
+    # -- one run per day -------------------------------------------------------------------
+    def claim_day(self, day: str, run_id: str, run_active: Callable[[str], bool]) -> str | None:
+        """Claim ``day`` for ``run_id``; return the run holding it instead when that run is
+        still active (``run_active``). Row-locked, so two runs claiming at once serialise."""
+        with self.get_conn() as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO day_claims (day, dag_run_id) VALUES (%s, %s) "
+                        "ON CONFLICT (day) DO NOTHING", (day, run_id))
+            cur.execute("SELECT dag_run_id FROM day_claims WHERE day = %s FOR UPDATE", (day,))
+            (holder,) = cur.fetchone()
+            if holder != run_id:
+                if run_active(holder):
+                    conn.rollback()
+                    return holder
+                cur.execute("UPDATE day_claims SET dag_run_id = %s, claimed_at = now() "
+                            "WHERE day = %s", (run_id, day))
+            conn.commit()
+        return None
 
     # -- the load --------------------------------------------------------------------------
     def record_day(self, load: DayLoad) -> dict[str, Any]:
