@@ -179,13 +179,17 @@ def record_results(ssh: SlurmHook, db: ResultsDbHook, ctx: DayContext,
                    step_job_ids: dict[str, list[str]]) -> dict[str, Any]:
     """Load the day into PostgreSQL (one transaction) and log the day's summary.
 
-    Skipped when the master job left no plan for this run: there is nothing to record, and
-    an empty day must not be reported as complete.
+    Skipped when the master job left no plan for this run (nothing to record: an empty day
+    must not be reported as complete), or the plan on staging is another run's (a run
+    refused by ``claim_day``: the run holding the day records it).
     """
     manifest_path = posixpath.join(ctx.day_dir, "manifest.json")
     if not ssh.exists(manifest_path):
         raise AirflowSkipException(f"no plan at {manifest_path}: the master job did not run")
     manifest = Manifest.from_json(ssh.read_text(manifest_path))
+    if manifest.plan_id != ctx.plan_id:
+        raise AirflowSkipException(f"the plan at {manifest_path} is run {manifest.plan_id}'s, not "
+                                   f"this run's ({ctx.plan_id}): that run records the day")
     summary = db.record_day(DayLoad(day=ctx.day, plan_id=ctx.plan_id, dag_run_id=ctx.run_id,
                                     manifest=manifest, results=read_results(ssh, ctx),
                                     jobs=job_records(ssh, step_job_ids)))

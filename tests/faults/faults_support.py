@@ -43,7 +43,10 @@ def write_config(path: Path, tag: str, **overrides: Any) -> Path:
     config = json.loads((REPO / "config" / "local.json").read_text())
     config.update(source_root=str(SOURCE_ROOT), remote_root=f"audio-pipeline-test/faults-{tag}",
                   staging_root=f"audio-pipeline-test/faults-{tag}/staging",
-                  job_prefix=f"f{tag}", retries=0, schedule=None, shard_size=10)
+                  job_prefix=f"f{tag}", retries=0, schedule=None, shard_size=10,
+                  poll_interval_s=1, max_poll_interval_s=3)
+    # One CPU per shard: the bed's 2 CPUs are shared with other jobs.
+    config["resources"]["audio"].update(cpus_per_task=1, mem="2G")
     for key, value in overrides.items():
         if key == "resources":
             for step, res in value.items():
@@ -69,14 +72,18 @@ class DayRun:
     state: str
     tasks: dict[str, str]
     run_id: str
+    tries: dict[str, int]
 
 
-def run_day(dag_module: ModuleType, **conf: Any) -> DayRun:
-    """One run of the day (``date`` defaults to DAY) under the fixed logical date."""
-    dag_run = dag_module.dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE,
+def run_day(dag_module: ModuleType, logical_date: dt.datetime = LOGICAL_DATE,
+            **conf: Any) -> DayRun:
+    """One run of the day (``date`` defaults to DAY); the same ``logical_date`` is the
+    same run again (a retry), another one a new run of the day (a new plan)."""
+    dag_run = dag_module.dag.test(logical_date=logical_date, run_after=logical_date,
                                   run_conf={"date": DAY, **conf})
-    return DayRun(dag_run.state, {ti.task_id: ti.state for ti in dag_run.get_task_instances()},
-                  dag_run.run_id)
+    tis = dag_run.get_task_instances()
+    return DayRun(dag_run.state, {ti.task_id: ti.state for ti in tis}, dag_run.run_id,
+                  {ti.task_id: ti.try_number for ti in tis})
 
 
 def query(dsn: str, sql: str, *args: Any) -> list[tuple]:
@@ -150,3 +157,33 @@ class Background:
             raise self._error
         assert self.fired.is_set(), "the fault was never injected"
         return self.value
+
+
+def shard_pids(staging_marker: str) -> list[int]:
+    """Pids of the submit user's running audio shards whose arguments contain
+    ``staging_marker`` (a test's own staging path)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"hpc_process_day.py") for a in argv) and \
+                any(staging_marker.encode() in a for a in argv):
+            pids.append(int(proc.name))
+    return pids
+
+
+def assert_modes(root: Path, dir_mode: int, file_mode: int, group: str | None = None) -> int:
+    """Every dir and file under ``root`` (itself included) has exactly these permission bits
+    (and group); return how many were checked."""
+    import grp
+    checked = 0
+    for path in [root, *root.rglob("*")]:
+        st = path.lstat()
+        want = dir_mode if path.is_dir() else file_mode
+        assert st.st_mode & 0o7777 == want, f"{path}: {oct(st.st_mode & 0o7777)}, want {oct(want)}"
+        if group:
+            assert grp.getgrgid(st.st_gid).gr_name == group, f"{path}: group {st.st_gid}"
+        checked += 1
+    return checked

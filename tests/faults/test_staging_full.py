@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from faults_support import (DAY, SOURCE_ROOT, Background, assert_recorded_once, live_jobs, load_dag, query,
+from faults_support import (DAY, SOURCE_ROOT, Background, assert_modes, assert_recorded_once, live_jobs, load_dag, query,
                             result_lines, run_day)
 
 ROOM_FOR_SMALL_FILES = 24 * 1024   # request/manifest/logs fit (a 4 KiB page each), the clips do not
@@ -87,3 +87,5 @@ def test_staging_full(fault_config: Callable[..., Path], tmpfs: Path, results_db
     assert_recorded_once(results_db, source_day)
     per_clip = collections.Counter(line["clip_id"] for line in result_lines(day_dir))
     assert per_clip == {f"{DAY}/{n}": 1 for n in source_day}
+    # No staging_group: what Airflow, the jobs and SLURM wrote is the submit user's alone.
+    assert assert_modes(tmpfs / "staging", 0o700, 0o600) > 10
