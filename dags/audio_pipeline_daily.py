@@ -45,6 +45,10 @@ JOB_ENV = {
     "STAGING_ROOT": ctx("staging_root"),
     "MODELS_DIR": CONFIG.models_dir,
     "HF_HUB_OFFLINE": "1",
+    # Staging is private to the submit user (or staging_group): SLURM creates the job logs
+    # with SLURM_UMASK, the job scripts apply STAGING_UMASK to what they write.
+    "SLURM_UMASK": CONFIG.staging_umask,
+    "STAGING_UMASK": CONFIG.staging_umask,
 }
 
 
@@ -112,10 +116,11 @@ with DAG(
             return deploy_release(ssh, CLUSTER_CODE_DIR, day["release_root"])
 
     @task
-    def write_request(day: dict[str, str]) -> dict[str, int]:
+    def write_request(day: dict[str, str], **context: Any) -> dict[str, int]:
+        ti, ctx, db = context["ti"], steps.DayContext(**day), ResultsDbHook(CONFIG.results_conn_id)
+        steps.claim_day(db, ctx, lambda run_id: steps.run_is_active(ti, run_id))
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return steps.write_request(ssh, ResultsDbHook(CONFIG.results_conn_id), CONFIG,
-                                       steps.DayContext(**day))
+            return steps.write_request(ssh, db, CONFIG, ctx)
 
     @task
     def globus_credentials(day: dict[str, str]) -> str:

@@ -112,6 +112,9 @@ AccountingStorageHost=$HOST
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
+# No cgroups here (TaskPlugin=task/none): without this, --mem is never enforced. The sampler
+# kills a step over its limit and the job ends OUT_OF_MEMORY (tests/faults).
+JobAcctGatherParams=OverMemoryKill
 NodeName=$HOST CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST MaxTime=INFINITE State=UP

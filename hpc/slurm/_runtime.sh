@@ -10,6 +10,8 @@
 #   STAGING_ROOT       bound into the container (container runtimes)
 #   MODELS_DIR         bound into the container when set (audio job)
 #   HPC_PYTHON         interpreter for CONTAINER_RUNTIME=none (default: python3)
+#   STAGING_UMASK      umask for what the job writes on staging (default 0077: owner only;
+#                      0027 with a site staging_group, whose setgid dirs pass the group on)
 
 # run_entry IMAGE GPU(0|1) SCRIPT [ARGS...]: exec SCRIPT from the release's src/ with ARGS.
 run_entry() {
@@ -20,6 +22,7 @@ run_entry() {
     exit 2
   fi
   local src=$PIPELINE_RELEASE/src runtime=${CONTAINER_RUNTIME:-apptainer}
+  umask "${STAGING_UMASK:-0077}"
   echo "job ${SLURM_JOB_ID:-local} on $(hostname -s): $script via $runtime, release $PIPELINE_RELEASE" >&2
   case $runtime in
     apptainer | singularity)

@@ -3,7 +3,8 @@
 Appends one ClipResult line per clip to ``results/<plan_id>/shard-XXXX.jsonl`` the moment
 it is known (fsync'd), so a killed shard resumes where it stopped; per-clip failures become
 failed lines, never a failed shard. Exit codes: 0 shard ran (even if clips failed), 2 bad
-input (manifest, shard index, plan id), 3 the engine cannot start (model missing, ...).
+input (manifest, shard index, plan id), 3 the engine cannot start (model missing, ...),
+4 staging is full (the message names the file; the retry resumes after the last line).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from audio_decode import DecodeError, DecodeJob, DecodePool
 from engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
                           TranscriptionEngine, load_engine)
 from pipeline_contract import (ClipResult, ContractError, Manifest, ShardSummary,
-                               TransferReport, day_dir, iter_result_lines, latest_per_clip,
+                               StagingFull, TransferReport, day_dir, iter_result_lines, latest_per_clip,
                                results_dir, shard_results_name, shard_summary_name,
                                write_atomic)
 
@@ -64,10 +65,28 @@ class Ledger:
         self._fh: IO[str] = open(path, "a", encoding="utf-8")
 
     def append(self, result: ClipResult) -> None:
-        self._fh.write(result.to_line())
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Append one line durably. A failed write (disk full) is cut back off, so the file
+        never keeps half a line; a full disk raises StagingFull naming the file."""
+        size = os.fstat(self._fh.fileno()).st_size   # every earlier line is flushed
+        try:
+            self._fh.write(result.to_line())
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            self._fh = self._reopen_at(size)
+            StagingFull.check(exc, self.path)
+            raise
         self.results.append(result)
+
+    def _reopen_at(self, size: int) -> IO[str]:
+        """Drop what a failed write left past ``size`` (truncating needs no free space) and
+        reopen; the old handle's unflushed buffer is discarded with it."""
+        try:
+            self._fh.close()
+        except OSError:
+            pass   # the failed bytes were still buffered: closing tries (and fails) to flush
+        os.truncate(self.path, size)
+        return open(self.path, "a", encoding="utf-8")
 
     def close(self) -> None:
         self._fh.close()
@@ -270,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     except EngineStartError as exc:
         log.error("shard %d cannot run: %s", args.shard, exc)
         return 3
+    except StagingFull as exc:
+        log.error("shard %d stopped: %s", args.shard, exc)
+        return 4
     log.info("shard %d done: %d ok, %d failed %s, %.1f audio s in %.1f s (RTF %.2f) on %s",
              summary.shard, summary.ok, summary.failed, summary.failed_by_reason,
              summary.audio_s, summary.wall_s, summary.rtf, summary.device)

@@ -15,6 +15,7 @@ clear message instead of guessing.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -43,6 +44,21 @@ ERROR_KINDS: tuple[str, ...] = (
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4a", ".mov", ".mkv", ".webm", ".wav", ".mp3",
                                      ".ogg", ".flac", ".aac", ".opus")
+
+
+# A write that failed for lack of space (disk full, quota): the day's fault, never a clip's.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StagingFull(RuntimeError):
+    """Staging took no more bytes; the message names the path that could not be written."""
+
+    @classmethod
+    def check(cls, exc: OSError, path: str | Path) -> None:
+        """Raise StagingFull for a no-space ``exc`` while writing ``path``; else nothing."""
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise cls(f"staging is full: cannot write {path}: {exc.strerror}; free space "
+                      "there and retry (finished work is kept)") from exc
 
 
 class ContractError(ValueError):
@@ -295,6 +311,19 @@ def latest_per_clip(results: list[ClipResult]) -> dict[str, ClipResult]:
     return best
 
 
+def process_umask() -> int:
+    """The umask, read from /proc (``os.umask`` can only be read by changing it, which races
+    other threads creating files); 0o022 where /proc does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A temp file beside ``path``, fsync'd and renamed over it when the block ends well
@@ -307,8 +336,12 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp's 0600, widened as far as the umask allows
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        StagingFull.check(exc, path)
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -2,7 +2,8 @@
 
 Exit codes: 0 the transfer ran (individual files may have failed: transfer.json says which,
 the audio job records them as ``transfer_failed``), 1 the transfer as a whole failed (Globus
-task FAILED or still running at the time limit: a retry re-attaches), 2 bad input.
+task FAILED or still running at the time limit: a retry re-attaches; staging full: the
+message names the path), 2 bad input.
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ContractError, FileNotFoundError, PermissionError) as exc:
         log.error("transfer for %s cannot run: %s", args.date, exc)
         return 2
-    except RuntimeError as exc:   # GlobusTransferError
+    except RuntimeError as exc:   # GlobusTransferError, StagingFull
         log.error("transfer for %s failed: %s", args.date, exc)
         return 1
     counts = collections.Counter(f.status for f in report.files)

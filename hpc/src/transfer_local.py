@@ -9,7 +9,7 @@ import hashlib
 from pathlib import Path
 
 from checksums import sha256_file
-from pipeline_contract import Clip, TransferOutcome, atomic_file
+from pipeline_contract import Clip, StagingFull, TransferOutcome, atomic_file
 
 
 def _copy_hashing(src: Path, dest: Path) -> str:
@@ -31,6 +31,7 @@ def transfer_clip(clip: Clip, audio_dir: Path) -> TransferOutcome:
             return TransferOutcome(clip.clip_id, clip.name, "skipped", checksum=source_sum)
         copied_sum = _copy_hashing(src, dest)
     except OSError as exc:
+        StagingFull.check(exc, dest)   # a full staging disk is the day's fault, not the clip's
         return TransferOutcome(clip.clip_id, clip.name, "failed",
                                error=f"cannot copy {src}: {exc.strerror or exc}")
     staged_sum = sha256_file(dest)

@@ -85,6 +85,9 @@ class PipelineConfig:
     # Cluster layout.
     remote_root: str = "audio-pipeline"      # relative paths are under the SSH user's home
     staging_root: str = "audio-pipeline/staging"
+    # Staging holds clips under data-use agreements: readable by the submit user only, or
+    # also by this group (dirs 2750, files 0640; else 0700 / 0600).
+    staging_group: str | None = None
     job_prefix: str = "audio"
     container_runtime: str = "none"          # apptainer | singularity | none
     images_dir: str = "audio-pipeline/images"  # audio_processing.sif, pipeline_utils.sif
@@ -142,6 +145,20 @@ class PipelineConfig:
         """``start_date`` as the DAG's aware start (midnight UTC)."""
         return dt.datetime.combine(dt.date.fromisoformat(self.start_date), dt.time(),
                                    tzinfo=dt.timezone.utc)
+
+    @property
+    def staging_umask(self) -> str:
+        """umask of the jobs (and SLURM's job logs) that write staging."""
+        return "0027" if self.staging_group else "0077"
+
+    @property
+    def staging_dir_mode(self) -> int:
+        """Mode of staging dirs Airflow creates (setgid: files inherit the group)."""
+        return 0o2750 if self.staging_group else 0o700
+
+    @property
+    def staging_file_mode(self) -> int:
+        return 0o640 if self.staging_group else 0o600
 
 
 def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:

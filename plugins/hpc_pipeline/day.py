@@ -12,10 +12,11 @@ import json
 import logging
 import posixpath
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.api.client import ServerResponseError
+from airflow.sdk.exceptions import AirflowFailException, AirflowRuntimeError, AirflowSkipException
 
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
@@ -77,15 +78,44 @@ def resolve_day(ssh: SlurmHook, config: PipelineConfig, *, date_param: str | Non
                       release_root=posixpath.join(ssh.resolve(config.remote_root), "releases"))
 
 
+def claim_day(db: ResultsDbHook, ctx: DayContext, run_active: Callable[[str], bool]) -> None:
+    """Make this run the only one working on its day, or refuse (no retries: waiting is the
+    user's call). Two runs of a day at once would overwrite each other's manifest and
+    transcribe the same clips twice; a claim held by a run that has ended is taken over."""
+    holder = db.claim_day(ctx.day, ctx.run_id, run_active)
+    if holder is not None:
+        raise AirflowFailException(
+            f"day {ctx.day} is being processed by run {holder!r}, which is still running; "
+            "this run stops before touching staging (no second manifest, no clip transcribed "
+            "twice). Trigger the day again once that run has ended.")
+
+
+def run_is_active(ti: Any, run_id: str) -> bool:
+    """Whether run ``run_id`` of the task's DAG is still queued or running, by Airflow's
+    own record (a run deleted from Airflow is not)."""
+    try:
+        state = ti.get_dagrun_state(ti.dag_id, run_id)
+    except AirflowRuntimeError:     # under the supervisor: the API's "not found"
+        return False
+    except ServerResponseError as exc:  # in-process (dag.test)
+        if exc.response.status_code == 404:
+            return False
+        raise
+    return state in ("queued", "running")
+
+
 def write_request(ssh: SlurmHook, db: ResultsDbHook, config: PipelineConfig,
                   ctx: DayContext) -> dict[str, int]:
-    """Hand the master job the done-list from the DB and the reprocess mode."""
+    """Hand the master job the done-list from the DB and the reprocess mode, in a day dir
+    only the submit user (and ``staging_group``) can read."""
     done = {} if ctx.reprocess == "all" else db.done_clips(ctx.day)
     request = Request(date=ctx.day, plan_id=ctx.plan_id, reprocess=ctx.reprocess,
                       shard_size=config.shard_size, done=done)
-    for sub in ("logs", "results", "audio"):
-        ssh.makedirs(posixpath.join(ctx.day_dir, sub))
-    ssh.write_text(posixpath.join(ctx.day_dir, "request.json"), request.to_json())
+    for folder in (ctx.staging_root, ctx.day_dir,
+                   *(posixpath.join(ctx.day_dir, sub) for sub in ("logs", "results", "audio"))):
+        ssh.makedirs(folder, mode=config.staging_dir_mode, group=config.staging_group)
+    ssh.write_text(posixpath.join(ctx.day_dir, "request.json"), request.to_json(),
+                   mode=config.staging_file_mode)
     counts = {"done_ok": sum(s == "ok" for s in done.values()),
               "done_failed": sum(s == "failed" for s in done.values())}
     log.info("Request for %s (reprocess=%s): %s", ctx.day, ctx.reprocess, counts)
@@ -146,13 +176,17 @@ def record_results(ssh: SlurmHook, db: ResultsDbHook, ctx: DayContext,
                    step_job_ids: dict[str, list[str]]) -> dict[str, Any]:
     """Load the day into PostgreSQL (one transaction) and log the day's summary.
 
-    Skipped when the master job left no plan for this run: there is nothing to record, and
-    an empty day must not be reported as complete.
+    Skipped when the master job left no plan for this run (nothing to record: an empty day
+    must not be reported as complete), or the plan on staging is another run's (a run
+    refused by ``claim_day``: the run holding the day records it).
     """
     manifest_path = posixpath.join(ctx.day_dir, "manifest.json")
     if not ssh.exists(manifest_path):
         raise AirflowSkipException(f"no plan at {manifest_path}: the master job did not run")
     manifest = Manifest.from_json(ssh.read_text(manifest_path))
+    if manifest.plan_id != ctx.plan_id:
+        raise AirflowSkipException(f"the plan at {manifest_path} is run {manifest.plan_id}'s, not "
+                                   f"this run's ({ctx.plan_id}): that run records the day")
     summary = db.record_day(DayLoad(day=ctx.day, plan_id=ctx.plan_id, dag_run_id=ctx.run_id,
                                     manifest=manifest, results=read_results(ssh, ctx),
                                     jobs=job_records(ssh, step_job_ids)))

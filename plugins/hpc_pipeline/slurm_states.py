@@ -9,6 +9,7 @@ passing or failing a job that may still be doing useful work.
 from __future__ import annotations
 
 import enum
+import re
 
 
 class Verdict(str, enum.Enum):
@@ -44,3 +45,29 @@ def verdict(raw_state: str) -> Verdict:
     if state in _FAILURE:
         return Verdict.FAILURE
     return Verdict.UNKNOWN
+
+
+# What a failure state means for the user, and what to change before clearing the task.
+EXPLAIN = {
+    "OUT_OF_MEMORY": "OUT_OF_MEMORY: the job used more memory than it asked for (sbatch --mem; "
+                     "raise resources.<step>.mem in the site config, then clear the task)",
+    "TIMEOUT": "TIMEOUT: the job hit its time limit (sbatch --time; raise resources.<step>.time, "
+               "then clear the task: a shard resumes after its last finished clip)",
+    "NODE_FAIL": "NODE_FAIL: the node running the job stopped answering; clear the task to run "
+                 "the job elsewhere (a shard resumes after its last finished clip)",
+    "PREEMPTED": "PREEMPTED: a higher-priority job took the resources; clear the task to retry",
+}
+
+
+# Without cgroups (TaskPlugin=task/none + JobAcctGatherParams=OverMemoryKill) SLURM kills a
+# job over its memory limit but reports it FAILED (signal 9); only its log says why.
+_OOM_IN_LOG = re.compile(r"exceeded (job )?memory limit|oom-kill|out of memory", re.IGNORECASE)
+
+
+def explain(states: list[str], log_text: str = "") -> list[str]:
+    """One sentence per distinct failure state in ``states`` that has a known remedy; an
+    out-of-memory kill is recognised from the job log too."""
+    seen = list(dict.fromkeys(base_state(x) for x in states))
+    if "OUT_OF_MEMORY" not in seen and _OOM_IN_LOG.search(log_text):
+        seen.append("OUT_OF_MEMORY")
+    return [EXPLAIN[s] for s in seen if s in EXPLAIN]

@@ -13,7 +13,7 @@ import json
 import queue
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg.rows import dict_row
@@ -264,6 +264,24 @@ class ResultsDbHook(PostgresHook):
         row = self.get_first("SELECT max(day)::text FROM audio_days "
                              "WHERE status = 'complete' AND day <= %s", (on_or_before,))
         return row[0] if row else None
+
+    # -- one run per day -------------------------------------------------------------------
+    def claim_day(self, day: str, run_id: str, run_active: Callable[[str], bool]) -> str | None:
+        """Claim ``day`` for ``run_id``; return the run holding it instead when that run is
+        still active (``run_active``). Row-locked, so two runs claiming at once serialise."""
+        with self.get_conn() as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO day_claims (day, dag_run_id) VALUES (%s, %s) "
+                        "ON CONFLICT (day) DO NOTHING", (day, run_id))
+            cur.execute("SELECT dag_run_id FROM day_claims WHERE day = %s FOR UPDATE", (day,))
+            (holder,) = cur.fetchone()
+            if holder != run_id:
+                if run_active(holder):
+                    conn.rollback()
+                    return holder
+                cur.execute("UPDATE day_claims SET dag_run_id = %s, claimed_at = now() "
+                            "WHERE day = %s", (run_id, day))
+            conn.commit()
+        return None
 
     # -- the load --------------------------------------------------------------------------
     def record_day(self, load: DayLoad) -> dict[str, Any]:

@@ -501,12 +501,13 @@ class SlurmHook:
             raise SlurmError(f"tar of {root}/{subdir} failed (rc={rc}): "
                              f"{stderr.read().decode('utf-8', 'replace').strip()}")
 
-    def write_text(self, path: str, text: str, mode: int = 0o644) -> None:
-        path = self.resolve(path)
-        with self.sftp().open(path, "w") as fh:
+    def write_text(self, path: str, text: str, mode: int = 0o600) -> None:
+        """Write ``path``; its mode is set before any byte is written (staging may hold
+        data under use agreements, and sftp-server creates files 0644)."""
+        with self.sftp().open(self.resolve(path), "w") as fh:
+            fh.chmod(mode)
             fh.set_pipelined(True)  # no round trip per 32 KiB block (a big day's request.json)
             fh.write(text.encode("utf-8"))
-        self.sftp().chmod(path, mode)
 
     def exists(self, path: str) -> bool:
         try:
@@ -515,8 +516,24 @@ class SlurmHook:
         except FileNotFoundError:
             return False
 
-    def makedirs(self, path: str) -> None:
-        self._check(["mkdir", "-p", "--", self.resolve(path)])
+    def makedirs(self, path: str, mode: int | None = None, group: str | None = None) -> None:
+        """``mkdir -p``; then, when given, the dir's group and mode (e.g. 0o2750: setgid, so
+        what the jobs create below inherits the group)."""
+        path = self.resolve(path)
+        self._check(["mkdir", "-p", "--", path])
+        if group:
+            self._check(["chgrp", "--", group, path])
+        if mode is not None:
+            self._check(["chmod", f"{mode:o}", "--", path])
+
+    def free_space(self, path: str) -> tuple[int, int, str] | None:
+        """(bytes free, bytes total, mount point) of the filesystem holding ``path``."""
+        rc, out, _ = self.run(["df", "-Pk", "--", self.resolve(path)])
+        rows = out.splitlines()[1:] if rc == 0 else []
+        cols = rows[0].split() if rows else []
+        if len(cols) < 6 or not (cols[1].isdigit() and cols[3].isdigit()):
+            return None
+        return int(cols[3]) * 1024, int(cols[1]) * 1024, " ".join(cols[5:])
 
     def put_tree(self, local_dir: str, remote_dir: str) -> None:
         """Upload a directory tree, keeping file modes (scripts stay executable)."""

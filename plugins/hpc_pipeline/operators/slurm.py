@@ -31,13 +31,14 @@ from airflow.sdk import BaseOperator
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import (JobState, SiteLimits, SlurmHook, latest_runs, log_path,
                                       with_offsets)
-from hpc_pipeline.slurm_states import Verdict, verdict
+from hpc_pipeline.slurm_states import Verdict, explain, verdict
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 XCOM_KEY = "slurm_job"
 # Set in every array job's environment: its shard is SLURM_ARRAY_TASK_ID + this offset.
 INDEX_OFFSET_ENV = "ARRAY_INDEX_OFFSET"
 _MAX_TAILS = 5  # logs tailed into the task log per outcome; arrays can have thousands
+_FULL_BYTES = 1 << 20  # below this much free space (or 1 %), a failed job's staging is "full"
 
 
 def index_spec(indices: Sequence[int]) -> str:
@@ -93,6 +94,19 @@ def chunk_name(job_name: str, offset: int) -> str:
     finds each part of a split array (and its offset) from SLURM alone."""
     return job_name if offset == 0 else f"{job_name}+{offset}"
 
+def full_disk_note(hook: SlurmHook, log_dir: str) -> str | None:
+    """A sentence naming the filesystem of ``log_dir`` when it is (nearly) full: then the
+    jobs could not write their results, and often not their logs either."""
+    space = hook.free_space(log_dir)
+    if space is None:
+        return None
+    free, total, mount = space
+    if free >= max(_FULL_BYTES, total // 100):
+        return None
+    return (f"STAGING FULL: the filesystem holding {log_dir} (mounted at {mount}) has "
+            f"{free // 1024} KiB free of {total // 1024} KiB; free space there, then clear "
+            "the task (finished clips are kept)")
+
 
 def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
              tail_lines: int) -> dict[str, Any]:
@@ -116,9 +130,13 @@ def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
         return result
     if event["status"] == "failed":
         indices = [j.array_index for j in failed if j.array_index is not None]
+        notes = explain([j.state for j in failed], "\n".join(tails))
+        if pattern and (full := full_disk_note(hook, posixpath.dirname(pattern))):
+            notes.append(full)
         raise AirflowException(
             f"SLURM job failed: {event['message']}"
-            + (f"; failed array indices: {indices}" if indices else "") + "\n" + "\n".join(tails))
+            + (f"; failed array indices: {indices}" if indices else "") + "\n"
+            + "".join(f"{n}\n" for n in notes) + "\n".join(tails))
     raise AirflowException(f"SLURM watch error: {event['message']}")
 
 
