@@ -41,7 +41,7 @@ def _snapshot(dsn: str) -> dict[str, list]:
 @pytest.fixture
 def hook(results_db: str) -> ResultsDbHook:
     hook = ResultsDbHook("audio_results_db")
-    assert hook.migrate() == ["0001_initial", "0002_queue_wait"]
+    assert hook.migrate() == ["0001_initial", "0002_queue_wait", "0003_day_claims"]
     return hook
 
 
