@@ -370,11 +370,12 @@ def test_status_page_draws_the_days_in_chromium(recorded: dict[str, Any], server
         assert page.locator("#day-status").inner_text() == "incomplete"
         assert "FAILED" in page.locator("#day-jobs").inner_text()
 
-        # Reachable from the Airflow UI's navigation: the page inside the UI.
+        # Reachable from the Airflow UI's navigation: the page inside the UI (the UI's own
+        # bundle is heavy: generous waits for a loaded CI machine).
         page.goto(f"{server}/")
-        page.get_by_role("link", name="Audio pipeline").first.click()
-        page.wait_for_url("**/plugin/audio-pipeline**", timeout=30_000)
+        page.get_by_role("link", name="Audio pipeline").first.click(timeout=120_000)
+        page.wait_for_url("**/plugin/audio-pipeline**", timeout=60_000)
         frame = page.frame_locator("iframe").first
-        frame.locator("body[data-ready='1']").wait_for(timeout=30_000)
+        frame.locator("body[data-ready='1']").wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "status_page_in_airflow_ui.png"))
         browser.close()
