@@ -25,6 +25,7 @@ from hpc_pipeline.release import release_id
 
 DIST = "audio-pipeline-airflow"
 DAY = "2024-02-01"  # one clip: this test is about packaging, not transcription
+SOURCE = SOURCE_ROOT.with_name(f"{SOURCE_ROOT.name}-dist")  # days of its own
 PLUGIN_MODULE = REPO / "plugins" / "hpc_pipeline" / "monitoring" / "plugin.py"
 
 
@@ -69,12 +70,13 @@ def site(fresh_venv: Path, tmp_path_factory: pytest.TempPathFactory, ssh_conn_id
     (home / "dags").mkdir()
     (home / "plugins").mkdir()
     shutil.copy(REPO / "dags" / "audio_pipeline_daily.py", home / "dags")
-    sample_clips.make_day(SOURCE_ROOT, DAY, clips=1, bad=False, sentences_per_clip=2)
-    subprocess.run(["chmod", "-R", "a+rX", str(SOURCE_ROOT)], check=True)
+    sample_clips.make_day(SOURCE, DAY, clips=1, bad=False, sentences_per_clip=2)
+    subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
     results_db = f"results_dist_{uuid.uuid4().hex[:8]}"
     subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
                     f"CREATE DATABASE {results_db} OWNER audio"], check=True)
-    config = write_config(home / "site.json", uuid.uuid4().hex[:8], schedule=None)
+    config = write_config(home / "site.json", uuid.uuid4().hex[:8], schedule=None,
+                          source_root=str(SOURCE))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW", "PYTHON", "VIRTUAL_ENV", "AUDIO_"))}
     env.update({
