@@ -265,12 +265,14 @@ def run_peer(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
         no_timestamps_token_id=50362, is_multilingual=False, begin_suppress_tokens=[220, 50256],
         num_beams=beams, do_sample=False)
     ran: dict[str, int] = {}
-    for method in ("_sample", "_beam_search"):
-        if hasattr(model, method):
-            def counted(*a, _name=method, _fn=getattr(model, method), **k):
-                ran[_name] = ran.get(_name, 0) + 1
-                return _fn(*a, **k)
-            setattr(model, method, counted)
+    cls, originals = type(model), {}
+    for method in ("_sample", "_beam_search"):     # generate() looks them up on the class
+        originals[method] = getattr(cls, method)
+
+        def counted(self, *a, _name=method, _fn=originals[method], **k):
+            ran[_name] = ran.get(_name, 0) + 1
+            return _fn(self, *a, **k)
+        setattr(cls, method, counted)
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(vocab_path), pad_token="<|endoftext|>")
     asr = pipeline("automatic-speech-recognition", model=model, tokenizer=tokenizer,
                    feature_extractor=WhisperFeatureExtractor(feature_size=dims.num_mel_bins),
@@ -278,13 +280,17 @@ def run_peer(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
     n_tokens = round(30 * tokens_per_s)
     kwargs = {"generate_kwargs": {"min_new_tokens": n_tokens, "max_new_tokens": n_tokens,
                                   "num_beams": beams, "do_sample": False}}
-    asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips[:2]], **kwargs)  # warm-up
-    sync()
-    ran.clear()
-    t0 = time.perf_counter()
-    out = asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips], **kwargs)
-    sync()
-    wall = time.perf_counter() - t0
+    try:
+        asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips[:2]], **kwargs)  # warm-up
+        sync()
+        ran.clear()
+        t0 = time.perf_counter()
+        out = asr([{"raw": a, "sampling_rate": SAMPLE_RATE} for a in clips], **kwargs)
+        sync()
+        wall = time.perf_counter() - t0
+    finally:
+        for method, fn in originals.items():
+            setattr(cls, method, fn)
     audio_s = sum(len(a) for a in clips) / SAMPLE_RATE
     mode = f"beam {beams}" if beams > 1 else "greedy"
     return {"recipe": f"transformers pipeline fp16 batch {batch} {mode}", "shape": shape,

@@ -17,6 +17,7 @@ fraction (NVML, sampled every 50 ms) and decoding alone at the same worker count
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import platform
@@ -136,12 +137,16 @@ def build_engine(shape: str, batch: int, device: str, tokens_per_s: float, token
     from bench_gpu_throughput import SHAPES, synthetic_day
     from engines.base import DecodedClip, EngineOptions
     from engines.torch_checkpoint import load_vocab
+    from engines.torch_decode import DecodeOptions
     from engines.torch_engine import TorchWhisperEngine
     from engines.torch_model import WhisperTorch
     torch.manual_seed(0)
     dims = SHAPES[shape]
+    cuda = device == "cuda"     # random weights fail every guard: no temperature fallback
     engine = TorchWhisperEngine(EngineOptions("", "", batch_size=batch, device=device),
                                 model=WhisperTorch(dims),
+                                decode_options=DecodeOptions(temperatures=(0.0,), cross_fp8=cuda,
+                                                             compile_encoder=cuda),
                                 vocab=load_vocab(tokenizer, [], [220, 50256], dims.vocab_size),
                                 bench_tokens_per_s=tokens_per_s)
     warm = synthetic_day(min(batch, 32), seed=1)
@@ -187,8 +192,11 @@ def main() -> None:
     p.add_argument("--tokens-per-s", type=float, default=3.0)
     p.add_argument("--tokenizer", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json"))
     p.add_argument("--tiny", action="store_true", help="tiny model on CPU: a smoke test")
+    p.add_argument("--watchdog", type=float, help="print every thread's stack every S seconds")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
+    if args.watchdog:
+        faulthandler.dump_traceback_later(args.watchdog, repeat=True)
     import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"
     shape = "tiny" if args.tiny else args.shape

@@ -57,6 +57,18 @@ def run_engine(name: str, options: EngineOptions, clips: list, variant: str = ""
             "load_s": round(load_s, 1), "wall_s": round(wall, 1), "hypotheses": texts}
 
 
+def rescore(paths: list[Path]) -> None:
+    """WER of each run from its stored hypotheses, as published numbers count it."""
+    for path in paths:
+        doc = json.loads(path.read_text())
+        for r in doc["runs"]:
+            r.setdefault("wer_before_jiwer", r["wer"])
+            r["wer"] = round(100 * corpus_wer(zip(doc["references"], r["hypotheses"])), 2)
+            print(f"{path.name:<40} {r['engine']:<9} {r['variant']:<13} {r['compute_type']:<8} "
+                  f"beam {r['beam_size']}  WER {r['wer_before_jiwer']:6.2f} -> {r['wer']:6.2f} %")
+        path.write_text(json.dumps(doc, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", default="/opt/hpc-models")
@@ -69,7 +81,12 @@ def main() -> None:
     p.add_argument("--min-s", type=float, default=10.0, help="shortest clip")
     p.add_argument("--max-s", type=float, default=60.0, help="longest clip")
     p.add_argument("--json", type=Path)
+    p.add_argument("--rescore", type=Path, nargs="*", help="re-score the hypotheses of committed "
+                   "result files with wer_score (kept before as wer_before_jiwer), then stop")
     args = p.parse_args()
+    if args.rescore:
+        rescore(args.rescore)
+        return
     clips = corpus(args.clips, args.min_s, args.max_s)
     audio_s = sum(c.duration_s for c in clips)
     from tokenizers import Tokenizer

@@ -28,15 +28,17 @@ class SlurmResources:
     extra_args: tuple[str, ...] = ()  # any other sbatch flags, one per item
 
 
-CPU_CORES_PER_GPU_SHARD = 8
+# A GPU shard's cores: the shard decodes with half of them (8 PyAV worker processes decode
+# 2,079 audio-s/s on an H200 node, above the engine's 2,025) and the engine's threads use the
+# rest (bench/results/h200_run_j_shard_e2e.json).
+CPU_CORES_PER_GPU_SHARD = 16
 
 
 def _default_resources() -> dict[str, SlurmResources]:
     return {
         "master": SlurmResources(partition="cpu", time="00:15:00", mem="1G"),
         "transfer": SlurmResources(partition="cpu", time="02:00:00", mem="1G"),
-        # One GPU and the cores that keep it fed: decoding compressed clips in-process needs
-        # CPU_CORES_PER_GPU_SHARD cores for the engine's rate (bench/bench_shard_e2e.py)
+        # One GPU and the cores that keep it fed (decoding compressed clips)
         "audio": SlurmResources(partition="gpu", time="04:00:00", mem="32G",
                                 cpus_per_task=CPU_CORES_PER_GPU_SHARD, gres="gpu:1",
                                 array_parallelism=4),
@@ -110,7 +112,8 @@ class PipelineConfig:
     batch_size: int = 256                    # decoder rows per batch (torch: 256 fits 80 GB)
     beam_size: int | None = None             # 1 = greedy; None = engine default (whisperx 5, torch 1)
     max_clip_seconds: int = 600
-    shard_size: int = 50
+    shard_size: int = 1000                   # clips per array task (one GPU each: ~35,000 audio-s, so
+                                             # the ~1 min engine start is small beside it)
     # Scheduling.
     schedule: str | None = "@daily"          # None: on-demand only (manual runs with a date)
     start_date: str = "2024-01-01"           # first logical date (UTC): catchup and backfills start here
