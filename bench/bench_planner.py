@@ -125,7 +125,9 @@ def scenario(ssh: SlurmHook, release: str, user: str, config: PipelineConfig, da
     expected_todo = clips - len(done)
     assert plan["clips"] == expected_todo and plan["listed"] == clips, plan
     assert plan["shards"] == -(-expected_todo // shard_size), plan
-    return {"clips": clips, "done_in_db": len(done), "shard_size": shard_size, **plan,
+    return {"day_clips": clips, "done_in_db": len(done), "shard_size": shard_size,
+            "planned_clips": plan["clips"], "listed": plan["listed"], "skipped": plan["skipped"],
+            "shards": plan["shards"],
             "write_request_s": round(t1 - t0, 3), "master_plan_s": planner["seconds"],
             "master_plan_peak_rss_mib": planner["peak_rss_mib"],
             "read_plan_s": round(t3 - t2, 3), "total_s": round(t3 - t0, 3),

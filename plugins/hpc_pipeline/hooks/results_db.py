@@ -342,6 +342,8 @@ class ResultsDbHook(PostgresHook):
         cur.execute("""CREATE TEMP TABLE tmp_latest ON COMMIT DROP AS
                          SELECT DISTINCT ON (clip_id) * FROM tmp_results
                           ORDER BY clip_id, finished_at DESC, seq DESC""")
+        # temp tables have no statistics: without them the joins below go nested-loop
+        cur.execute("ANALYZE tmp_latest (clip_id, finished_at, status)")
         cur.execute(
             f"""INSERT INTO audio_clips ({', '.join(_CLIP_COLS)})
                 SELECT {', '.join(_CLIP_COLS)} FROM tmp_latest t
