@@ -35,7 +35,7 @@ from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 XCOM_KEY = "slurm_job"
 _MAX_TAILS = 5  # logs tailed into the task log per outcome; arrays can have thousands
-_FULL_BYTES = 1 << 20  # below this much free space (or 1 %), a failed job's staging is "full"
+_FULL_BYTES = 64 << 20  # below this much free space (1 % on small disks), staging is "full"
 
 
 def index_spec(indices: Sequence[int]) -> str:
@@ -76,7 +76,7 @@ def full_disk_note(hook: SlurmHook, log_dir: str) -> str | None:
     if space is None:
         return None
     free, total, mount = space
-    if free >= max(_FULL_BYTES, total // 100):
+    if free >= min(_FULL_BYTES, total // 100):
         return None
     return (f"STAGING FULL: the filesystem holding {log_dir} (mounted at {mount}) has "
             f"{free // 1024} KiB free of {total // 1024} KiB; free space there, then clear "
