@@ -86,7 +86,9 @@ do_configure() {
   chown munge:munge /run/munge
   chown mysql:mysql /run/mysqld
 
-  cat > /etc/slurm/slurm.conf <<EOF
+  # Written aside and renamed: every sacct/squeue/slurmstepd reads slurm.conf, and one that
+  # catches it truncated mid-write fails ("slurm.conf is empty") while jobs are running.
+  cat > /etc/slurm/slurm.conf.new <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=$HOST
 SlurmUser=slurm
@@ -119,7 +121,9 @@ NodeName=$HOST CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST MaxTime=INFINITE State=UP
 EOF
-  echo "NodeName=$HOST Name=gpu Count=1 File=/dev/null" > /etc/slurm/gres.conf
+  mv -f /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf
+  echo "NodeName=$HOST Name=gpu Count=1 File=/dev/null" > /etc/slurm/gres.conf.new
+  mv -f /etc/slurm/gres.conf.new /etc/slurm/gres.conf
 
   if [[ ! -s $STATE/slurmdbd.pass ]]; then
     head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$STATE/slurmdbd.pass"

@@ -44,7 +44,8 @@ def write_config(path: Path, tag: str, **overrides: Any) -> Path:
     config.update(source_root=str(SOURCE_ROOT), remote_root=f"audio-pipeline-test/faults-{tag}",
                   staging_root=f"audio-pipeline-test/faults-{tag}/staging",
                   job_prefix=f"f{tag}", retries=0, schedule=None, shard_size=10,
-                  poll_interval_s=1, max_poll_interval_s=3)
+                  poll_interval_s=1, max_poll_interval_s=3,
+                  retention_days=3650)   # DAY is months old: keep its staged audio to look at
     # One CPU per shard: the bed's 2 CPUs are shared with other jobs.
     config["resources"]["audio"].update(cpus_per_task=1, mem="2G")
     for key, value in overrides.items():

@@ -38,7 +38,7 @@ XCOM_KEY = "slurm_job"
 # Set in every array job's environment: its shard is SLURM_ARRAY_TASK_ID + this offset.
 INDEX_OFFSET_ENV = "ARRAY_INDEX_OFFSET"
 _MAX_TAILS = 5  # logs tailed into the task log per outcome; arrays can have thousands
-_FULL_BYTES = 1 << 20  # below this much free space (or 1 %), a failed job's staging is "full"
+_FULL_BYTES = 64 << 20  # below this much free space (1 % on small disks), staging is "full"
 
 
 def index_spec(indices: Sequence[int]) -> str:
@@ -101,7 +101,7 @@ def full_disk_note(hook: SlurmHook, log_dir: str) -> str | None:
     if space is None:
         return None
     free, total, mount = space
-    if free >= max(_FULL_BYTES, total // 100):
+    if free >= min(_FULL_BYTES, total // 100):
         return None
     return (f"STAGING FULL: the filesystem holding {log_dir} (mounted at {mount}) has "
             f"{free // 1024} KiB free of {total // 1024} KiB; free space there, then clear "
