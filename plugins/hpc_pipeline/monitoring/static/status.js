@@ -93,11 +93,11 @@
       { name: "GPU hours", type: "bar", data: days.map((d) => recorded(d, d.gpu_seconds / 3600)) },
     ] }));
     draw("throughput", base({ yAxis: { type: "value", name: "audio s / GPU s" }, series: [
-      { name: "throughput", type: "line", connectNulls: false, showSymbol: true,
+      { name: "throughput", type: "line", connectNulls: false, showSymbol: true, showAllSymbol: true,
         data: days.map((d) => (d.gpu_seconds ? d.audio_seconds / d.gpu_seconds : null)) },
     ] }));
     draw("queue", base({ yAxis: { type: "value", name: "minutes" }, series: STEPS.map((step) => ({
-      name: step, type: "line", connectNulls: false, showSymbol: true,
+      name: step, type: "line", connectNulls: false, showSymbol: true, showAllSymbol: true,
       data: days.map((d) => (d.queue_wait_s[step] === undefined ? null : d.queue_wait_s[step] / 60)),
     })) }));
   }
