@@ -195,7 +195,7 @@ with DAG(
         task_id="source_ready", day=ctx("day"), source_root=CONFIG.source_root,
         readiness=CONFIG.readiness, backend=CONFIG.transfer_backend,
         ssh_conn_id=CONFIG.ssh_conn_id, globus_conn_id=CONFIG.globus_conn_id,
-        collection=CONFIG.globus_source_collection, retries=0)
+        collection=CONFIG.globus_source_collection)
     request = write_request(day)
     day >> source_ready >> request
     [ensure_schema(), deploy_code(day)] >> request >> master >> plan >> transfer

@@ -48,10 +48,10 @@ def add_clips(day_dir: Path, *names: str) -> None:
         (day_dir / name).chmod(0o644)
 
 
-def load_dag(tmp_path: Path, tag: str, readiness: dict[str, Any]) -> ModuleType:
+def load_dag(tmp_path: Path, tag: str, readiness: dict[str, Any], **overrides: Any) -> ModuleType:
     """The DAG file parsed with a site config of its own (readiness, job prefix)."""
     config = write_config(tmp_path / "site.json", tag, source_root=str(LATE_ROOT),
-                          job_prefix=f"late{tag}", readiness=readiness)
+                          job_prefix=f"late{tag}", readiness=readiness, **overrides)
     before = os.environ.get("AUDIO_PIPELINE_CONFIG")
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(config)
     try:
@@ -154,7 +154,8 @@ def test_deadline_fails_naming_what_was_missing_and_submits_nothing(
     tag = uuid.uuid4().hex[:8]
     module = load_dag(tmp_path, tag, {"rule": "marker", "marker_name": "_READY",
                                       "poll_interval_s": 0.5, "max_poll_interval_s": 1,
-                                      "deadline_s": 3})
+                                      "deadline_s": 3},
+                      retries=1, retry_delay_s=1)  # the deadline must not be retried
     state, tis = run_until_plan(module, day)
     states = {t: ti.state for t, ti in tis.items()}
     assert state == "failed" and states["source_ready"] == "failed", states
