@@ -109,6 +109,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], 
     config = write_config(
         tmp_path_factory.mktemp("mon") / "site.json", uuid.uuid4().hex[:8], schedule=None,
         retries=1, retry_delay_s=2, max_retry_delay_s=5,
+        # plan at once: the failing day must reach its master job (no late-data wait for a
+        # source directory that never comes)
+        readiness={"rule": "none"},
         alerts={"to": [ALERT_TO], "smtp_conn_id": "alerts_smtp", "from_email": "airflow@example.org",
                 "max_failed_ratio": 0.1, "days_without_complete": 3})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
