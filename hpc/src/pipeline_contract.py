@@ -336,7 +336,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp's 0600, widened as far as the umask allows
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp's 0600, widened as the umask allows
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -76,7 +76,8 @@ class FakeGlobus:
     def post(self, path: str, body: bytes) -> tuple[dict[str, Any], int]:
         if path == "/v2/oauth2/token":
             self.token_requests += 1
-            return _fixture(globus_sdk.ConfidentialAppAuthClient.oauth2_client_credentials_tokens), 200
+            tokens = globus_sdk.ConfidentialAppAuthClient.oauth2_client_credentials_tokens
+            return _fixture(tokens), 200
         if path == "/v0.10/transfer":
             return self._transfer(json.loads(body)), 202
         return {"code": "NotFound", "message": path}, 404

@@ -9,11 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import psycopg
 import pytest
 
 from faults_support import DAY, REPO, assert_recorded_once, job_ids, write_config
@@ -57,8 +55,8 @@ def _when(predicate: Callable[[], Any], timeout_s: float) -> Any:
         try:
             if value := predicate():
                 return value
-        except RuntimeError:   # e.g. the XCom is not there yet
-            pass
+        except (RuntimeError, OSError):   # the XCom is not there yet; an API call timed out
+            pass                          # on a loaded machine (or the scheduler restarting)
         time.sleep(0.5)
     raise AssertionError(f"not within {timeout_s} s")
 
@@ -82,7 +80,9 @@ def test_scheduler_and_triggerer_killed_while_audio_is_deferred(
     time.sleep(5)   # the shard works on while nothing watches it
     stack["start"]()   # restarts the two dead components
 
-    assert api.wait(DAG, run_id, timeout_s=900) == "success", api.task_states(DAG, run_id)
+    state = _when(lambda: (s := api.run_state(DAG, run_id)) in ("success", "failed") and s,
+                  timeout_s=900)
+    assert state == "success", api.task_states(DAG, run_id)
     assert api.xcom(DAG, run_id, "audio", "slurm_job")["job_ids"] == watched
     names = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobName", "--starttime=now-1days"],
                            capture_output=True, text=True).stdout.split()

@@ -8,14 +8,13 @@ record of the holder's state, so a claim of a run that ended (even red) is taken
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
 
-from faults_support import (DAY, LOGICAL_DATE, REPO, Background, assert_recorded_once,
+from faults_support import (DAY, REPO, Background, assert_recorded_once,
                             live_jobs, load_dag, query, run_day, staging_day)
 
 SECOND_RUN = """

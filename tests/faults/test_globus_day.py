@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pwd
 import subprocess
 import threading
 import uuid
@@ -23,12 +24,12 @@ from typing import Callable, Iterator
 import pytest
 
 from fake_globus import FakeGlobus
-from faults_support import (DAY, LOGICAL_DATE, SOURCE_ROOT, assert_recorded_once, load_dag,
+from faults_support import (LOGICAL_DATE, SOURCE_ROOT, assert_recorded_once, load_dag,
                             query, run_day, staging_day)
 
 SOURCE, DEST = str(uuid.uuid4()), str(uuid.uuid4())
 GLOBUS_PORT = 8142
-SUBMIT_UID = int(subprocess.run(["id", "-u", "hpcuser"], capture_output=True, text=True).stdout or 0)
+SUBMIT_UID = pwd.getpwnam("hpcuser").pw_uid
 
 
 class ProcessWatch:

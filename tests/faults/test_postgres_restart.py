@@ -57,4 +57,5 @@ def test_postgres_restart_during_record_results(
     assert {step for (step,) in query(dsn, "SELECT DISTINCT step FROM slurm_jobs")} == {
         "master", "transfer", "audio"}
     assert all(n == 1 for _, _, n in jobs), jobs
-    assert query(dsn, "SELECT count(*) FROM audio_clips WHERE day = %s", DAY) == [(len(source_day),)]
+    assert query(dsn, "SELECT count(*) FROM audio_clips WHERE day = %s", DAY) == [
+        (len(source_day),)]

@@ -13,8 +13,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from faults_support import (DAY, SOURCE_ROOT, Background, assert_modes, assert_recorded_once, live_jobs, load_dag, query,
-                            result_lines, run_day)
+from faults_support import (DAY, SOURCE_ROOT, Background, assert_modes, assert_recorded_once,
+                            live_jobs, load_dag, query, result_lines, run_day)
 
 ROOM_FOR_SMALL_FILES = 24 * 1024   # request/manifest/logs fit (a 4 KiB page each), the clips do not
 
