@@ -30,8 +30,8 @@ import bed  # sets up Airflow's environment: import first
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from hpc_pipeline.config import PipelineConfig, SlurmResources
-from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.operators.slurm import SlurmSubmitOperator, index_spec
+from hpc_pipeline.hooks.slurm import SiteLimits, SlurmHook
+from hpc_pipeline.operators.slurm import SlurmSubmitOperator, array_chunks, index_spec
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 SCRIPT = """#!/bin/bash
@@ -193,13 +193,17 @@ def main() -> None:
     text = log.read_text()
     doc["task_log"] = {"bytes": len(text.encode()), "lines": text.count("\n"), "path": str(log)}
     first, retry = doc["first"], doc["retry"]
+    limits = SiteLimits(min(doc["site_limits"]["MaxArraySize"], args.max_array_size or 10**9),
+                        doc["site_limits"]["MaxJobCount"])
+    expected_retry = [index_spec([i - offset for i in doc["expected_failed"] if offset <= i < offset + n])
+                      for offset, n in array_chunks(args.indices, limits)
+                      if any(offset <= i < offset + n for i in doc["expected_failed"])]
     checks = {
         "one_sacct_at_most_one_squeue_per_poll": all(
             p.get("sacct") == 1 and p.get("squeue", 0) <= 1 for p in first["polls"] + retry["polls"]),
         "first_try_failed_on_exactly_the_5_percent": first["verdict"] == "failed"
         and first["failed_indices"] == doc["expected_failed"],
-        "retry_resubmitted_exactly_those": retry["submitted_arrays"] == [index_spec(doc["expected_failed"])]
-        if not args.max_array_size else sorted(retry["submitted_arrays"]) != [],
+        "retry_resubmitted_exactly_those": retry["submitted_arrays"] == expected_retry,
         "retry_succeeded_over_every_index": retry["verdict"] == "success"
         and retry["indices"] == list(range(args.indices)) and retry["states"] == ["COMPLETED"],
     }

@@ -94,3 +94,18 @@ def test_trigger_carries_the_offsets() -> None:
                            index_offsets={"8": 2})
     cls, kwargs = trig.serialize()
     assert SlurmJobTrigger(**kwargs).index_offsets == {"8": 2}
+
+
+def test_a_retry_row_accounting_has_not_listed_yet_is_awaited() -> None:
+    """Seen on the bed with 400 indices: the retry (job 609) of index 367 missing from one
+    sacct poll while the first job's FAILED row of 367 is there. Without knowing which job
+    runs which index, the old row stood in for it and failed the retry."""
+    first = [_job("195", i, "COMPLETED" if i != 2 else "FAILED") for i in range(4)]
+    listed = first + [_job("609", 1, "COMPLETED")]        # the retry ran 1 and 2; 2 not listed
+    owners = {"195": "0,3", "609": "1-2"}
+    overall, _, why = judge(["195", "609"], listed, array_size=4, job_indices=owners)
+    assert overall is Verdict.UNKNOWN and why == "array indices not reported yet: [2]"
+    done = listed + [_job("609", 2, "COMPLETED")]
+    assert judge(["195", "609"], done, array_size=4, job_indices=owners)[0] is Verdict.SUCCESS
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["195", "609"], job_indices=owners)
+    assert SlurmJobTrigger(**trig.serialize()[1]).job_indices == owners

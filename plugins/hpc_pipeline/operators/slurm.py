@@ -154,6 +154,7 @@ class SlurmWatchMixin:
     def watch_trigger(self, job_ids: list[str], log_path: str | None,
                       array_size: int | None = None,
                       index_offsets: dict[str, int] | None = None,
+                      job_indices: dict[str, str] | None = None,
                       results_dir: str | None = None,
                       clips_total: int | None = None) -> SlurmJobTrigger:
         return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=job_ids,
@@ -161,7 +162,8 @@ class SlurmWatchMixin:
                                max_poll_interval_s=self.max_poll_interval_s,
                                outage_timeout_s=self.outage_timeout_s, log_path=log_path,
                                array_size=array_size, index_offsets=index_offsets,
-                               results_dir=results_dir, clips_total=clips_total)
+                               job_indices=job_indices, results_dir=results_dir,
+                               clips_total=clips_total)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         with SlurmHook(self.ssh_conn_id) as hook:
@@ -249,8 +251,10 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                       f" (array {array})" if array else "", name)
         return new
 
-    def _run_array(self, hook: SlurmHook, size: int, pattern: str) -> tuple[list[str], dict[str, int]]:
-        """Reattach to / (re)submit every part of the array; (job ids, job id -> offset)."""
+    def _run_array(self, hook: SlurmHook, size: int, pattern: str
+                   ) -> tuple[list[str], dict[str, int], dict[str, str]]:
+        """Reattach to / (re)submit every part of the array; (job ids, job id -> offset,
+        job id -> the whole-array indices it runs)."""
         limits = self.site_limits(hook)
         chunks = array_chunks(size, limits)
         if len(chunks) > 1:
@@ -264,6 +268,11 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
             offsets.update({j.array_job_id: offset for j in found})
             existing += with_offsets(found, offsets)
         watch, todo = array_plan(existing, size)
+        owned: dict[str, list[int]] = {}
+        redo = set(todo)
+        for job in latest_runs(j for j in existing if j.array_index is not None):
+            if job.array_index < size and job.array_index not in redo:
+                owned.setdefault(job.array_job_id, []).append(job.array_index)
         if watch:
             self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
         one_at_a_time = size > limits.max_job_count
@@ -279,9 +288,11 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                                dependency=",".join([*after, *filter(None, [self.dependency])])
                                or None)
             offsets[new] = offset
+            owned[new] = [offset + i for i in mine]
             watch.append(new)
             previous = new
-        return watch, {j: o for j, o in offsets.items() if j in watch and o}
+        return (watch, {j: o for j, o in offsets.items() if j in watch and o},
+                {j: index_spec(owned[j]) for j in watch})
 
     def execute(self, context: Any) -> None:
         size = parse_array_size(self.array_size)
@@ -289,12 +300,13 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
             raise AirflowSkipException("nothing to do: array_size is 0")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.job_name)
         offsets: dict[str, int] = {}
+        owned: dict[str, str] = {}
         with SlurmHook(self.ssh_conn_id) as hook:
             log_dir = hook.resolve(self.log_dir)
             pattern = posixpath.join(log_dir, f"{safe}-%A_%a.out" if size else f"{safe}-%j.out")
             hook.makedirs(log_dir)
             if size:
-                watch, offsets = self._run_array(hook, size, pattern)
+                watch, offsets, owned = self._run_array(hook, size, pattern)
             else:
                 watch, _, submit = plan(hook.find_jobs(self.job_name), None)
                 if watch:
@@ -307,7 +319,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
         clips = parse_array_size(self.clips_total, "clips_total")
         self.defer(trigger=self.watch_trigger(watch, pattern, size, offsets or None,
-                                              self.results_dir or None, clips),
+                                              owned or None, self.results_dir or None, clips),
                    method_name="execute_complete")
 
     def on_kill(self) -> None:

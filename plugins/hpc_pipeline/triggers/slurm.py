@@ -31,13 +31,15 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, SlurmHook,
-                                      SlurmUnavailable, latest_runs, with_offsets)
+                                      SlurmUnavailable, expand_job_id, latest_runs,
+                                      with_offsets)
 from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
 from hpc_pipeline.progress import ShardLines, array_counts, format_progress
 from hpc_pipeline.slurm_states import Verdict, verdict
 
 
-def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = None
+def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = None,
+          job_indices: dict[str, str] | None = None
           ) -> tuple[Verdict, list[JobState], str | None]:
     """Overall verdict over the newest job of every (name, index), those jobs, and why the
     poll is degraded (None when every job was understood).
@@ -45,12 +47,20 @@ def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = Non
     ``array_size``: indices ``0..array_size-1`` must all be reported before any verdict. Why:
     under load, accounting and the controller can each miss an index for a poll (slurmdbd
     records arrive late), and judging the indices that are there would pass a day whose
-    failed shard was not listed yet."""
+    failed shard was not listed yet.
+
+    ``job_indices``: job id -> the indices (an ``--array`` spec, whole-array numbering) that
+    job runs; each must be reported *by that job*. Why: after a retry, the first job's failed
+    row of an index would otherwise stand in for the retry's row that accounting has not
+    listed yet, and fail the retry (seen with 400 indices on the test bed)."""
     missing = sorted(set(job_ids) - {j.array_job_id for j in jobs})
     latest = latest_runs(jobs)
     unknown = [f"{j.job_id}={j.state}" for j in latest if verdict(j.state) is Verdict.UNKNOWN]
     reported = {j.array_index for j in latest}
     unlisted = [i for i in range(array_size or 0) if i not in reported]
+    rows = {(j.array_job_id, j.array_index) for j in jobs}
+    unlisted += sorted(i for job, spec in (job_indices or {}).items()
+                       for _, i in expand_job_id(f"{job}_[{spec}]") if (job, i) not in rows)
     if missing or unknown or unlisted:
         why = (f"jobs unknown to SLURM: {missing}" if missing else
                f"unknown states: {unknown}" if unknown else
@@ -90,10 +100,12 @@ class SlurmJobTrigger(BaseTrigger):
                  max_poll_interval_s: float = 120.0, outage_timeout_s: float = 900.0,
                  log_path: str | None = None, array_size: int | None = None,
                  index_offsets: dict[str, int] | None = None,
+                 job_indices: dict[str, str] | None = None,
                  results_dir: str | None = None, clips_total: int | None = None) -> None:
         """``array_size``: the jobs are one array of that many indices (first run and
         retries under one name); no verdict until every index is reported.
         ``index_offsets``: job id -> offset of its indices in the array (a split array).
+        ``job_indices``: job id -> the indices it runs (see ``judge``).
         ``results_dir``/``clips_total``: where the shards write result lines and how many
         clips they were given, for the progress lines (None: job counts only)."""
         super().__init__()
@@ -101,6 +113,7 @@ class SlurmJobTrigger(BaseTrigger):
         self.job_ids = [str(j) for j in job_ids]
         self.array_size = array_size
         self.index_offsets = dict(index_offsets or {})
+        self.job_indices = dict(job_indices or {})
         self.poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max_poll_interval_s
         self.outage_timeout_s = outage_timeout_s
@@ -117,7 +130,8 @@ class SlurmJobTrigger(BaseTrigger):
             "max_poll_interval_s": self.max_poll_interval_s,
             "outage_timeout_s": self.outage_timeout_s, "log_path": self.log_path,
             "array_size": self.array_size, "index_offsets": self.index_offsets,
-            "results_dir": self.results_dir, "clips_total": self.clips_total})
+            "job_indices": self.job_indices, "results_dir": self.results_dir,
+            "clips_total": self.clips_total})
 
     def _next_interval(self, attempt: int) -> float:
         """Exponential backoff (x1.5 per poll, capped) with +-20% jitter, so many triggers
@@ -161,7 +175,8 @@ class SlurmJobTrigger(BaseTrigger):
                     hook = hook or await asyncio.to_thread(self._hook)
                     jobs = with_offsets(await asyncio.to_thread(
                         hook.query, self.job_ids, self.array_size), self.index_offsets)
-                    overall, tasks, problem = judge(self.job_ids, jobs, self.array_size)
+                    overall, tasks, problem = judge(self.job_ids, jobs, self.array_size,
+                                                    self.job_indices)
                     if tasks:
                         await self._log_progress(hook, tasks)
                 except (*TRANSIENT_ERRORS, SlurmUnavailable) as exc:
