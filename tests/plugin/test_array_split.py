@@ -72,8 +72,10 @@ def test_split_array_is_judged_over_the_whole_day() -> None:
 def test_query_counts_indices_per_part(monkeypatch: pytest.MonkeyPatch) -> None:
     """Parts each start at index 0: accounting listing all 3 indices of a 2 + 1 split needs
     no squeue call; listing 2 of them does (one call)."""
-    rows = [f"7_0{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{S}n\n", f"7_1{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{S}n\n",
-            f"8_0{S}RUNNING{S}0:0{S}vm{S}1{S}cpu=1{S}n+2\n"]
+    rest = f"{S}{S}{S}{S}"  # Submit, Start, Reason: empty
+    rows = [f"7_0{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{rest}n\n",
+            f"7_1{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{rest}n\n",
+            f"8_0{S}RUNNING{S}0:0{S}vm{S}1{S}cpu=1{rest}n+2\n"]
     calls: list[str] = []
     answer = ["".join(rows)]
 
