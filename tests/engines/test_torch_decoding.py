@@ -10,7 +10,7 @@ from tests.engines.hpc_checks import run_checks
 
 @pytest.fixture(scope="module")
 def checks() -> dict:
-    return run_checks("decode_checks.py", timeout=900)
+    return run_checks("decode_checks.py", timeout=840)
 
 
 def test_greedy_decoding_is_transformers_greedy(checks: dict) -> None:
