@@ -294,7 +294,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         return (watch, {j: o for j, o in offsets.items() if j in watch and o},
                 {j: index_spec(owned[j]) for j in watch})
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any) -> dict[str, Any] | None:
         size = parse_array_size(self.array_size)
         if size == 0:
             raise AirflowSkipException("nothing to do: array_size is 0")
@@ -314,13 +314,15 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                 if submit:
                     watch = [self._submit(hook, pattern, name=self.job_name, env=self.env,
                                           dependency=self.dependency)]
-        self._job_ids = watch
-        self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
-        context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
-        clips = parse_array_size(self.clips_total, "clips_total")
-        self.defer(trigger=self.watch_trigger(watch, pattern, size, offsets or None,
-                                              owned or None, self.results_dir or None, clips),
-                   method_name="execute_complete")
+            self._job_ids = watch
+            self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
+            context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
+            clips = parse_array_size(self.clips_total, "clips_total")
+            trigger = self.watch_trigger(watch, pattern, size, offsets or None, owned or None,
+                                         self.results_dir or None, clips)
+            if (event := trigger.settled(hook)) is not None:  # reattached to finished jobs
+                return complete(self.log, hook, event, self.tail_lines)
+        self.defer(trigger=trigger, method_name="execute_complete")
 
     def on_kill(self) -> None:
         """Killed while submitting (not deferred): cancel what we submitted. While deferred,

@@ -146,6 +146,28 @@ class SlurmJobTrigger(BaseTrigger):
     def _event(self, status: str, message: str, tasks: list[JobState]) -> TriggerEvent:
         return TriggerEvent(event_payload(self.job_ids, status, message, tasks, self.log_path))
 
+    def _final(self, overall: Verdict, tasks: list[JobState]) -> TriggerEvent | None:
+        """The event that ends the watch on this verdict; None while the jobs still run."""
+        if overall is Verdict.SUCCESS:
+            return self._event("success", f"SLURM jobs {self.job_ids} completed", tasks)
+        if overall is Verdict.FAILURE:
+            return self._event("failed", failure_message(tasks), tasks)
+        return None
+
+    def settled(self, hook: SlurmHook) -> dict[str, Any] | None:
+        """The outcome now (one query), when every job already ended and was understood.
+
+        Why: a retry that only reattaches to finished jobs completes without deferring;
+        deferring on a job that is already over races Airflow's own deferral bookkeeping on
+        a loaded scheduler (apache/airflow#72716: the task is marked failed)."""
+        try:
+            jobs = with_offsets(hook.query(self.job_ids, self.array_size), self.index_offsets)
+        except (*TRANSIENT_ERRORS, SlurmUnavailable, SlurmError):
+            return None  # the trigger's polls ride this out (or report it)
+        overall, tasks, problem = judge(self.job_ids, jobs, self.array_size, self.job_indices)
+        event = None if problem else self._final(overall, tasks)
+        return event.payload if event else None
+
     async def _log_progress(self, hook: SlurmHook, tasks: list[JobState]) -> None:
         """Log the progress line when it changed; a failed count keeps the last one."""
         clips = None
@@ -189,11 +211,8 @@ class SlurmJobTrigger(BaseTrigger):
                     return
                 if problem is None:
                     degraded_since = None
-                    if overall is Verdict.SUCCESS:
-                        yield self._event("success", f"SLURM jobs {self.job_ids} completed", tasks)
-                        return
-                    if overall is Verdict.FAILURE:
-                        yield self._event("failed", failure_message(tasks), tasks)
+                    if (event := self._final(overall, tasks)) is not None:
+                        yield event
                         return
                 else:
                     now = time.monotonic()
