@@ -79,6 +79,9 @@ def globus(fault_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
             transfer_backend="globus", source_root=str(SOURCE_ROOT),
             globus_source_collection=SOURCE, globus_dest_collection=DEST,
             globus_dest_root=str(staging),
+            # the fake service serves transfers, not listings: plan at once (the readiness
+            # listing through Globus is tested in tests/plugin/test_source_ready_units.py)
+            readiness={"rule": "none"},
             resources={"master": {"extra_args": [export]}, "transfer": {"extra_args": [export]}})
         yield fake, config, secret
 
