@@ -47,7 +47,7 @@ def test_postgres_restart_during_record_results(
     locked.result()
     blocked = restarted.result()
 
-    assert "tmp_audio_clips" in blocked, blocked       # the restart hit the day's load
+    assert "tmp_results" in blocked, blocked   # the restart hit the day's load (its temp table)
     assert run.state == "success", run.tasks
     assert run.tries["record_results"] == 2, run.tries  # failed once, the retry recorded
     assert_recorded_once(dsn, source_day)
