@@ -234,6 +234,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self.results_dir = results_dir
         self.clips_total = clips_total
         self._job_ids: list[str] = []
+        self._submitted = 0   # submissions by this execute (0: it only reattached)
 
     def site_limits(self, hook: SlurmHook) -> SiteLimits:
         """The controller's limits, lowered by this operator's overrides (a QOS cap, a test)."""
@@ -244,6 +245,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
 
     def _submit(self, hook: SlurmHook, pattern: str, *, name: str, array: str | None = None,
                 env: dict[str, str] | None = None, dependency: str | None = None) -> str:
+        self._submitted += 1
         new = hook.submit(self.script, job_name=name, resources=self.slurm_resources,
                           output=pattern, env=env, array=array, dependency=dependency,
                           chdir=self.chdir, script_args=[str(a) for a in self.script_args])
@@ -301,6 +303,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.job_name)
         offsets: dict[str, int] = {}
         owned: dict[str, str] = {}
+        self._submitted = 0
         with SlurmHook(self.ssh_conn_id) as hook:
             log_dir = hook.resolve(self.log_dir)
             pattern = posixpath.join(log_dir, f"{safe}-%A_%a.out" if size else f"{safe}-%j.out")
@@ -320,7 +323,8 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
             clips = parse_array_size(self.clips_total, "clips_total")
             trigger = self.watch_trigger(watch, pattern, size, offsets or None, owned or None,
                                          self.results_dir or None, clips)
-            if (event := trigger.settled(hook)) is not None:  # reattached to finished jobs
+            # Only reattached, nothing submitted: finished jobs complete the task right here.
+            if not self._submitted and (event := trigger.settled(hook)) is not None:
                 return complete(self.log, hook, event, self.tail_lines)
         self.defer(trigger=trigger, method_name="execute_complete")
 
