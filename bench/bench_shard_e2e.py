@@ -88,10 +88,12 @@ def make_day(root: Path, clips: int, unique: int, workers: int) -> tuple[Manifes
 
 
 class GpuBusy:
-    """Mean NVML GPU utilisation (the share of time a kernel ran) while the block runs."""
+    """Mean NVML GPU utilisation (the share of time a kernel ran) while the block runs, and
+    when the GPU first got busy (how long the shard's first batch waited for decoding)."""
 
     def __init__(self, period: float = 0.05) -> None:
         self.period, self.samples = period, []
+        self.start = time.perf_counter()
         self._stop = threading.Event()
         self._nvml = None
         try:
@@ -103,6 +105,7 @@ class GpuBusy:
             pass
 
     def __enter__(self) -> "GpuBusy":
+        self.start = time.perf_counter()
         if self._nvml:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
@@ -113,11 +116,17 @@ class GpuBusy:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period):
-            self.samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+            self.samples.append((time.perf_counter() - self.start,
+                                 self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu))
 
     @property
     def fraction(self) -> float | None:
-        return round(float(np.mean(self.samples)) / 100, 3) if self.samples else None
+        return round(float(np.mean([u for _, u in self.samples])) / 100, 3) if self.samples else None
+
+    @property
+    def first_busy_s(self) -> float | None:
+        """Seconds from the start to the first sample with a kernel running."""
+        return next((round(t, 2) for t, u in self.samples if u > 0), None)
 
 
 class BenchShard(hpc_process_day.ShardRun):
@@ -166,19 +175,29 @@ def decode_only(root: Path, manifest: Manifest, workers: int) -> dict:
     return {"decode_only_audio_s_per_s": round(audio_s / wall, 1), "decode_in_processes": processes}
 
 
-def run_shard(root: Path, manifest: Manifest, engine, workers: int, shape: str) -> dict:
+def run_shard(root: Path, manifest: Manifest, engine, workers: int, shape: str,
+              idle_start: int | None = None) -> dict:
+    """One shard run; ``idle_start`` overrides the engine's (``max_chunks``: the old rule,
+    the first batch waits for a full batch of chunks)."""
     shutil.rmtree(results_dir(str(root), DATE, PLAN), ignore_errors=True)
+    default_idle_start = engine.idle_start
+    engine.idle_start = idle_start or default_idle_start
     args = hpc_process_day.parse_args([
         "--date", DATE, "--shard", "0", "--staging-root", str(root), "--plan-id", PLAN,
         "--models-dir", "", "--model", f"random-{shape}", "--engine", "torch",
         "--workers", str(workers), "--progress-interval", "3600"])
-    with GpuBusy() as busy:
-        summary = BenchShard(args, manifest, engine).run()
+    try:
+        with GpuBusy() as busy:
+            summary = BenchShard(args, manifest, engine).run()
+    finally:
+        engine.idle_start = default_idle_start
     lines = (Path(results_dir(str(root), DATE, PLAN)) / "shard-0000.jsonl").read_text().splitlines()
     return {"workers": workers, "clips": summary.clips, "ok": summary.ok, "failed": summary.failed,
             "failed_by_reason": summary.failed_by_reason, "result_lines": len(lines),
             "audio_s": summary.audio_s, "wall_s": summary.wall_s,
-            "audio_s_per_s": summary.rtf, "gpu_busy": busy.fraction, "device": summary.device}
+            "audio_s_per_s": summary.rtf, "gpu_busy": busy.fraction,
+            "gpu_first_busy_s": busy.first_busy_s, "idle_start": idle_start or default_idle_start,
+            "device": summary.device}
 
 
 def main() -> None:
@@ -191,6 +210,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--tokens-per-s", type=float, default=3.0)
     p.add_argument("--tokenizer", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json"))
+    p.add_argument("--full-first", action="store_true",
+                   help="also run the most workers with the old rule: the first batch waits "
+                        "for a full batch of chunks (A/B of the engine's idle_start)")
     p.add_argument("--tiny", action="store_true", help="tiny model on CPU: a smoke test")
     p.add_argument("--watchdog", type=float, help="print every thread's stack every S seconds")
     p.add_argument("--json", type=Path)
@@ -220,12 +242,22 @@ def main() -> None:
         row.update(decode_only(args.root, manifest, workers))
         runs.append(row)
         print(json.dumps(row), flush=True)
+        if args.json:       # a command stopped at its time limit keeps the rows so far
+            args.json.write_text(json.dumps({"env": env, "runs": runs}, indent=1))
+    if args.full_first:
+        row = run_shard(args.root, manifest, engine, max(worker_counts), shape,
+                        idle_start=engine.decoder.max_chunks)
+        row.update(decode_only_audio_s_per_s=None)
+        runs.append(row)
+        print(json.dumps(row), flush=True)
     print(f"\nshard end to end, {shape} shape, {args.clips} AAC clips ({audio_s:.0f} audio-s), "
           f"{env['device']}, {env['cpus']} CPUs")
-    print(f"{'workers':>7} {'audio-s/s':>10} {'GPU busy':>9} {'decode alone':>13} {'ok':>5} {'failed':>6}")
+    print(f"{'workers':>7} {'idle start':>10} {'audio-s/s':>10} {'GPU busy':>9} {'GPU from':>9} "
+          f"{'decode alone':>13} {'ok':>5} {'failed':>6}")
     for r in runs:
-        print(f"{r['workers']:>7} {r['audio_s_per_s']:>10} {r['gpu_busy'] or '-':>9} "
-              f"{r['decode_only_audio_s_per_s']:>13} {r['ok']:>5} {r['failed']:>6}")
+        print(f"{r['workers']:>7} {r['idle_start']:>10} {r['audio_s_per_s']:>10} "
+              f"{r['gpu_busy'] or '-':>9} {r['gpu_first_busy_s'] or '-':>9} "
+              f"{r['decode_only_audio_s_per_s'] or '-':>13} {r['ok']:>5} {r['failed']:>6}")
     if args.json:
         args.json.write_text(json.dumps({"env": env, "runs": runs}, indent=1))
 

@@ -67,13 +67,16 @@ class TorchWhisperEngine(TranscriptionEngine):
     def __init__(self, options: EngineOptions, model: WhisperTorch | None = None,
                  vocab: Vocab | None = None, decode_options: DecodeOptions | None = None,
                  vad: VadConfig = VadConfig(), packing: Packing = Packing(), lookahead: int = 4,
-                 bench_tokens_per_s: float | None = None, overlap: bool = True) -> None:
+                 bench_tokens_per_s: float | None = None, overlap: bool = True,
+                 idle_start: int | None = None) -> None:
         """``model``/``vocab`` bypass loading (benchmarks with random weights);
         ``decode_options`` default, on CUDA, to float8 cross-attention K/V (half the bytes of
         every decoder step) and a compiled encoder, and to neither elsewhere; ``packing``:
         how chunks share windows; ``bench_tokens_per_s`` fixes each chunk's decode length to
         that rate of its audio; ``overlap`` queues the encoder of the next batch before this
-        one decodes."""
+        one decodes; ``idle_start``: chunks enough to start a batch while the GPU has none
+        queued (default a quarter of a batch), so a shard's first batch does not wait for a
+        full batch of clips to be decoded."""
         super().__init__(options)
         want = options.device
         self.device = torch.device("cuda" if want == "auto" and torch.cuda.is_available()
@@ -90,6 +93,7 @@ class TorchWhisperEngine(TranscriptionEngine):
         decode_options = replace(decode_options or DecodeOptions(cross_fp8=cuda, compile_encoder=cuda),
                                  beam_size=options.beam_size or 1)
         self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
+        self.idle_start = idle_start or max(1, self.decoder.max_chunks // 4)
         self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
         # one encoder thread for the engine's life: a new thread pays cuBLAS/cuDNN handle setup
         self.encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="encode")
@@ -146,7 +150,10 @@ class TorchWhisperEngine(TranscriptionEngine):
         """Batches windows across clips; yields each clip once all its windows are done.
 
         Batch k+1 is formed, and packed and its encoder queued by the encoder thread, while
-        batch k is decoded, so the GPU is never idle between batches."""
+        batch k is decoded, so the GPU is never idle between batches. With nothing queued
+        (the shard's start, or decoding slower than the GPU) a batch starts once
+        ``idle_start`` chunks are ready rather than waiting for a full one: at the start of
+        a shard a full batch (256 chunks) is ~100 clips to decode first."""
         size = self.decoder.max_chunks
         inbox: queue.Queue = queue.Queue(maxsize=self.lookahead * size)
         threading.Thread(target=self._produce, args=(clips, inbox), daemon=True).start()
@@ -156,7 +163,8 @@ class TorchWhisperEngine(TranscriptionEngine):
         ended = False
         while not ended or ready or pending:
             while not ended and len(ready) < self.lookahead * size:
-                wait = len(ready) < size and (pending is None or self._encoding(pending))
+                wait = (len(ready) < self.idle_start if pending is None
+                        else len(ready) < size and self._encoding(pending))
                 try:    # wait for clips while the GPU has nothing queued or is still encoding
                     item = inbox.get(block=wait, timeout=None if pending is None else 0.01)
                 except queue.Empty:
