@@ -10,7 +10,6 @@ functions, so the trigger and the operators share one reading of SLURM.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import posixpath
 import re
@@ -26,8 +25,6 @@ from airflow.providers.ssh.hooks.ssh import SSHHook
 
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.slurm_states import base_state
-
-log = logging.getLogger(__name__)
 
 # Failures of the transport (not of SLURM): the caller may reconnect and retry.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko.SSHException)
@@ -508,23 +505,21 @@ class SlurmHook:
         A part with nothing to ask (no ids; no directory or ``names == []``) is not run; when
         neither has anything, no call is made. Every value is a positional argument of a
         constant ``sh -c`` script, never part of its text. The answer is one stdout of
-        ``@@``-headed sections, read by ``parse_progress_probe``."""
+        ``@@``-headed sections, read by ``parse_progress_probe``. A failed ``squeue`` (the job
+        just left the queue) only leaves ``reasons`` empty; a failed count raises."""
         count = directory is not None and names != []
         if not pending_job_ids and not count:
             return ProgressProbe(reasons={}, counts=None)
         if names is None:
             match = ["-name", "shard-*.jsonl"]
         else:
-            match = ["("] + [a for n in (names or []) for a in ("-o", "-name", n)][1:] + [")"]
+            match = ["("] + [a for n in names for a in ("-o", "-name", n)][1:] + [")"]
         rc, out, err = self.run(["sh", "-c", _PROBE_SCRIPT, "progress_probe",
                                  ",".join(pending_job_ids), self.resolve(directory) if count else "",
                                  f"m={marker}", _COUNT_LINES, f"%i{_SEP}%r", *match])
         if rc != 0:
             raise SlurmError(f"progress probe failed (rc={rc}): {err.strip()[:500]}")
         probe = parse_progress_probe(out)
-        if probe.squeue_rc not in (None, 0):
-            log.warning("squeue for pending reasons failed (rc=%s): %s", probe.squeue_rc,
-                        err.strip()[:500])
         if probe.count_rc not in (None, 0):
             raise SlurmError(f"counting lines in {directory} failed (rc={probe.count_rc}): "
                              f"{err.strip()[:500]}")

@@ -184,6 +184,8 @@ class SlurmJobTrigger(BaseTrigger):
                 probe = await asyncio.to_thread(
                     hook.progress_probe, wanted,
                     self.results_dir if names != [] else None, names, FAILED_LINE_MARK)
+                if probe.squeue_rc:
+                    self.log.info("squeue gave no pending reasons (rc=%s)", probe.squeue_rc)
                 tasks = with_reasons(tasks, probe.reasons)
                 if self._shards is not None and probe.counts is not None:
                     self._shards.record(tasks, names, probe.counts)
