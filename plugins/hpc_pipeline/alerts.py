@@ -22,6 +22,7 @@ a cleared run whose day got worse (``partial`` -> ``incomplete``) mails the new 
 Step failures are not recorded: Airflow calls ``on_failure_callback`` once per try that fails
 for good, each is a new failure, and that mail must go out even when the results DB is what
 failed.
+
 Texts reach the mail as they are, HTML-escaped and never rendered as Jinja: error messages
 and clip names come from untrusted files and must not pull secrets in through templates.
 """
