@@ -7,7 +7,9 @@
 #   env    print the environment (source it to run `airflow` CLI against this instance)
 # Tunables: AIRFLOW_HOME (.airflow/demo), AIRFLOW_PORT (8080), AIRFLOW_DB (airflow),
 #           RESULTS_DB (audio_results), AUDIO_PIPELINE_CONFIG (config/local.json), VENV (.venv),
-#           AIRFLOW_COMPONENTS (all four; e.g. "api-server" for the status page and API alone)
+#           AIRFLOW_COMPONENTS (all four; e.g. "api-server" for the status page and API alone),
+#           AIRFLOW_USERS (admin:admin; SimpleAuthManager "name:role,..."; passwords of users
+#           other than admin are generated into $AIRFLOW_HOME/passwords.json)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO/.airflow/demo}
@@ -47,7 +49,7 @@ export AIRFLOW__API__PORT=$PORT
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__BASE_URL='http://127.0.0.1:$PORT'
 export AIRFLOW__API_AUTH__JWT_SECRET='$(cat "$AIRFLOW_HOME/jwt_secret")'
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS='admin:admin'
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS='${AIRFLOW_USERS:-admin:admin}'
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE='$AIRFLOW_HOME/passwords.json'
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=5
 export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False

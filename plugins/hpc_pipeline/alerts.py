@@ -11,6 +11,18 @@ Rules (``alerts.*`` in the config); no mail on a clean day:
 - none of the ``days_without_complete`` days up to the run's day is ``complete``.
 
 The last two are checked once the day is recorded (``day_problems``, by the DAG's last task).
+
+Each day problem is mailed once per (day, kind, DAG run), recorded in the results DB
+(``ResultsDbHook.alerts_to_send``, table ``alerts_sent``). Why the run and not the day's
+status: a retried ``report_day``, or the run cleared and run again, re-judges the same
+attempt at the day, and its owners already have that mail; a *new* run of the day (a
+reprocess after a fix, a backfill) is a new attempt, and its still-partial outcome is news
+they need, which a key on (day, kind, status) would swallow. The kind is part of the key, so
+a cleared run whose day got worse (``partial`` -> ``incomplete``) mails the new problem.
+Step failures are not recorded: Airflow calls ``on_failure_callback`` once per try that fails
+for good, each is a new failure, and that mail must go out even when the results DB is what
+failed.
+
 Texts reach the mail as they are, HTML-escaped and never rendered as Jinja: error messages
 and clip names come from untrusted files and must not pull secrets in through templates.
 """
@@ -44,36 +56,43 @@ def failed_ratio(summary: dict[str, Any]) -> float:
     return summary["clips_failed"] / planned if planned else 0.0
 
 
+@dataclass(frozen=True)
+class Problem:
+    kind: str       # "incomplete" | "partial" | "no_complete_day": part of the once-only key
+    text: str
+
+
 def day_problems(day: str, summary: dict[str, Any] | None, last_complete: str | None,
-                 cfg: AlertConfig) -> list[str]:
+                 cfg: AlertConfig) -> list[Problem]:
     """What is wrong with ``day`` after recording (``summary``: its ``audio_days`` row, None
     when nothing was recorded), and with the days before it; ``[]`` for a clean day."""
     problems = []
     if summary and summary["status"] == "incomplete":
-        problems.append(f"day {day} is incomplete: {summary['clips_missing']} planned clips "
-                        "have no result")
+        problems.append(Problem("incomplete", f"day {day} is incomplete: "
+                                f"{summary['clips_missing']} planned clips have no result"))
     elif summary and summary["status"] == "partial" and failed_ratio(summary) > cfg.max_failed_ratio:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["failed_by_reason"].items()))
-        problems.append(f"day {day} is partial: {summary['clips_failed']} clips failed "
-                        f"({failed_ratio(summary):.1%} > {cfg.max_failed_ratio:.1%}; {reasons})")
+        problems.append(Problem("partial", f"day {day} is partial: {summary['clips_failed']} "
+                                f"clips failed ({failed_ratio(summary):.1%} > "
+                                f"{cfg.max_failed_ratio:.1%}; {reasons})"))
     window = cfg.days_without_complete
     if window > 0:
         first = (dt.date.fromisoformat(day) - dt.timedelta(days=window - 1)).isoformat()
         if last_complete is None or last_complete < first:
-            problems.append(f"no complete day in the {window} days {first}..{day} "
-                            f"(last complete day: {last_complete or 'never'})")
+            problems.append(Problem("no_complete_day", f"no complete day in the {window} days "
+                                    f"{first}..{day} (last complete day: {last_complete or 'never'})"))
     return problems
 
 
-def day_alert(day: str, run_id: str, problems: list[str], summary_line: str | None,
+def day_alert(day: str, run_id: str, problems: list[Problem], summary_line: str | None,
               link: str) -> Alert | None:
     if not problems:
         return None
-    lines = [f"Day {day} (run {run_id}) needs attention:", *(f"- {p}" for p in problems), ""]
+    lines = [f"Day {day} (run {run_id}) needs attention:", *(f"- {p.text}" for p in problems), ""]
     if summary_line:
         lines.append(summary_line)
     lines.append(f"Status page: {link}")
-    return Alert(subject=f"{SUBJECT_PREFIX} {day}: {problems[0]}", body="\n".join(lines))
+    return Alert(subject=f"{SUBJECT_PREFIX} {day}: {problems[0].text}", body="\n".join(lines))
 
 
 def failure_alert(day: str, context: Any) -> Alert:

@@ -5,13 +5,17 @@ done 3, failed 1 | clips 230/400 done (57%), 4 failed``: the array's indices by 
 with SLURM's reason) and, for the audio step, the day's clips done / total counted from the
 shards' result lines (one line per finished clip, see ``pipeline_contract``).
 
+Accounting (``sacct``) often keeps no reason for the pending part of an array: the trigger
+asks the controller for those (``pending_without_reason``, then ``with_reasons``) in the same
+remote call that counts result lines (``SlurmHook.progress_probe``).
+
 ``ShardLines`` keeps the per-shard counts between polls so that a poll re-reads only the
 files that can still grow: those of running shards, and of shards that just ended.
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hpc_pipeline.hooks.slurm import JobState
 from hpc_pipeline.pipeline_contract import shard_results_name
@@ -39,6 +43,18 @@ class ClipCounts:
     total: int      # clips the plan gave the shards
 
 
+def pending_without_reason(tasks: list[JobState]) -> list[str]:
+    """SLURM job ids (an array's own id) holding pending indices that came without a reason."""
+    return sorted({j.array_job_id for j in tasks if j.state == "PENDING" and not j.reason})
+
+
+def with_reasons(tasks: list[JobState], reasons: dict[str, str]) -> list[JobState]:
+    """``tasks`` with the pending reasons the controller gave (by SLURM job id ``"12_3"``)."""
+    return [replace(j, reason=reasons[j.job_id])
+            if j.state == "PENDING" and not j.reason and j.job_id in reasons else j
+            for j in tasks]
+
+
 def array_counts(tasks: list[JobState], size: int | None = None) -> ArrayCounts:
     """Count ``tasks`` (the newest job per index) by state; ``size`` indices expected in all
     (indices SLURM has not listed yet count as pending, reason ``unlisted``)."""
@@ -54,7 +70,7 @@ def array_counts(tasks: list[JobState], size: int | None = None) -> ArrayCounts:
             running += 1
         elif job.reason:
             pending[job.reason] += 1
-        else:  # accounting often keeps no reason for a pending array task
+        else:  # neither accounting nor the controller gave one (e.g. just submitted)
             pending["no reason reported" if job.state == "PENDING" else job.state] += 1
     total = max(size or 0, len(tasks))
     if total > len(tasks):

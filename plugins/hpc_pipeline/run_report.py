@@ -43,7 +43,8 @@ def summary_line(day: str, summary: dict[str, Any] | None, failed_steps: list[st
 
 def report_day(config: PipelineConfig, context: Any, day: str, summary: dict[str, Any] | None,
                failed_steps: list[str], base_url: str = "") -> dict[str, Any]:
-    """Set the run's note, then mail the day's problems if any; return what was done."""
+    """Set the run's note, then mail the day's problems not mailed before in this run (see
+    ``hpc_pipeline.alerts``); return what was done."""
     ti = context["ti"]
     link = status_page_link(day, base_url)
     line = summary_line(day, summary, failed_steps)
@@ -54,10 +55,21 @@ def report_day(config: PipelineConfig, context: Any, day: str, summary: dict[str
     except AirflowNotFoundException:  # a site without the API connection: no note, still alerts
         log.warning("Connection %r is not defined: the run's note is not set (%s)",
                     config.api_conn_id, note)
-    last_complete = ResultsDbHook(config.results_conn_id).last_complete_day(day)
-    problems = alerts.day_problems(day, summary, last_complete, config.alerts)
-    alert = alerts.day_alert(day, ti.run_id, problems, line, link)
-    mailed = alerts.send(alert, config.alerts, context) if alert else False
-    if not alert:
+    db = ResultsDbHook(config.results_conn_id)
+    problems = alerts.day_problems(day, summary, db.last_complete_day(day), config.alerts)
+    mailed, repeated = False, []
+    if problems:
+        # recorded as sent only once the mail went (or was logged, with nobody to mail)
+        with db.alerts_to_send(day, ti.run_id, {p.kind: p.text for p in problems}) as new:
+            repeated = [p.kind for p in problems if p.kind not in new]
+            alert = alerts.day_alert(day, ti.run_id, [p for p in problems if p.kind in new],
+                                     line, link)
+            if alert:
+                mailed = alerts.send(alert, config.alerts, context)
+        if repeated:
+            log.info("Day %s: already alerted in run %s, not mailed again: %s", day, ti.run_id,
+                     ", ".join(repeated))
+    else:
         log.info("Day %s: nothing to alert about", day)
-    return {"note": note, "problems": problems, "mailed": mailed}
+    return {"note": note, "problems": [p.text for p in problems], "mailed": mailed,
+            "already_alerted": repeated}

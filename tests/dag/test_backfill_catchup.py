@@ -7,6 +7,10 @@ One stack serves both: the DAG starts yesterday with ``catchup`` on and ``max_ac
 ``reprocess: all`` for every run. Backfill runs are limited by the backfill's own
 ``max_active_runs`` (the DAG's limit counts only non-backfill runs), so the two lanes run side
 by side, each one run at a time. Days hold one short clip: this is about scheduling.
+
+Every day ends ``complete``, so these runs are also the clean days of the alerting: with
+alerts mailed to a real SMTP server (aiosmtpd), not one mail arrives (the partial and failed
+days that do mail are in test_monitoring_live).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import psycopg
 import pytest
 
 import sample_clips
-from dag_support import REPO, SOURCE_ROOT, write_config
+from dag_support import REPO, SOURCE_ROOT, Inbox, smtp_conn, smtp_server, write_config
 
 sys.path.insert(0, str(REPO / "scripts"))
 from airflow_api import AirflowApi  # noqa: E402
@@ -39,6 +43,7 @@ START = TODAY - dt.timedelta(days=1)          # catchup: runs dated START and TO
 CATCHUP_DAYS = [(START + dt.timedelta(days=i - 1)).isoformat() for i in range(2)]
 BACKFILL_RUN_DATES = [START - dt.timedelta(days=i) for i in (4, 3, 2)]
 BACKFILL_DAYS = [(d - dt.timedelta(days=1)).isoformat() for d in BACKFILL_RUN_DATES]
+ALERT_TO = "data-team@example.org"
 
 
 def _psql(sql: str) -> None:
@@ -46,9 +51,16 @@ def _psql(sql: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
-          postgres: str) -> Iterator[dict[str, Any]]:
-    """A fresh Airflow of its own (home, port, metadata DB, results DB, cluster dirs)."""
+          postgres: str, smtp: tuple[Inbox, int]) -> Iterator[dict[str, Any]]:
+    """A fresh Airflow of its own (home, port, metadata DB, results DB, cluster dirs), its
+    alerts mailed to ``smtp``."""
     for day in CATCHUP_DAYS + BACKFILL_DAYS:
         sample_clips.make_day(SOURCE, day, clips=1, bad=False, sentences_per_clip=1)
     subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
@@ -69,11 +81,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
         max_active_runs=1, retries=3,
         # Two lanes (catchup, backfill) share the bed's 2 CPUs: one CPU per audio job.
         resources={"audio": {"time": "00:30:00", "mem": "2G", "cpus_per_task": 1,
-                             "array_parallelism": 1}})
+                             "array_parallelism": 1}},
+        alerts={"to": [ALERT_TO], "smtp_conn_id": "alerts_smtp", "from_email": "airflow@example.org",
+                "max_failed_ratio": 0.0, "days_without_complete": 1})   # as strict as can be
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
            "AIRFLOW_DB": metadata_db, "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config)}
     for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
         del env[key]  # the stack writes its own; the test process's must not leak in
+    env["AIRFLOW_CONN_ALERTS_SMTP"] = smtp_conn(smtp[1])
     script = str(REPO / "scripts" / "airflow_stack.sh")
     subprocess.run(["bash", script, "start"], env=env, check=True)
     try:
@@ -84,7 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
                                 f"{BACKFILL_RUN_DATES[-1]}T00:00:00Z", {"reprocess": "all"})
         runs = _wait_all_done(api, expected=5, timeout_s=2100)
         yield {"api": api, "runs": runs, "backfill": backfill,
-               "results_dsn": f"{postgres}/{results_db}"}
+               "results_dsn": f"{postgres}/{results_db}", "inbox": smtp[0]}
     finally:
         subprocess.run(["bash", script, "stop"], env=env, check=False)
         _psql(f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)")
@@ -160,3 +175,17 @@ def test_catchup_runs_the_missed_days_oldest_first(stack: dict[str, Any]) -> Non
     recorded = _recorded(stack["results_dsn"])
     for day in CATCHUP_DAYS:
         assert recorded[day] == ("complete", 1, 1, 1), (day, recorded.get(day))
+
+
+def test_complete_days_mail_no_alert(stack: dict[str, Any]) -> None:
+    """The alerting ran on every day (``report_day`` judged it: no problem) and, with a real
+    SMTP server configured and the strictest rules, sent nothing."""
+    api: AirflowApi = stack["api"]
+    assert len(stack["runs"]) == 5 and all(r["state"] == "success" for r in stack["runs"])
+    for run in stack["runs"]:
+        report = api.xcom(DAG, run["dag_run_id"], "report_day", "return_value")
+        assert (report["problems"], report["mailed"]) == ([], False), (run["dag_run_id"], report)
+        assert report["note"].startswith(f"Day {_day_of(run)} complete: ok 1, failed 0"), report
+    assert stack["inbox"].messages == []
+    with psycopg.connect(stack["results_dsn"]) as conn:
+        assert conn.execute("SELECT count(*) FROM alerts_sent").fetchone() == (0,)

@@ -41,7 +41,8 @@ def _snapshot(dsn: str) -> dict[str, list]:
 @pytest.fixture
 def hook(results_db: str) -> ResultsDbHook:
     hook = ResultsDbHook("audio_results_db")
-    assert hook.migrate() == ["0001_initial", "0002_queue_wait", "0003_day_claims"]
+    assert hook.migrate() == ["0001_initial", "0002_queue_wait", "0003_day_claims",
+                              "0004_alerts_sent"]
     return hook
 
 
@@ -94,3 +95,10 @@ def test_planned_clip_without_outcome_makes_the_day_incomplete(hook: ResultsDbHo
     load.results = load.results[:1]  # b.mp4 was planned but its shard never reported
     summary = hook.record_day(load)
     assert (summary["status"], summary["clips_missing"], summary["clips_ok"]) == ("incomplete", 1, 1)
+
+
+def test_last_complete_day_is_bounded_by_the_day_asked(hook: ResultsDbHook) -> None:
+    assert hook.last_complete_day(DAY) is None
+    hook.record_day(_load([_result("a.mp4")]))
+    assert (hook.last_complete_day(DAY), hook.last_complete_day("2024-03-04")) == (DAY, None)
+    assert hook.last_complete_day("2025-01-01") == DAY

@@ -129,6 +129,8 @@ def server(recorded: dict[str, Any], pipeline_config: Path) -> Iterator[str]:
     env.update(AIRFLOW_HOME=str(REPO / ".airflow" / "test-monitoring"), AIRFLOW_PORT=str(PORT),
                AIRFLOW_DB=f"airflow_test{NS}", RESULTS_DB=recorded["db"],
                AIRFLOW_COMPONENTS="api-server", AIRFLOW__API__WORKERS="1",
+               # a read-only user, and one logged in without any role (no access to the DAG)
+               AIRFLOW_USERS="admin:admin,viewer:viewer,outsider:",
                AUDIO_PIPELINE_CONFIG=str(pipeline_config))
     script = str(REPO / "scripts" / "airflow_stack.sh")
     subprocess.run(["bash", script, "start"], env=env, check=True)
@@ -163,13 +165,20 @@ def _json(path: str, token: str) -> Any:
     return json.loads(body)
 
 
-@pytest.fixture(scope="module")
-def token(server: str) -> str:
-    req = urllib.request.Request(server + "/auth/token", method="POST",
-                                 data=json.dumps({"username": "admin", "password": "admin"}).encode(),
+def _login(username: str) -> str:
+    """A JWT of ``username`` from Airflow's own login (passwords: the auth manager's file)."""
+    passwords = json.loads((REPO / ".airflow" / "test-monitoring" / "passwords.json").read_text())
+    req = urllib.request.Request(BASE + "/auth/token", method="POST",
+                                 data=json.dumps({"username": username,
+                                                  "password": passwords[username]}).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())["access_token"]
+
+
+@pytest.fixture(scope="module")
+def token(server: str) -> str:
+    return _login("admin")
 
 
 def test_api_answers_match_the_results_db(recorded: dict[str, Any], token: str) -> None:
@@ -276,6 +285,27 @@ def test_every_route_needs_an_airflow_login(recorded: dict[str, Any], token: str
             "next"] == [path]
         assert _get(path, cookie=token)[0] == 200, path
     assert _get("/audio-pipeline/static/../app.py", cookie=token)[0] == 404
+
+
+def test_a_login_without_access_to_the_dag_gets_403(recorded: dict[str, Any], server: str) -> None:
+    """Logged in, but the auth manager gives no right to read the pipeline DAG's runs: 403 on
+    every route, never a transcript; Airflow's read-only role is enough to read."""
+    ok_id, text = _query(recorded["dsn"], "SELECT clip_id, text FROM transcripts "
+                                          "ORDER BY clip_id LIMIT 1")[0]
+    transcript = f"/audio-pipeline/api/clips/{urllib.parse.quote(ok_id)}/transcript"
+    outsider, viewer = _login("outsider"), _login("viewer")
+    for path in (transcript, "/audio-pipeline/api/days", f"/audio-pipeline/api/days/{PARTIAL}",
+                 f"/audio-pipeline/api/days/{PARTIAL}/clips", "/audio-pipeline/api/health",
+                 "/audio-pipeline/metrics", "/audio-pipeline/openapi.json"):
+        status, _, body = _get(path, token=outsider)
+        assert status == 403 and text.encode() not in body and b"clip_id" not in body, path
+        assert _get(path, token=viewer)[0] == 200, path
+    # Pages too: a login is there, so no redirect to the login page, but no access either.
+    for path in (f"/audio-pipeline/?day={PARTIAL}", "/audio-pipeline/static/status.js"):
+        status, headers, _ = _get(path, cookie=outsider)
+        assert status == 403 and "location" not in {k.lower() for k in headers}, path
+        assert _get(path, cookie=viewer)[0] == 200, path
+    assert _get(transcript, cookie=outsider)[0] == 403
 
 
 def test_openapi_schema_and_plugin_registration(token: str) -> None:

@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import json
 
-from hpc_pipeline.alerts import day_alert, day_problems, failed_ratio
+from hpc_pipeline.alerts import Problem, day_alert, day_problems, failed_ratio
 from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
 from hpc_pipeline.config import AlertConfig, load_config
-from hpc_pipeline.hooks.slurm import JobState
+from hpc_pipeline.hooks.slurm import JobState, ProgressProbe, parse_progress_probe
 from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK, ClipResult
-from hpc_pipeline.progress import ClipCounts, ShardLines, array_counts, format_progress
+from hpc_pipeline.progress import (ClipCounts, ShardLines, array_counts, format_progress,
+                                   pending_without_reason, with_reasons)
 from hpc_pipeline.run_report import status_page_link, summary_line
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 
 def _job(idx: int | None, state: str, reason: str = "") -> JobState:
-    return JobState(job_id=f"9_{idx}", array_job_id="9", array_index=idx, name="n", state=state,
+    return JobState(job_id="9" if idx is None else f"9_{idx}", array_job_id="9", array_index=idx, name="n", state=state,
                     exit_code="0:0", node=None, elapsed_s=0, alloc_tres="", gpus=0, reason=reason)
 
 
@@ -30,6 +31,30 @@ def test_progress_line_counts_indices_by_state_and_pending_reason() -> None:
     assert format_progress(array_counts([_job(None, "PENDING")])) == (
         "1 job: pending 1 (1 no reason reported), running 0, done 0, failed 0")
     assert array_counts([_job(0, "SUSPENDED")]).pending == {"SUSPENDED": 1}
+
+
+def test_progress_probe_output_is_parsed_by_section() -> None:
+    us = "\x1f"
+    text = (f"@@squeue\n9_1{us}JobArrayTaskLimit\n9_2{us}Dependency\n12{us}None\n"
+            f"9_3{us}(null)\n@@rc 0\n@@count\n8 1 /s/res ults/shard-0000.jsonl\n"
+            "3 0 /s/res ults/shard-0001.jsonl\n@@rc 0\n")
+    assert parse_progress_probe(text) == ProgressProbe(
+        reasons={"9_1": "JobArrayTaskLimit", "9_2": "Dependency"},
+        counts={"shard-0000.jsonl": (8, 1), "shard-0001.jsonl": (3, 0)}, squeue_rc=0, count_rc=0)
+    # squeue failed (job purged), nothing counted yet; a section cut short keeps its lines
+    assert parse_progress_probe("@@squeue\n@@rc 1\n@@count\n@@rc 0\n") == ProgressProbe(
+        reasons={}, counts={}, squeue_rc=1, count_rc=0)
+    assert parse_progress_probe(f"@@squeue\n9_1{us}Priority\n") == ProgressProbe(
+        reasons={"9_1": "Priority"}, counts=None, squeue_rc=None, count_rc=None)
+
+
+def test_pending_reasons_fill_only_what_accounting_left_empty() -> None:
+    tasks = [_job(0, "RUNNING"), _job(1, "PENDING"), _job(2, "PENDING", "Priority")]
+    assert pending_without_reason(tasks) == ["9"]
+    assert pending_without_reason(tasks[:1] + tasks[2:]) == []
+    filled = with_reasons(tasks, {"9_1": "JobArrayTaskLimit", "9_2": "Resources", "9_0": "X"})
+    assert [j.reason for j in filled] == ["", "JobArrayTaskLimit", "Priority"]
+    assert array_counts(filled).pending == {"JobArrayTaskLimit": 1, "Priority": 1}
 
 
 def test_shard_lines_reread_only_files_that_can_grow() -> None:
@@ -78,14 +103,15 @@ def test_alert_rules() -> None:
     assert day_problems(day, _summary("complete", 10, 0), day, cfg) == []   # a clean day
     assert day_problems(day, _summary("partial", 95, 5), "2024-01-14", cfg) == []  # 5 % <= 10 %
     (partial,) = day_problems(day, _summary("partial", 6, 4), "2024-01-14", cfg)
-    assert partial.startswith("day 2024-01-15 is partial: 4 clips failed (40.0% > 10.0%")
-    assert "corrupt 4" in partial
+    assert partial.kind == "partial"
+    assert partial.text.startswith("day 2024-01-15 is partial: 4 clips failed (40.0% > 10.0%")
+    assert "corrupt 4" in partial.text
     (missing,) = day_problems(day, _summary("incomplete", 6, 0, 2), "2024-01-13", cfg)
-    assert "2 planned clips have no result" in missing
+    assert missing.kind == "incomplete" and "2 planned clips have no result" in missing.text
     stale = day_problems(day, _summary("partial", 99, 1), "2024-01-12", cfg)
-    assert stale == ["no complete day in the 3 days 2024-01-13..2024-01-15 "
-                     "(last complete day: 2024-01-12)"]
-    assert "never" in day_problems(day, None, None, cfg)[0]
+    assert stale == [Problem("no_complete_day", "no complete day in the 3 days "
+                             "2024-01-13..2024-01-15 (last complete day: 2024-01-12)")]
+    assert "never" in day_problems(day, None, None, cfg)[0].text
     assert day_problems(day, None, None, AlertConfig(days_without_complete=0)) == []
     assert failed_ratio(_summary("partial", 6, 4)) == 0.4
     assert day_alert(day, "r", [], "line", "/l") is None
@@ -120,53 +146,75 @@ def test_alert_config_parses_from_json(tmp_path) -> None:
 
 
 class _CountingHook:
-    """Stands in for SlurmHook: scripted polls, scripted result-line counts, calls recorded."""
+    """Stands in for SlurmHook: scripted polls, scripted probe answers (pending reasons and
+    result-line counts, the way the controller and ``find``/``awk`` give them), calls recorded."""
 
-    def __init__(self, polls: list[list[JobState]], counts: list[dict[str, tuple[int, int]]]) -> None:
-        self.polls, self.counts, self.calls = polls, counts, []
+    def __init__(self, polls: list[list[JobState]], probes: list[ProgressProbe]) -> None:
+        self.polls, self.probes, self.calls = polls, probes, []
 
     def query(self, job_ids: list[str], array_size: int | None = None) -> list[JobState]:
         self.calls.append(("query", None))
         return self.polls.pop(0)
 
-    def count_lines(self, directory: str, names: list[str] | None, marker: str) -> dict:
-        self.calls.append(("count", names))
-        return self.counts.pop(0)
+    def progress_probe(self, pending: list[str], directory: str | None,
+                       names: list[str] | None, marker: str) -> ProgressProbe:
+        self.calls.append(("probe", (pending, directory is not None and names)))
+        probe = self.probes.pop(0)
+        return ProgressProbe(probe.reasons, probe.counts if directory is not None else None)
 
     def close(self) -> None:
         pass
+
+
+async def _first_event(trig: SlurmJobTrigger) -> dict:
+    async for event in trig.run():
+        return event.payload
+    raise AssertionError("no event")
+
+
+def _progress_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+
+
+def _fast_trigger(fake: _CountingHook, **kw) -> SlurmJobTrigger:
+    import logging
+
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["9"], poll_interval_s=0.01,
+                           max_poll_interval_s=0.01, **kw)
+    trig._hook = lambda: fake  # type: ignore[method-assign]
+    trig._log = logging.getLogger("test.progress")  # a stdlib logger caplog sees
+    return trig
 
 
 def test_trigger_logs_progress_on_change_within_the_call_budget(caplog) -> None:
     import asyncio
     import logging
 
-    polls = [[_job(0, "PENDING", "Priority"), _job(1, "PENDING", "Priority")],
+    # sacct leaves pending indices without a reason (polls 1 and 3); the probe's squeue
+    # part supplies it. Poll 2 came from squeue (reasons given): no probe at all.
+    polls = [[_job(0, "PENDING"), _job(1, "PENDING")],
              [_job(0, "PENDING", "Priority"), _job(1, "PENDING", "Priority")],
-             [_job(0, "RUNNING"), _job(1, "PENDING", "JobArrayTaskLimit")],
+             [_job(0, "RUNNING"), _job(1, "PENDING")],
              [_job(0, "COMPLETED"), _job(1, "RUNNING")],
              [_job(0, "COMPLETED"), _job(1, "COMPLETED")]]
-    counts = [{}, {"shard-0000.jsonl": (3, 1)}, {"shard-0000.jsonl": (8, 1),
-                                                 "shard-0001.jsonl": (1, 0)},
-              {"shard-0001.jsonl": (4, 0)}]
-    fake = _CountingHook(polls, counts)
-    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["9"], array_size=2, poll_interval_s=0.01,
-                           max_poll_interval_s=0.01, results_dir="/r/p", clips_total=12)
-    trig._hook = lambda: fake  # type: ignore[method-assign]
-    trig._log = logging.getLogger("test.progress")  # a stdlib logger caplog sees
-
-    async def first_event() -> dict:
-        async for event in trig.run():
-            return event.payload
-        raise AssertionError("no event")
+    probes = [ProgressProbe({"9_0": "Priority", "9_1": "Priority"}, {}),
+              ProgressProbe({"9_1": "JobArrayTaskLimit"}, {"shard-0000.jsonl": (3, 1)}),
+              ProgressProbe({}, {"shard-0000.jsonl": (8, 1), "shard-0001.jsonl": (1, 0)}),
+              ProgressProbe({}, {"shard-0001.jsonl": (4, 0)})]
+    fake = _CountingHook(polls, probes)
+    trig = _fast_trigger(fake, array_size=2, results_dir="/r/p", clips_total=12)
     with caplog.at_level(logging.INFO):
-        assert asyncio.run(first_event())["status"] == "success"
-    # One query per poll; a count only when a shard runs or ended (none on the 2nd poll).
-    assert [c for c, _ in fake.calls] == ["query", "count", "query", "query", "count", "query",
-                                          "count", "query", "count"]
-    assert fake.calls[1] == ("count", None)       # the first count covers every shard
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
-    assert lines == [
+        assert asyncio.run(_first_event(trig))["status"] == "success"
+    # One query per poll; at most one probe, only when an index pends without a reason or
+    # a shard runs or ended.
+    assert [c for c, _ in fake.calls] == ["query", "probe", "query", "query", "probe", "query",
+                                          "probe", "query", "probe"]
+    assert [args for c, args in fake.calls if c == "probe"] == [
+        (["9"], None),                                  # the first count covers every shard
+        (["9"], ["shard-0000.jsonl"]),
+        ([], ["shard-0000.jsonl", "shard-0001.jsonl"]),
+        ([], ["shard-0001.jsonl"])]
+    assert _progress_lines(caplog) == [
         "Progress: 2 indices: pending 2 (2 Priority), running 0, done 0, failed 0 | clips 0/12 "
         "done (0%), 0 failed",
         "Progress: 2 indices: pending 1 (1 JobArrayTaskLimit), running 1, done 0, failed 0 | "
@@ -175,3 +223,19 @@ def test_trigger_logs_progress_on_change_within_the_call_budget(caplog) -> None:
         "1 failed",
         "Progress: 2 indices: pending 0, running 0, done 2, failed 0 | clips 12/12 done (100%), "
         "1 failed"]
+
+
+def test_trigger_without_results_asks_only_for_pending_reasons(caplog) -> None:
+    import asyncio
+    import logging
+
+    polls = [[_job(None, "PENDING")], [_job(None, "RUNNING")], [_job(None, "COMPLETED")]]
+    fake = _CountingHook(polls, [ProgressProbe({"9": "Dependency"}, None)])
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(_first_event(_fast_trigger(fake)))["status"] == "success"
+    assert fake.calls == [("query", None), ("probe", (["9"], False)), ("query", None),
+                          ("query", None)]
+    assert _progress_lines(caplog) == [
+        "Progress: 1 job: pending 1 (1 Dependency), running 0, done 0, failed 0",
+        "Progress: 1 job: pending 0, running 1, done 0, failed 0",
+        "Progress: 1 job: pending 0, running 0, done 1, failed 0"]

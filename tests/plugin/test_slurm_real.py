@@ -24,6 +24,7 @@ from tests.testbed import run_as_submit_user
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook, SlurmUnavailable
 from hpc_pipeline.operators.slurm import SlurmSubmitOperator
+from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
 from hpc_pipeline.sensors.slurm import SlurmJobSensor
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
@@ -385,6 +386,44 @@ def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str]) -> None:
     assert [j.job_id for j in hook.find_jobs(name)] == result["job_ids"]
     assert not [p for p in os.listdir("/tmp") if p.startswith(f"pwned-{TOKEN}")]
     assert not hook.run(["bash", "-c", f"ls {pwn}* 2>/dev/null"])[1]
+
+
+def test_progress_probe_reads_pending_reasons_and_result_lines_in_one_call(
+        remote: tuple[SlurmHook, str]) -> None:
+    """The trigger's one progress call: SLURM's reason for pending array indices (accounting
+    reports none for them) and the shards' result lines, from an oddly named directory."""
+    hook, base = remote
+    job = hook.submit(f"{base}/sleep.sh", job_name=f"t{TOKEN}-probe", script_args=["40"],
+                      resources=SlurmResources(time="1", mem="100M", array_parallelism=1),
+                      output=f"{base}/probe-%A_%a.out", array="0-2")
+    results = f"{base}/res ults; $(touch /tmp/pwned-{TOKEN}-p)"
+    hook.makedirs(results)
+    ok, failed = ('{"status": "ok"}\n', '{"x": 1, "status": "failed"}\n')
+    hook.write_text(f"{results}/shard-0000.jsonl", ok + failed + ok)
+    hook.write_text(f"{results}/shard-0001.jsonl", failed)
+    hook.write_text(f"{results}/notes.txt", ok)
+    calls: list[list[str]] = []
+    real_run = hook.run
+    hook.run = lambda argv, timeout=None: calls.append(argv) or real_run(argv, timeout)
+    try:
+        wait_running(f"{job}_0", timeout=300)   # then %1 holds the other two back
+        probe = hook.progress_probe([job], results, None, FAILED_LINE_MARK)
+        assert len(calls) == 1
+        assert probe.reasons == {f"{job}_1": "JobArrayTaskLimit", f"{job}_2": "JobArrayTaskLimit"}
+        assert probe.counts == {"shard-0000.jsonl": (3, 1), "shard-0001.jsonl": (1, 1)}
+        assert (probe.squeue_rc, probe.count_rc) == (0, 0)
+        only = hook.progress_probe([], results, ["shard-0001.jsonl", "shard-0009.jsonl"],
+                                   FAILED_LINE_MARK)
+        assert (only.reasons, only.counts) == ({}, {"shard-0001.jsonl": (1, 1)})
+        # a job the controller no longer knows, a results dir not created yet: no error
+        gone = hook.progress_probe(["999999999"], f"{results}/nope", None, FAILED_LINE_MARK)
+        assert (gone.reasons, gone.counts, gone.count_rc) == ({}, {}, 0) and gone.squeue_rc != 0
+        assert hook.progress_probe([], results, [], FAILED_LINE_MARK).counts is None
+        assert len(calls) == 3                  # nothing to ask: no remote call at all
+    finally:
+        del hook.run   # the class method again
+        hook.cancel([job])
+    assert not [p for p in os.listdir("/tmp") if p.startswith(f"pwned-{TOKEN}")]
 
 
 def test_on_kill_cancels_the_job(remote: tuple[SlurmHook, str]) -> None:

@@ -64,6 +64,12 @@ _DAY_COLS = ", ".join(f"d.{c}" for c in (
     "clips_missing", "failed_by_reason", "audio_seconds", "gpu_seconds", "real_time_factor"))
 
 
+# The newest complete day, not after %(until)s when given: health, /metrics and the "no
+# complete day for N days" alert all read it here.
+_LAST_COMPLETE_DAY = ("SELECT max(day) AS day FROM audio_days WHERE status = 'complete' "
+                      "AND (%(until)s::date IS NULL OR day <= %(until)s::date)")
+
+
 def _set_clause(cols: Iterable[str], keys: tuple[str, ...]) -> str:
     return ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in keys)
 
@@ -232,10 +238,9 @@ class ResultsDbHook(PostgresHook):
     def health(self, since: dt.date, until: dt.date) -> dict[str, Any]:
         """Last complete day, and the days of [since, until] never recorded / not complete."""
         with self._reading() as cur:
-            cur.execute("""SELECT (SELECT max(day) FROM audio_days WHERE status = 'complete')
-                                  AS last_complete_day,
-                                  (SELECT max(day) FROM audio_days) AS last_recorded_day""")
-            out = cur.fetchone()
+            out = {"last_complete_day": self._last_complete(cur, None)}
+            cur.execute("SELECT max(day) AS day FROM audio_days")
+            out["last_recorded_day"] = cur.fetchone()["day"]
             cur.execute("""SELECT g.day::date AS day, d.status
                              FROM generate_series(%(since)s::date, %(until)s::date,
                                                   interval '1 day') g(day)
@@ -255,15 +260,44 @@ class ResultsDbHook(PostgresHook):
             cur.execute(f"SELECT d.day, d.status, {_DAY_COLS} FROM audio_days d "
                         "ORDER BY d.day DESC LIMIT 1")
             last = cur.fetchone()
-            cur.execute("SELECT max(day) AS day FROM audio_days WHERE status = 'complete'")
             return {"days_by_status": by_status, "last_day": last,
-                    "last_complete_day": cur.fetchone()["day"]}
+                    "last_complete_day": self._last_complete(cur, None)}
 
     def last_complete_day(self, on_or_before: str) -> str | None:
         """The newest ``complete`` day not after ``on_or_before`` (None: none ever was)."""
-        row = self.get_first("SELECT max(day)::text FROM audio_days "
-                             "WHERE status = 'complete' AND day <= %s", (on_or_before,))
-        return row[0] if row else None
+        with self._reading() as cur:
+            day = self._last_complete(cur, on_or_before)
+        return day.isoformat() if day else None
+
+    @staticmethod
+    def _last_complete(cur: Any, until: dt.date | str | None) -> dt.date | None:
+        cur.execute(_LAST_COMPLETE_DAY, {"until": until})
+        return cur.fetchone()["day"]
+
+    # -- alerts ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def alerts_to_send(self, day: str, run_id: str, problems: dict[str, str]
+                       ) -> Iterator[list[str]]:
+        """Yield the kinds of ``problems`` (``{kind: message}``) not alerted yet for ``day``
+        in run ``run_id`` (see ``hpc_pipeline.alerts`` for why that key).
+
+        They are recorded as sent when the block ends without error, and not at all when it
+        raises (the mail did not go: the task's retry sends it). Their rows stay locked until
+        then, so a second attempt at the same time waits and then finds them sent."""
+        kinds = list(problems)
+        with self.get_conn() as conn:
+            with conn.cursor() as cur:
+                cur.execute("""INSERT INTO alerts_sent (day, kind, dag_run_id, message)
+                               SELECT %s, k, %s, m FROM unnest(%s::text[], %s::text[]) AS a(k, m)
+                               ON CONFLICT (day, kind, dag_run_id) DO NOTHING RETURNING kind""",
+                            (day, run_id, kinds, [problems[k] for k in kinds]))
+                new = {row[0] for row in cur.fetchall()}
+            try:
+                yield [k for k in kinds if k in new]
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     # -- one run per day -------------------------------------------------------------------
     def claim_day(self, day: str, run_id: str, run_active: Callable[[str], bool]) -> str | None:

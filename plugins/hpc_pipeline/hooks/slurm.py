@@ -38,6 +38,16 @@ _SACCT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z")
 # Per file: "<lines> <lines holding the marker m> <path>" (POSIX awk: gawk, mawk, busybox).
 _COUNT_LINES = ('FNR == 1 { if (p != "") print n, f, p; n = 0; f = 0; p = FILENAME } '
                 '{ n++ } index($0, m) { f++ } END { if (p != "") print n, f, p }')
+# The progress probe (``SlurmHook.progress_probe``): $1 job ids ("" = skip squeue), $2 results
+# dir ("" = skip counting), $3 "m=<marker>", $4 the awk program, $5 squeue's -o format, then
+# find's name tests. Sections are headed by lines starting with "@@" (squeue's "<id>..." and
+# awk's "<n> <f> <path>" lines start with a digit); each part ends with "@@rc <status>".
+_PROBE_SCRIPT = """ids=$1 dir=$2 marker=$3 prog=$4 fmt=$5; shift 5
+if [ -n "$ids" ]; then echo @@squeue; squeue -h -r -t PD -j "$ids" -o "$fmt"; echo "@@rc $?"; fi
+if [ -n "$dir" ]; then echo @@count
+  if [ -d "$dir" ]; then find "$dir" -maxdepth 1 -type f "$@" -exec awk -v "$marker" "$prog" {} +
+    echo "@@rc $?"; else echo "@@rc 0"; fi
+fi"""
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
@@ -198,6 +208,48 @@ def parse_squeue(text: str) -> list[JobState]:
                 start_time=None if base_state(state) == "PENDING" else _timestamp(start),
                 reason=_reason(reason)))
     return out
+
+
+@dataclass(frozen=True)
+class ProgressProbe:
+    """The answer of ``SlurmHook.progress_probe``.
+
+    ``reasons``: SLURM job id (``"12_3"``, or ``"12"``) -> why it is pending; ``counts``:
+    ``{file name: (lines, lines holding the marker)}``, None when lines were not counted;
+    ``*_rc``: the exit status of each part (None: not run)."""
+    reasons: dict[str, str]
+    counts: dict[str, tuple[int, int]] | None
+    squeue_rc: int | None = None
+    count_rc: int | None = None
+
+
+def parse_progress_probe(text: str) -> ProgressProbe:
+    """Read the probe's sections (``@@squeue``, ``@@count``, each closed by ``@@rc N``).
+
+    A squeue line is ``<job id><US><reason>``; a count line is ``<lines> <marked> <path>``.
+    A section cut short (no ``@@rc``) keeps what it printed and reports rc None."""
+    reasons: dict[str, str] = {}
+    counts: dict[str, tuple[int, int]] | None = None
+    rcs: dict[str, int] = {}
+    section = None
+    for line in text.splitlines():
+        if line.startswith("@@rc "):
+            if section is not None:
+                rcs[section] = int(line[5:])
+            section = None
+        elif line in ("@@squeue", "@@count"):
+            section = line[2:]
+            if section == "count":
+                counts = {}
+        elif section == "squeue" and _SEP in line:
+            job_id, _, reason = line.partition(_SEP)
+            if reason := _reason(reason):
+                reasons[job_id.strip()] = reason
+        elif section == "count" and counts is not None:
+            lines, marked, path = line.split(" ", 2)
+            counts[posixpath.basename(path)] = (int(lines), int(marked))
+    return ProgressProbe(reasons=reasons, counts=counts, squeue_rc=rcs.get("squeue"),
+                         count_rc=rcs.get("count"))
 
 
 def parse_tree(text: str) -> list[tuple[str, int, float]]:
@@ -439,29 +491,39 @@ class SlurmHook:
             raise SlurmError(f"cannot list {path} (rc={rc}): {err.strip()[:500]}")
         return parse_tree(out)
 
-    def count_lines(self, directory: str, names: Sequence[str] | None,
-                    marker: str) -> dict[str, tuple[int, int]]:
-        """``{file name: (lines, lines containing marker)}`` for the files ``names`` of
-        ``directory`` (``None``: every ``shard-*.jsonl``), in one remote ``find``/``awk`` call
-        whatever their number. Files not there yet, or empty, are absent from the answer."""
-        if names is not None and not names:
-            return {}
-        directory = self.resolve(directory)
+    def progress_probe(self, pending_job_ids: Sequence[str], directory: str | None,
+                       names: Sequence[str] | None, marker: str) -> ProgressProbe:
+        """What the trigger's progress line needs beyond ``query``, in ONE remote call.
+
+        - ``squeue -h -r -t PD -j <ids>``: the pending indices of ``pending_job_ids`` with
+          SLURM's reason (``JobArrayTaskLimit``, ``Dependency``, ``Priority``, ...), which
+          accounting often leaves empty for the pending part of an array;
+        - ``find``/``awk`` over ``directory``: ``{file name: (lines, lines containing
+          marker)}`` for its files ``names`` (``None``: every ``shard-*.jsonl``); a directory
+          not created yet counts as empty.
+
+        A part with nothing to ask (no ids; no directory or ``names == []``) is not run; when
+        neither has anything, no call is made. Every value is a positional argument of a
+        constant ``sh -c`` script, never part of its text. The answer is one stdout of
+        ``@@``-headed sections, read by ``parse_progress_probe``. A failed ``squeue`` (the job
+        just left the queue) only leaves ``reasons`` empty; a failed count raises."""
+        count = directory is not None and names != []
+        if not pending_job_ids and not count:
+            return ProgressProbe(reasons={}, counts=None)
         if names is None:
             match = ["-name", "shard-*.jsonl"]
         else:
             match = ["("] + [a for n in names for a in ("-o", "-name", n)][1:] + [")"]
-        rc, out, err = self.run(["find", directory, "-maxdepth", "1", "-type", "f", *match,
-                                 "-exec", "awk", "-v", f"m={marker}", _COUNT_LINES, "{}", "+"])
+        rc, out, err = self.run(["sh", "-c", _PROBE_SCRIPT, "progress_probe",
+                                 ",".join(pending_job_ids), self.resolve(directory) if count else "",
+                                 f"m={marker}", _COUNT_LINES, f"%i{_SEP}%r", *match])
         if rc != 0:
-            if not out and "No such file or directory" in err:
-                return {}  # no shard has written yet
-            raise SlurmError(f"counting lines in {directory} failed (rc={rc}): {err.strip()}")
-        counts: dict[str, tuple[int, int]] = {}
-        for line in out.splitlines():
-            lines, failed, path = line.split(" ", 2)
-            counts[posixpath.basename(path)] = (int(lines), int(failed))
-        return counts
+            raise SlurmError(f"progress probe failed (rc={rc}): {err.strip()[:500]}")
+        probe = parse_progress_probe(out)
+        if probe.count_rc not in (None, 0):
+            raise SlurmError(f"counting lines in {directory} failed (rc={probe.count_rc}): "
+                             f"{err.strip()[:500]}")
+        return probe
 
     # -- files (SFTP) -----------------------------------------------------------------
     def home(self) -> str:

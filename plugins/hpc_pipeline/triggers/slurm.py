@@ -13,8 +13,10 @@ polls have been degraded continuously for ``outage_timeout_s``.
 
 Progress: on every change the trigger logs the jobs' counts by state and, given
 ``results_dir`` and ``clips_total`` (the audio step), the clips done / total from the shards'
-result lines (``hpc_pipeline.progress``): at most one more remote call per poll, and none
-while nothing runs or ends.
+result lines (``hpc_pipeline.progress``), with SLURM's reason for each pending index: at
+most one more remote call per poll (``SlurmHook.progress_probe``: ``squeue`` for the pending
+indices accounting gave no reason, plus the result-line count), none while nothing pends
+without a reason, runs or ends.
 
 Cancellation: Airflow 3.3 calls ``BaseTrigger.on_kill()`` (only) when a user marks the
 deferred task failed/success or clears it; we ``scancel`` the jobs there. ``cleanup()``
@@ -34,7 +36,8 @@ from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, Sl
                                       SlurmUnavailable, expand_job_id, latest_runs,
                                       with_offsets)
 from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
-from hpc_pipeline.progress import ShardLines, array_counts, format_progress
+from hpc_pipeline.progress import (ShardLines, array_counts, format_progress,
+                                   pending_without_reason, with_reasons)
 from hpc_pipeline.slurm_states import Verdict, verdict
 
 
@@ -169,18 +172,26 @@ class SlurmJobTrigger(BaseTrigger):
         return event.payload if event else None
 
     async def _log_progress(self, hook: SlurmHook, tasks: list[JobState]) -> None:
-        """Log the progress line when it changed; a failed count keeps the last one."""
-        clips = None
-        if self._shards is not None:
-            names = self._shards.to_read(tasks)
-            if names != []:
-                try:
-                    counts = await asyncio.to_thread(hook.count_lines, self.results_dir or "",
-                                                     names, FAILED_LINE_MARK)
-                    self._shards.record(tasks, names, counts)
-                except (*TRANSIENT_ERRORS, SlurmError) as exc:
-                    self.log.warning("Cannot count result lines: %s: %s", type(exc).__name__, exc)
-            clips = self._shards.clips()
+        """Log the progress line when it changed.
+
+        At most one remote call (``SlurmHook.progress_probe``) on top of the poll's query:
+        SLURM's reason for pending indices that the query left without one, and the result
+        lines of shards that can have grown. A failed probe keeps what is known."""
+        wanted = pending_without_reason(tasks)
+        names = self._shards.to_read(tasks) if self._shards is not None else []
+        if wanted or names != []:
+            try:
+                probe = await asyncio.to_thread(
+                    hook.progress_probe, wanted,
+                    self.results_dir if names != [] else None, names, FAILED_LINE_MARK)
+                if probe.squeue_rc:
+                    self.log.info("squeue gave no pending reasons (rc=%s)", probe.squeue_rc)
+                tasks = with_reasons(tasks, probe.reasons)
+                if self._shards is not None and probe.counts is not None:
+                    self._shards.record(tasks, names, probe.counts)
+            except (*TRANSIENT_ERRORS, SlurmError) as exc:
+                self.log.warning("Cannot read progress: %s: %s", type(exc).__name__, exc)
+        clips = self._shards.clips() if self._shards is not None else None
         line = format_progress(array_counts(tasks, self.array_size), clips)
         if line != self._last_progress:
             self.log.info("Progress: %s", line)
