@@ -113,6 +113,29 @@ def test_query_asks_the_controller_for_an_index_accounting_lacks(monkeypatch: py
         assert len(hook.query(["34"], array_size=size)) == 2 and calls == ["sacct"]
 
 
+def test_query_asks_the_controller_about_a_job_requeued_after_a_node_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accounting shows the ended attempt (NODE_FAIL) of a job SLURM requeued; the
+    controller's PENDING wins, so the watch goes on. A plain FAILED needs no squeue."""
+    answers = {"sacct": f"34_0{S}NODE_FAIL{S}0:0{S}vm{S}9{S}cpu=1{S}{S}{S}None{S}arr\n",
+               "squeue": f"34_0{S}PENDING{S}0{S}{S}0:00{S}cpu=1{S}/h/x.out{S}{S}{S}BeginTime{S}arr\n"}
+    calls: list[str] = []
+
+    def run(self: SlurmHook, argv: list[str], timeout: float | None = None) -> tuple[int, str, str]:
+        calls.append(argv[0])
+        return 0, answers[argv[0]], ""
+    monkeypatch.setattr(SlurmHook, "run", run)
+    hook = SlurmHook.__new__(SlurmHook)
+    assert [(j.job_id, j.state) for j in hook.query(["34"], array_size=1)] == [("34_0", "PENDING")]
+    assert calls == ["sacct", "squeue"]
+    # not requeued (--no-requeue): the controller says NODE_FAIL too
+    answers["squeue"] = f"34_0{S}NODE_FAIL{S}0{S}vm{S}0:09{S}cpu=1{S}/h/x.out{S}{S}{S}None{S}arr\n"
+    assert [j.state for j in hook.query(["34"], array_size=1)] == ["NODE_FAIL"]
+    calls.clear()
+    answers["sacct"] = answers["sacct"].replace("NODE_FAIL", "FAILED")
+    assert [j.state for j in hook.query(["34"], array_size=1)] == ["FAILED"] and calls == ["sacct"]
+
+
 def test_plan_resubmits_only_failed_or_missing_indices() -> None:
     jobs = [_job("5", 0, "COMPLETED"), _job("5", 1, "FAILED"), _job("5", 2, "RUNNING"),
             _job("5", 4, "TIMEOUT")]
