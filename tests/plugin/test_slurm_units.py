@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from hpc_pipeline.hooks.slurm import (JobState, SlurmHook, expand_job_id, job_na
 from hpc_pipeline.operators.slurm import index_spec, parse_array_size, plan
 from hpc_pipeline.sensors.slurm import parse_job_ids
 from hpc_pipeline.slurm_states import Verdict, verdict
-from hpc_pipeline.triggers.slurm import SlurmJobTrigger, failure_message, judge
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger, event_payload, failure_message, judge
 
 S = "\x1f"
 
@@ -214,4 +216,19 @@ def test_trigger_fails_after_the_outage_window() -> None:
 def test_trigger_failure_event_names_failed_indices() -> None:
     event, _ = _run_trigger([[_job("5", 0, "COMPLETED"), _job("5", 1, "OUT_OF_MEMORY")]], 30)
     assert event["status"] == "failed" and event["message"] == "5_1 OUT_OF_MEMORY exit=0:0 node=vm"
-    assert [t["array_index"] for t in event["failed"]] == [1] and len(event["tasks"]) == 2
+    assert event["failed_indices"] == [1] and event["counts"] == {"COMPLETED": 1, "OUT_OF_MEMORY": 1}
+    assert [t["array_index"] for t in event["shown"]] == [1]   # the failed index's log is shown
+
+
+def test_event_size_does_not_grow_with_the_array() -> None:
+    """A row per index made 113 KB at 400 indices; counts and failed indices stay small.
+    The task still names every failed index and shows the first SHOWN_JOBS logs."""
+    rows = [_job("5", i, "FAILED" if i % 20 == 7 else "COMPLETED") for i in range(400)]
+    event = event_payload(["5"], "failed", failure_message(rows), rows, "/l/x-%A_%a.out")
+    assert event["counts"] == {"COMPLETED": 380, "FAILED": 20}
+    assert event["failed_indices"] == list(range(7, 400, 20))
+    assert [t["array_index"] for t in event["shown"]] == [7, 27, 47, 67, 87]
+    assert len(json.dumps(event)) < 4000
+    ok = event_payload(["5"], "success", "done", [replace(r, state="COMPLETED") for r in rows])
+    assert ok["counts"] == {"COMPLETED": 400} and ok["failed_indices"] == [] and len(ok["shown"]) == 5
+    assert len(json.dumps(ok)) < 3000
