@@ -42,6 +42,8 @@ PROVISION = REPO / "hpc" / "devcluster" / "provision.sh"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 HEALTHY = ("idle", "mixed", "allocated")
 ALONE_TIMEOUT_S = 900   # how long the frozen shard waits for other tests' jobs to end
+# ~3 min alone on the bed; each of the two deaths may wait ALONE_TIMEOUT_S for the bed
+pytestmark = pytest.mark.timeout(3 * ALONE_TIMEOUT_S)
 
 
 def _sh(*argv: str) -> str:
