@@ -149,10 +149,11 @@ def node_state(node: str) -> tuple[str, str]:
 
 
 def restore(node: str) -> str:
-    """Power back: slurmd started the way provision.sh starts it (only what is not running is
-    started), then the node resumed if slurmctld did not return it to service on
-    registration. Returns how it came back."""
-    started = subprocess.run(["bash", str(PROVISION), "start"], capture_output=True, text=True,
+    """Power back: slurmd started as ``provision.sh start`` starts it (``provision.sh slurmd``:
+    slurmd alone, so that no daemon another test stopped on purpose is started), then the
+    node resumed if slurmctld did not return it to service on registration. Returns how it
+    came back."""
+    started = subprocess.run(["bash", str(PROVISION), "slurmd"], capture_output=True, text=True,
                              timeout=180)
     how = "returned to service on registration"
     if not node_state(node)[0].startswith(HEALTHY):
