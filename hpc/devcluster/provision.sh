@@ -3,10 +3,11 @@
 # `cpu` and `gpu` with a gpu GRES), and a loopback sshd with key-only auth for a non-root
 # submit user. The SAME script serves CI, the README demo and the docker-compose image.
 #
-# Usage: provision.sh [install|configure|start|stop|status|env|up]...   (default: up)
+# Usage: provision.sh [install|configure|start|slurmd|stop|status|env|up]...   (default: up)
 #   install    Debian packages + the HPC Python runtime (/opt/hpc-venv) + local models dir
 #   configure  slurm.conf, gres.conf, slurmdbd.conf, munge key, submit user, ssh keys
 #   start      start every daemon (idempotent: running daemons are left alone)
+#   slurmd     start slurmd alone, as `start` does (a node back after a failure)
 #   stop       cancel jobs, stop daemons by their pid files
 #   status     print daemon and partition state
 #   env        print the connection facts (ssh port, user, key, known_hosts) as shell vars
@@ -215,6 +216,14 @@ register_accounting() {
   done
 }
 
+start_slurmd() { # also alone: a node back from a failure (tests/faults/test_node_death.py)
+  if ! alive /run/slurmd.pid; then
+    log "starting slurmd"
+    /usr/sbin/slurmd
+  fi
+  wait_for 60 "node idle" bash -c "sinfo -h -N -o %T | grep -Eq '^(idle|mixed|allocated)'"
+}
+
 do_start() {
   mkdir -p /run/munge /run/sshd /run/mysqld "$LOGDIR"
   chown munge:munge /run/munge; chown mysql:mysql /run/mysqld; chown slurm:slurm "$LOGDIR"
@@ -231,11 +240,7 @@ do_start() {
   fi
   wait_for 30 slurmctld scontrol ping
   register_accounting
-  if ! alive /run/slurmd.pid; then
-    log "starting slurmd"
-    /usr/sbin/slurmd
-  fi
-  wait_for 60 "node idle" bash -c "sinfo -h -N -o %T | grep -Eq '^(idle|mixed|allocated)'"
+  start_slurmd
   if ! alive /run/devcluster-sshd.pid; then
     log "starting sshd on 127.0.0.1:$SSH_PORT"
     /usr/sbin/sshd -f "$STATE/sshd_config" -E "$LOGDIR/sshd.log"
@@ -291,10 +296,11 @@ for step in "$@"; do
     install) do_install ;;
     configure) do_configure ;;
     start) do_start ;;
+    slurmd) start_slurmd ;;
     stop) do_stop ;;
     status) do_status ;;
     env) do_env ;;
     up) do_install; do_configure; do_start ;;
-    *) echo "unknown step: $step (install|configure|start|stop|status|env|up)" >&2; exit 2 ;;
+    *) echo "unknown step: $step (install|configure|start|slurmd|stop|status|env|up)" >&2; exit 2 ;;
   esac
 done

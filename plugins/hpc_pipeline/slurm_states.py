@@ -29,6 +29,11 @@ _FAILURE = {
     "PREEMPTED", "REVOKED", "SPECIAL_EXIT",
 }
 
+# Accounting records these for the attempt that ended, but SLURM may have requeued the job
+# under the same id (JobRequeue=1 / --requeue after a node failure, PreemptMode=REQUEUE):
+# until the next attempt starts, only the controller knows the job waits again.
+MAY_BE_REQUEUED = {"NODE_FAIL", "PREEMPTED"}
+
 
 def base_state(raw: str) -> str:
     """``"CANCELLED by 1001"`` -> ``"CANCELLED"``; ``"completed+"`` -> ``"COMPLETED"``."""

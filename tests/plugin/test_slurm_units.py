@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from hpc_pipeline.hooks.slurm import (JobState, SlurmHook, expand_job_id, job_na
 from hpc_pipeline.operators.slurm import index_spec, parse_array_size, plan
 from hpc_pipeline.sensors.slurm import parse_job_ids
 from hpc_pipeline.slurm_states import Verdict, verdict
-from hpc_pipeline.triggers.slurm import SlurmJobTrigger, failure_message, judge
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger, event_payload, failure_message, judge
 
 S = "\x1f"
 
@@ -113,6 +115,29 @@ def test_query_asks_the_controller_for_an_index_accounting_lacks(monkeypatch: py
         assert len(hook.query(["34"], array_size=size)) == 2 and calls == ["sacct"]
 
 
+def test_query_asks_the_controller_about_a_job_requeued_after_a_node_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accounting shows the ended attempt (NODE_FAIL) of a job SLURM requeued; the
+    controller's PENDING wins, so the watch goes on. A plain FAILED needs no squeue."""
+    answers = {"sacct": f"34_0{S}NODE_FAIL{S}0:0{S}vm{S}9{S}cpu=1{S}{S}{S}None{S}arr\n",
+               "squeue": f"34_0{S}PENDING{S}0{S}{S}0:00{S}cpu=1{S}/h/x.out{S}{S}{S}BeginTime{S}arr\n"}
+    calls: list[str] = []
+
+    def run(self: SlurmHook, argv: list[str], timeout: float | None = None) -> tuple[int, str, str]:
+        calls.append(argv[0])
+        return 0, answers[argv[0]], ""
+    monkeypatch.setattr(SlurmHook, "run", run)
+    hook = SlurmHook.__new__(SlurmHook)
+    assert [(j.job_id, j.state) for j in hook.query(["34"], array_size=1)] == [("34_0", "PENDING")]
+    assert calls == ["sacct", "squeue"]
+    # not requeued (--no-requeue): the controller says NODE_FAIL too
+    answers["squeue"] = f"34_0{S}NODE_FAIL{S}0{S}vm{S}0:09{S}cpu=1{S}/h/x.out{S}{S}{S}None{S}arr\n"
+    assert [j.state for j in hook.query(["34"], array_size=1)] == ["NODE_FAIL"]
+    calls.clear()
+    answers["sacct"] = answers["sacct"].replace("NODE_FAIL", "FAILED")
+    assert [j.state for j in hook.query(["34"], array_size=1)] == ["FAILED"] and calls == ["sacct"]
+
+
 def test_plan_resubmits_only_failed_or_missing_indices() -> None:
     jobs = [_job("5", 0, "COMPLETED"), _job("5", 1, "FAILED"), _job("5", 2, "RUNNING"),
             _job("5", 4, "TIMEOUT")]
@@ -191,4 +216,19 @@ def test_trigger_fails_after_the_outage_window() -> None:
 def test_trigger_failure_event_names_failed_indices() -> None:
     event, _ = _run_trigger([[_job("5", 0, "COMPLETED"), _job("5", 1, "OUT_OF_MEMORY")]], 30)
     assert event["status"] == "failed" and event["message"] == "5_1 OUT_OF_MEMORY exit=0:0 node=vm"
-    assert [t["array_index"] for t in event["failed"]] == [1] and len(event["tasks"]) == 2
+    assert event["failed_indices"] == [1] and event["counts"] == {"COMPLETED": 1, "OUT_OF_MEMORY": 1}
+    assert [t["array_index"] for t in event["shown"]] == [1]   # the failed index's log is shown
+
+
+def test_event_size_does_not_grow_with_the_array() -> None:
+    """A row per index made 113 KB at 400 indices; counts and failed indices stay small.
+    The task still names every failed index and shows the first SHOWN_JOBS logs."""
+    rows = [_job("5", i, "FAILED" if i % 20 == 7 else "COMPLETED") for i in range(400)]
+    event = event_payload(["5"], "failed", failure_message(rows), rows, "/l/x-%A_%a.out")
+    assert event["counts"] == {"COMPLETED": 380, "FAILED": 20}
+    assert event["failed_indices"] == list(range(7, 400, 20))
+    assert [t["array_index"] for t in event["shown"]] == [7, 27, 47, 67, 87]
+    assert len(json.dumps(event)) < 4000
+    ok = event_payload(["5"], "success", "done", [replace(r, state="COMPLETED") for r in rows])
+    assert ok["counts"] == {"COMPLETED": 400} and ok["failed_indices"] == [] and len(ok["shown"]) == 5
+    assert len(json.dumps(ok)) < 3000

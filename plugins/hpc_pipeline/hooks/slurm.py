@@ -24,7 +24,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.providers.ssh.hooks.ssh import SSHHook
 
 from hpc_pipeline.config import SlurmResources
-from hpc_pipeline.slurm_states import base_state
+from hpc_pipeline.slurm_states import MAY_BE_REQUEUED, base_state
 
 # Failures of the transport (not of SLURM): the caller may reconnect and retry.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko.SSHException)
@@ -409,9 +409,10 @@ class SlurmHook:
         """States of every job / array index of ``job_ids``, newest first.
 
         Exactly one ``sacct`` call for all ids; ``squeue`` (one call) only for the ids
-        accounting does not know yet or reports without array indices (the controller's
-        answer wins for those), for all of them when accounting lists fewer than the
-        ``array_size`` indices the jobs hold together, or when accounting is down.
+        accounting does not know yet, reports without array indices or as ended in a state
+        SLURM may requeue (the controller's answer wins for those), for all of them when
+        accounting lists fewer than the ``array_size`` indices the jobs hold together, or
+        when accounting is down.
         Ids neither knows are absent from the result.
         """
         if not job_ids:
@@ -426,7 +427,10 @@ class SlurmHook:
         # Accounting lags: a fresh array job first shows as "<id>" (no index, even COMPLETED)
         # before "<id>_<i>"; taken at its word, a retried index would still look failed.
         unindexed = {j.array_job_id for j in found if j.array_index is None}
-        ask = [i for i in job_ids if i not in known or i in unindexed]
+        # A job requeued after a node failure shows its ended attempt (NODE_FAIL) in
+        # accounting until it starts again: judged on that, a job SLURM reruns would fail.
+        requeued = {j.array_job_id for j in found if j.state in MAY_BE_REQUEUED}
+        ask = [i for i in job_ids if i not in known or i in unindexed or i in requeued]
         # (counted per (name, index): a split array's parts each start at index 0)
         if array_size and sum(j.array_index is not None for j in latest_runs(found)) < array_size:
             ask = list(job_ids)     # an index accounting has not recorded yet

@@ -37,7 +37,6 @@ from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 XCOM_KEY = "slurm_job"
 # Set in every array job's environment: its shard is SLURM_ARRAY_TASK_ID + this offset.
 INDEX_OFFSET_ENV = "ARRAY_INDEX_OFFSET"
-_MAX_TAILS = 5  # logs tailed into the task log per outcome; arrays can have thousands
 _FULL_BYTES = 64 << 20  # below this much free space (1 % on small disks), staging is "full"
 
 
@@ -110,27 +109,26 @@ def full_disk_note(hook: SlurmHook, log_dir: str) -> str | None:
 
 def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
              tail_lines: int) -> dict[str, Any]:
-    """Log the jobs' log tails; return the per-index outcome or raise naming what failed.
+    """Log the shown jobs' log tails; return the outcome (counts per state) or raise naming
+    what failed: states, failed indices, what to change, log tails.
 
     Shared by the submit operator and the sensor (no ``log_path``: use squeue's StdOut).
     """
     pattern = event.get("log_path")
-    tasks = [JobState(**t) for t in event.get("tasks", [])]
-    failed = [JobState(**t) for t in event.get("failed", [])]
+    counts: dict[str, int] = event.get("counts", {})
     tails: list[str] = []
-    for job in (failed if event["status"] == "failed" else tasks)[:_MAX_TAILS]:
+    for job in (JobState(**t) for t in event.get("shown", [])):
         if source := pattern or job.stdout:
             path = log_path(source, job)
             text = hook.tail(path, tail_lines).rstrip()
             log.info("---- %s: last %d lines of %s ----\n%s", job.job_id, tail_lines, path, text)
             tails.append(f"--- last lines of {path} ---\n{text}")
-    result = {"job_ids": event["job_ids"], "log_path": pattern,
-              "tasks": [t.to_dict() for t in tasks]}
+    result = {"job_ids": event["job_ids"], "log_path": pattern, "counts": counts}
     if event["status"] == "success":
         return result
     if event["status"] == "failed":
-        indices = [j.array_index for j in failed if j.array_index is not None]
-        notes = explain([j.state for j in failed], "\n".join(tails))
+        indices = event.get("failed_indices", [])
+        notes = explain([s for s in counts if verdict(s) is Verdict.FAILURE], "\n".join(tails))
         if pattern and (full := full_disk_note(hook, posixpath.dirname(pattern))):
             notes.append(full)
         raise AirflowException(
@@ -192,9 +190,9 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
     (``--dependency=afterany``), so only one part's indices are queued at a time.
 
     XCom ``slurm_job`` (pushed before deferring): ``{"job_ids": [...], "log_path": pattern}``.
-    Return value: the same plus ``tasks``: one dict per array index (``JobState`` fields:
-    state, exit_code, node, elapsed_s, gpus, alloc_tres, ...; ``array_index`` is the index
-    in the whole array, ``job_id`` SLURM's own).
+    Return value: the same plus ``counts``: ``{state: indices}`` over the newest job of
+    every array index (of the job, for a single job), e.g. ``{"COMPLETED": 400}``. Per-index
+    details stay in SLURM (``sacct``; ``record_results`` stores them), not in the XCom.
     """
 
     template_fields: Sequence[str] = ("script", "script_args", "job_name", "array_size", "env",

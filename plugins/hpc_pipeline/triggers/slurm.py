@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +40,8 @@ from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
 from hpc_pipeline.progress import (ShardLines, array_counts, format_progress,
                                    pending_without_reason, with_reasons)
 from hpc_pipeline.slurm_states import Verdict, verdict
+
+SHOWN_JOBS = 5  # jobs whose log tails a finished task shows; arrays can have thousands
 
 
 def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = None,
@@ -85,9 +88,14 @@ def failure_message(tasks: list[JobState], limit: int = 20) -> str:
 
 def event_payload(job_ids: list[str], status: str, message: str, tasks: list[JobState],
                   log_path: str | None = None) -> dict[str, Any]:
+    """The outcome in a size that does not grow with the array, except by its failed
+    indices: Airflow stores the event in its metadata DB (a row per index was 113 KB at 400
+    indices). A retry needs nothing from it: it asks SLURM what failed (``array_plan``)."""
     failed = [j for j in tasks if verdict(j.state) is Verdict.FAILURE]
     return {"status": status, "job_ids": job_ids, "message": message, "log_path": log_path,
-            "tasks": [j.to_dict() for j in tasks], "failed": [j.to_dict() for j in failed]}
+            "counts": dict(sorted(Counter(j.state for j in tasks).items())),
+            "failed_indices": sorted(j.array_index for j in failed if j.array_index is not None),
+            "shown": [j.to_dict() for j in (failed if status == "failed" else tasks)[:SHOWN_JOBS]]}
 
 
 class SlurmJobTrigger(BaseTrigger):
@@ -95,8 +103,10 @@ class SlurmJobTrigger(BaseTrigger):
 
         {"status": "success" | "failed" | "error", "job_ids": [...], "message": str,
          "log_path": the --output pattern given to the trigger (or None),
-         "tasks": [JobState dict, one per array index (newest job), ...],
-         "failed": [JobState dict of each failed index, ...]}
+         "counts": {state: indices (or jobs) in it, newest job per index},
+         "failed_indices": [every failed array index, whole-array numbering],
+         "shown": [JobState dict of the first SHOWN_JOBS failed indices (all jobs when
+                   none failed): the task shows their log tails]}
     """
 
     def __init__(self, *, ssh_conn_id: str, job_ids: list[str], poll_interval_s: float = 10.0,
