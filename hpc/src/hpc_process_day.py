@@ -142,9 +142,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam-size", type=int, default=None,
                    help="beam width, 1 = greedy (default: WhisperX 5, torch 1)")
     p.add_argument("--max-clip-seconds", type=float, default=3 * 3600)
-    p.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0)) // 2),
-                   help="decode workers: processes with PyAV, else FFmpeg threads "
-                        "(default: half the CPUs granted)")
+    p.add_argument("--workers", type=int, default=max(1, 3 * len(os.sched_getaffinity(0)) // 4),
+                   help="decode workers: processes with PyAV, else FFmpeg threads (default: "
+                        "3/4 of the CPUs granted, the rest for the engine's threads; 12 of 16 "
+                        "fed an H200 best, bench/results/h200_run_k_shard_e2e.json)")
     p.add_argument("--progress-interval", type=float, default=30.0)
     return p.parse_args(argv)
 

@@ -28,9 +28,10 @@ class SlurmResources:
     extra_args: tuple[str, ...] = ()  # any other sbatch flags, one per item
 
 
-# A GPU shard's cores: the shard decodes with half of them (8 PyAV worker processes decode
-# 2,079 audio-s/s on an H200 node, above the engine's 2,025) and the engine's threads use the
-# rest (bench/results/h200_run_j_shard_e2e.json).
+# A GPU shard's cores: the shard decodes with 3/4 of them. On an H200 node a 1,000-clip
+# large-v3 shard ran 1,981 audio-s/s end to end with 12 decode workers (1,959 with 8, 1,931
+# with 16); large-v3-turbo's shape wants more (2,962 with 16, 2,480 with 8):
+# bench/results/h200_run_k_*.json.
 CPU_CORES_PER_GPU_SHARD = 16
 
 
