@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import psycopg
 import pytest
 
 from dag_support import REPO, write_config
+from tests.testbed import wait_until
 
 sys.path.insert(0, str(REPO / "scripts"))
 from airflow_api import AirflowApi  # noqa: E402
@@ -84,15 +84,15 @@ def test_marking_a_waiting_task_failed_cancels_its_slurm_job(stack: dict[str, st
     api = AirflowApi(f"http://127.0.0.1:{PORT}")
     api.unpause(dag)
     run_id = api.trigger(dag, {"date": stack["day"], "reprocess": "all"})
-    job_ids = _when(lambda: api.task_states(dag, run_id).get("audio") == "deferred"
+    job_ids = wait_until(lambda: api.task_states(dag, run_id).get("audio") == "deferred"
                     and api.xcom(dag, run_id, "audio", "slurm_job")["job_ids"], timeout_s=600)
     # Step in once the triggerer runs the wait (a trigger never started has no on_kill to call).
     audio_logs = Path(stack["home"], "logs", f"dag_id={dag}", f"run_id={run_id}", "task_id=audio")
-    _when(lambda: any(" starting" in f.read_text()
+    wait_until(lambda: any(" starting" in f.read_text()
                       for f in audio_logs.glob("attempt=*.log.trigger.*.log")), timeout_s=120)
     assert _sacct_states(job_ids) <= {"PENDING", "RUNNING"}  # still working when we step in
     api.set_task_state(dag, run_id, "audio", "failed")
-    _when(lambda: _sacct_states(job_ids) == {"CANCELLED"}, timeout_s=90)
+    wait_until(lambda: _sacct_states(job_ids) == {"CANCELLED"}, timeout_s=90)
     assert any(f"Cancelling SLURM jobs {job_ids}" in f.read_text()
                for f in audio_logs.glob("attempt=*.log.trigger.*.log"))
     assert api.wait(dag, run_id, timeout_s=300) == "failed"
@@ -104,17 +104,6 @@ def _sacct_states(job_ids: list[str]) -> set[str]:
                          capture_output=True, text=True, check=True).stdout
     return {line.split()[0] for line in out.splitlines() if line}
 
-
-def _when(predicate: Callable[[], Any], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if value := predicate():
-                return value
-        except RuntimeError:  # e.g. the XCom is not there yet
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout_s} s")
 
 
 def test_browser_trigger_with_a_date_succeeds(stack: dict[str, str]) -> None:

@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from faults_support import DAY, REPO, assert_recorded_once, job_ids, write_config
+from tests.testbed import wait_until
 
 sys.path.insert(0, str(REPO / "scripts"))
 from airflow_api import AirflowApi  # noqa: E402
@@ -49,17 +50,6 @@ def stack(tmp_path: Path, tag: str, postgres: str, source_day: list[str],
         _psql(f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)")
 
 
-def _when(predicate: Callable[[], Any], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if value := predicate():
-                return value
-        except (RuntimeError, OSError):   # the XCom is not there yet; an API call timed out
-            pass                          # on a loaded machine (or the scheduler restarting)
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout_s} s")
-
 
 def _kill_group(pidfile: Path) -> None:
     """SIGKILL a component and its children (airflow_stack.sh starts each with setsid)."""
@@ -72,7 +62,7 @@ def test_scheduler_and_triggerer_killed_while_audio_is_deferred(
     api.wait_for_dag(DAG)
     api.unpause(DAG)
     run_id = api.trigger(DAG, {"date": DAY, "reprocess": "none"})
-    watched = _when(lambda: api.task_states(DAG, run_id).get("audio") == "deferred"
+    watched = wait_until(lambda: api.task_states(DAG, run_id).get("audio") == "deferred"
                     and api.xcom(DAG, run_id, "audio", "slurm_job")["job_ids"], timeout_s=900)
     run_dir = stack["home"] / "run"
     for component in ("scheduler", "triggerer"):
@@ -80,7 +70,7 @@ def test_scheduler_and_triggerer_killed_while_audio_is_deferred(
     time.sleep(5)   # the shard works on while nothing watches it
     stack["start"]()   # restarts the two dead components
 
-    state = _when(lambda: (s := api.run_state(DAG, run_id)) in ("success", "failed") and s,
+    state = wait_until(lambda: (s := api.run_state(DAG, run_id)) in ("success", "failed") and s,
                   timeout_s=900)
     assert state == "success", api.task_states(DAG, run_id)
     assert api.xcom(DAG, run_id, "audio", "slurm_job")["job_ids"] == watched
