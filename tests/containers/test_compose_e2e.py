@@ -186,6 +186,8 @@ def _wait_healthy(env: dict[str, str], timeout_s: float) -> None:
 @pytest.fixture(scope="module")
 def stack(docker_env: dict[str, str], images: dict[str, Any]) -> Iterator[dict[str, str]]:
     """`up` (no builds: the images above), every service healthy; `down -v` at the end."""
+    # A run cut short before (Ctrl-C) may have left volumes: the day must start from nothing.
+    compose(docker_env, "down", "-v", "--remove-orphans", timeout=300)
     try:
         with phase("up"):
             compose(docker_env, "up", "-d", "--no-build")
