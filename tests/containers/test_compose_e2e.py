@@ -108,7 +108,7 @@ def docker_env() -> Iterator[dict[str, str]]:
     docker_host = sh("bash", ENGINE, "env").stdout.strip().removeprefix("export DOCKER_HOST=")
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "DOCKER_HOST": docker_host,
            "DOCKER_BUILDKIT": "0", "AIRFLOW_PORT": str(PORT), "SAMPLE_DAY": DAY,
-           "DEVCLUSTER_WITH_WHISPERX": os.environ.get("DEVCLUSTER_WITH_WHISPERX", "1"),
+           "DEVCLUSTER_WITH_WHISPERX": "1",   # the real engine: the day must produce transcripts
            "EXTRA_CA_CERTS": extra_ca_certs()}
     REPORT.update(day=DAY, whisperx=env["DEVCLUSTER_WITH_WHISPERX"], engine_was_running=was_running,
                   extra_ca_certs=env["EXTRA_CA_CERTS"].count("BEGIN CERTIFICATE"))
