@@ -7,6 +7,12 @@ FROM debian:12.12-slim
 # 0 = the light runtime (requirements-hpc-base.txt) without WhisperX/torch (~7 GB less).
 ARG DEVCLUSTER_WITH_WHISPERX=1
 
+# Behind a TLS-inspecting proxy: its CA certificates (PEM text), trusted by apt and pip during
+# the install (docs/compose-and-deploy.md, "Behind a TLS-inspecting proxy"). Empty: no-op.
+ARG EXTRA_CA_CERTS=
+COPY docker/install-extra-ca.sh /usr/local/sbin/install-extra-ca
+RUN install-extra-ca
+
 # Only the installer's inputs: editing hpc/src (deployed over SFTP at run time) must not
 # invalidate the multi-minute install layer.
 COPY hpc/devcluster/provision.sh /opt/audio-pipeline/hpc/devcluster/provision.sh

@@ -52,9 +52,11 @@ class AirflowApi:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: str | None = None) -> str:
+        """A manual run; with ``logical_date`` (ISO) it takes the slot of the scheduled run of
+        that date, which the scheduler then does not create."""
         run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                         {"logical_date": None, "conf": conf})
+                         {"logical_date": logical_date, "conf": conf})
         return run["dag_run_id"]
 
     def scheduled_run(self, dag_id: str, timeout_s: float = 90) -> str | None:

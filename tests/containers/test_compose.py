@@ -1,7 +1,9 @@
 """docker-compose.yaml, checked without a Docker engine: Debian's docker-compose (1.29) validates
 it offline; the resolved file has every service of the design, the dev cluster image is built
-by the project's provisioning script, and the Airflow connections pin the cluster's host key,
-which a throwaway sshd proves is verified: the right key passes, a wrong or missing one fails.
+by the project's provisioning script, every image can trust a TLS-inspecting proxy's CAs, and
+the Airflow connections pin the cluster's host key, which a throwaway sshd proves is verified:
+the right key passes, a wrong or missing one fails. The stack started for real, a whole day
+through it: test_compose_e2e.py (`make compose-test`).
 """
 from __future__ import annotations
 
@@ -111,7 +113,8 @@ def test_hpc_image_is_built_by_the_provisioning_script(resolved: dict) -> None:
     assert steps[0] == ("FROM", "debian:12.12-slim")
     copies = [args for op, args in steps if op == "COPY"]
     assert "hpc/devcluster/provision.sh /opt/audio-pipeline/hpc/devcluster/provision.sh" in copies
-    runs = [args for op, args in steps if op == "RUN"]
+    # Besides trusting a proxy's CAs (EXTRA_CA_CERTS, a no-op by default), only provision.sh.
+    runs = [args for op, args in steps if op == "RUN" and args != "install-extra-ca"]
     assert runs and all("/opt/audio-pipeline/hpc/devcluster/provision.sh install" in r for r in runs)
     # ... and nothing of its own: no package managers or service setup outside provision.sh.
     assert not re.search(r"apt-get install|pip install|useradd|slurm\.conf|ssh-keygen", " ".join(runs))
@@ -124,6 +127,36 @@ def test_hpc_image_is_built_by_the_provisioning_script(resolved: dict) -> None:
     assert hpc["hostname"] == "hpc" and hpc["init"] is True and hpc["tmpfs"] == ["/run"]
     sample = resolved["services"]["sample-clips"]
     assert sample["image"] == hpc["image"]
+
+
+DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile")) + sorted((REPO / "docker" / "standins").glob("*.Dockerfile"))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_image_trusts_extra_cas_before_it_installs_anything(dockerfile: Path) -> None:
+    """Behind a TLS-inspecting proxy apt and pip fail unless the build trusts its CAs first."""
+    steps = _dockerfile_instructions(dockerfile)
+    assert ("ARG", "EXTRA_CA_CERTS=") in steps
+    assert ("COPY", "docker/install-extra-ca.sh /usr/local/sbin/install-extra-ca") in steps
+    runs = [args for op, args in steps if op == "RUN"]
+    assert runs[0] == "install-extra-ca", "the CAs come before any RUN that could fetch something"
+
+
+def test_compose_passes_extra_cas_to_every_build(resolved: dict) -> None:
+    builds = [s["build"] for s in resolved["services"].values() if "build" in s]
+    assert builds and all(b["args"]["EXTRA_CA_CERTS"] == "" for b in builds)  # empty unless set
+    assert resolved["services"]["postgres"]["image"] == "postgres:15-bookworm"  # Debian 12's major
+
+
+def _install_extra_ca(value: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", str(REPO / "docker" / "install-extra-ca.sh")], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "EXTRA_CA_CERTS": value}, timeout=30)
+
+
+def test_install_extra_ca_is_a_no_op_without_certs_and_rejects_text_without_any() -> None:
+    assert _install_extra_ca("").returncode == 0   # nothing to do: writes nothing
+    proc = _install_extra_ca("not a certificate\n")
+    assert proc.returncode == 1 and "holds no PEM certificate" in proc.stderr
 
 
 def test_jobs_run_without_a_container_runtime_on_the_provisioned_venv(resolved: dict) -> None:

@@ -34,7 +34,7 @@ DEFS = {"audio_processing": CONTAINERS / "audio_processing.def",
 SECTIONS = {"labels", "help", "files", "environment", "post", "runscript", "test"}
 APPTAINER_SECTIONS = SECTIONS | {"setup", "pre", "startscript", "arguments"}
 SHELL_GLOBS = ("hpc/slurm/*.sh", "hpc/devcluster/*.sh", "scripts/*.sh", "containers/*.sh",
-               "docker/*.sh")
+               "docker/*.sh", "docker/standins/*.sh")
 SCRIPTS = sorted({p for g in SHELL_GLOBS for p in REPO.glob(g)})
 # The images: Ubuntu 22.04 (glibc 2.35), python3.10, x86_64.
 TARGET = {"python_version": "3.10", "python_full_version": "3.10.12", "sys_platform": "linux",
@@ -135,7 +135,8 @@ def test_shellcheck(script: Path) -> None:
 def test_the_scripts_of_this_area_are_checked() -> None:
     names = {str(p.relative_to(REPO)) for p in SCRIPTS}
     assert {"containers/build_containers.sh", "hpc/devcluster/provision.sh",
-            "docker/airflow-init.sh", "docker/hpc-entrypoint.sh"} <= names
+            "docker/airflow-init.sh", "docker/hpc-entrypoint.sh", "docker/install-extra-ca.sh",
+            "docker/standins/build.sh", "scripts/docker_engine.sh"} <= names
 
 
 # ---------------------------------------------------------------------------- .def files

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Stand-in for the official debian:<12.x>-slim image where no registry serves it: a minimal
+# Debian 12 (bookworm) root filesystem from the Debian archive (debootstrap --variant=minbase),
+# minimized the way the official slim images are (debuerreotype: no docs/man/locales, apt
+# keeps no caches, services never start during builds), then `docker import`ed under TAG.
+# How it differs from the real image: docs/compose-and-deploy.md, "Stand-in base images".
+#
+# Usage: docker/standins/debian-slim.sh TAG [MIRROR]     (root; needs debootstrap, docker)
+set -euo pipefail
+TAG=${1:?usage: debian-slim.sh TAG [MIRROR]}
+MIRROR=${2:-${DEBIAN_MIRROR:-http://deb.debian.org/debian}}
+DOCKER=${DOCKER:-docker}
+
+rootfs=$(mktemp -d /var/tmp/debian-standin.XXXXXX)
+trap 'rm -rf "$rootfs"' EXIT
+debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 \
+  || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
+rm -f "$rootfs.log"
+
+# The official image's apt sources: the release, its updates and the security archive.
+rm -f "$rootfs/etc/apt/sources.list"
+cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<SOURCES
+Types: deb
+URIs: ${MIRROR}
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: ${MIRROR%/debian}/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+
+# debuerreotype's minimizing config, as in the official images.
+cat >"$rootfs/usr/sbin/policy-rc.d" <<'POLICY'
+#!/bin/sh
+# Services never start while an image is being built.
+exit 101
+POLICY
+chmod 755 "$rootfs/usr/sbin/policy-rc.d"
+cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT
+echo 'Acquire::Languages "none";' >"$rootfs/etc/apt/apt.conf.d/docker-no-languages"
+echo 'Acquire::GzipIndexes "true";' >"$rootfs/etc/apt/apt.conf.d/docker-gzip-indexes"
+echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$rootfs/etc/apt/apt.conf.d/docker-autoremove-suggests"
+cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'DPKG'
+# slim: no documentation, manual pages or translations (copyright files stay)
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+DPKG
+echo 'force-unsafe-io' >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
+# What debootstrap installed before the excludes existed, and the host's leftovers.
+find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+rm -rf "$rootfs"/usr/share/{man,groff,info,lintian,linda,locale}/* \
+  "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/* \
+  "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* "$rootfs"/tmp/*
+: >"$rootfs/etc/resolv.conf"
+: >"$rootfs/etc/hostname"
+
+version=$(cat "$rootfs/etc/debian_version")
+tar --numeric-owner -C "$rootfs" -c . | "$DOCKER" import \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change 'CMD ["bash"]' \
+  --change "LABEL org.audio-pipeline.standin=debootstrap-minbase org.audio-pipeline.standin.debian-version=$version" \
+  - "$TAG" >/dev/null
+echo "stand-in $TAG: Debian $version (debootstrap --variant=minbase bookworm from $MIRROR)"
