@@ -242,7 +242,7 @@ do_start() {
   register_accounting
   start_slurmd
   if ! alive /run/devcluster-sshd.pid; then
-    log "starting sshd on 127.0.0.1:$SSH_PORT"
+    log "starting sshd on ${DEVCLUSTER_SSH_LISTEN:-127.0.0.1}:$SSH_PORT"
     /usr/sbin/sshd -f "$STATE/sshd_config" -E "$LOGDIR/sshd.log"
   fi
   wait_for 10 sshd bash -c "ssh -i '$STATE/client_key' -p '$SSH_PORT' -o BatchMode=yes \
