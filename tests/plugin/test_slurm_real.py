@@ -381,8 +381,8 @@ def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str]) -> None:
     log = hook.read_text(result["log_path"].replace("%j", result["job_ids"][0]))
     assert "".join(f"<{a}>\n" for a in args) in log
     assert f"FOO=<$(touch {pwn}7); x>" in log
-    # Accounting may lag: until slurmctld's job-start message reaches slurmdbd, a row made
-    # from the step's record carries the placeholder name "allocation".
+    # Accounting may lag: under load sacct first listed this job with the placeholder name
+    # "allocation" (a CI-style run, 2026-12-02), then with its own.
     rows = until(lambda: [r for r in sacct_rows("-j", result["job_ids"][0]) if r[2] != "allocation"])
     assert [r[2] for r in rows] == [name.replace('"', "`")]  # slurmdbd's quote quirk
     assert [j.job_id for j in hook.find_jobs(name)] == result["job_ids"]
