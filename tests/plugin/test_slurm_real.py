@@ -48,6 +48,8 @@ SCRIPTS = {
     # A part of a split array: the shard is the part's index plus its offset; shard 3 fails once.
     "split_array.sh": 'shard=$((SLURM_ARRAY_TASK_ID + ARRAY_INDEX_OFFSET)); echo "shard $shard"; '
                       'if [ "$shard" = 3 ] && [ ! -e "$MARK" ]; then touch "$MARK"; exit 5; fi',
+    # A part of a chained array (MaxJobCount): long enough that parts running at once overlap.
+    "chain_part.sh": 'echo "shard $((SLURM_ARRAY_TASK_ID + ARRAY_INDEX_OFFSET))"; sleep 2',
 }
 
 # What tasks raised, filled by callbacks (dag.test runs tasks in this process), and the
@@ -471,6 +473,27 @@ def test_split_array_retries_only_the_failed_shard(remote: tuple[SlurmHook, str]
     until(lambda: [(r[0], r[2]) for r in sacct_rows("-j", retry)] == [(f"{retry}_1", f"{name}+2")])
     assert result["counts"] == {"COMPLETED": 5}   # shard 3 judged by the retry's row
     assert hook.read_text(result["log_path"].replace("%A", retry).replace("%a", "1")) == "shard 3\n"
+
+
+def test_array_over_max_job_count_runs_its_parts_one_after_another(
+        remote: tuple[SlurmHook, str]) -> None:
+    """3 shards under an emulated MaxJobCount of 1: 3 one-index submissions, each waiting
+    for the previous one (``--dependency=afterany``), so only one part is ever queued or
+    running; on the 2-core bed independent parts would overlap. Every shard runs once."""
+    hook, base = remote
+    state, result = run_task(submit_op(base, "chain", script="chain_part.sh", array_size="3",
+                                       max_job_count=1), dag_id="chain")
+    assert state == "success", result
+    parts = result["job_ids"]
+    assert len(parts) == 3, parts
+    out = until(lambda: (o := subprocess.run(
+        ["sacct", "-X", "-P", "-n", "--format=JobID,State,Start,End", "-j", ",".join(parts)],
+        capture_output=True, text=True, check=True).stdout) and o.count("COMPLETED") == 3 and o)
+    span = {r[0].split("_")[0]: (r[2], r[3]) for r in (line.split("|") for line in out.splitlines())}
+    for earlier, later in zip(parts, parts[1:]):
+        assert span[later][0] >= span[earlier][1], span      # started once the previous ended
+    logs = [hook.read_text(result["log_path"].replace("%A", p).replace("%a", "0")) for p in parts]
+    assert logs == [f"shard {k}\n" for k in range(3)]
 
 
 def test_sensor_sees_time_limit(remote: tuple[SlurmHook, str], timeout_job: str) -> None:
