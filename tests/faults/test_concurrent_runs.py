@@ -9,13 +9,15 @@ record of the holder's state, so a claim of a run that ended (even red) is taken
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
 
 from faults_support import (DAY, REPO, Background, assert_recorded_once,
-                            live_jobs, load_dag, query, run_day, staging_day)
+                            live_jobs, load_dag, query, run_day, shard_pids, staging_day)
 
 SECOND_RUN = """
 import json, sys
@@ -33,12 +35,24 @@ def test_second_run_of_a_day_is_refused(fault_config: Callable[..., Path], resul
     paths = [str(Path(__file__).parent), str(REPO / "plugins"), str(REPO / "hpc" / "src"),
              str(REPO / "hpc" / "devcluster")]
 
-    def second_run(_: object) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", SECOND_RUN, str(config), *paths],
-                              capture_output=True, text=True, timeout=600)
+    def second_run(shards: list[int]) -> subprocess.CompletedProcess:
+        """The manual trigger, with the first run's shard frozen meanwhile: a two-clip day
+        could otherwise end before the second run (a fresh interpreter importing Airflow)
+        reaches ``write_request`` on a loaded machine, and then taking over the claim of
+        an ended run is right."""
+        for pid in shards:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            return subprocess.run([sys.executable, "-c", SECOND_RUN, str(config), *paths],
+                                  capture_output=True, text=True, timeout=600)
+        finally:
+            for pid in shards:
+                os.kill(pid, signal.SIGCONT)
 
     # The manual trigger arrives while the first run's shard works.
-    manual = Background(lambda: live_jobs(f"f{tag}-audio-"), second_run)
+    staging = str(staging_day(tag).parent)
+    manual = Background(lambda: live_jobs(f"f{tag}-audio-") and shard_pids(staging),
+                        second_run, poll_s=0.05)
     first = run_day(load_dag(config))
     proc = manual.result(timeout_s=600)
     out = proc.stdout + proc.stderr
