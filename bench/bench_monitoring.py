@@ -41,7 +41,7 @@ def psql(sql: str) -> None:
 def synthetic_day(day: dt.date, clips: int, rng: random.Random) -> Any:
     """One day's load as the DAG would record it: a manifest, clip results and SLURM jobs."""
     from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
-    from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
+    from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 
     iso = day.isoformat()
     roll = rng.random()

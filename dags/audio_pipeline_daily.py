@@ -23,7 +23,7 @@ from hpc_pipeline.config import load_config
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import XCOM_KEY, SlurmSubmitOperator
-from hpc_pipeline.pipeline_contract import results_dir
+from audio_hpc.contract import results_dir
 from hpc_pipeline.release import deploy_release
 from hpc_pipeline.run_report import report_day as write_report
 from hpc_pipeline.sensors.source_ready import SourceReadySensor

@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRuntimeError, Ai
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.pipeline_contract import (
+from audio_hpc.contract import (
     REPROCESS_MODES, ClipResult, Manifest, Request, day_dir, iter_result_lines)
 
 log = logging.getLogger(__name__)

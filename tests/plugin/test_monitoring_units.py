@@ -7,7 +7,7 @@ from hpc_pipeline.alerts import Problem, day_alert, day_problems, failed_ratio
 from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
 from hpc_pipeline.config import AlertConfig, load_config
 from hpc_pipeline.hooks.slurm import JobState, ProgressProbe, parse_progress_probe
-from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK, ClipResult
+from audio_hpc.contract import FAILED_LINE_MARK, ClipResult
 from hpc_pipeline.progress import (ClipCounts, ShardLines, array_counts, format_progress,
                                    pending_without_reason, with_reasons)
 from hpc_pipeline.run_report import status_page_link, summary_line

@@ -24,7 +24,7 @@ from tests.testbed import run_as_submit_user
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook, SlurmUnavailable
 from hpc_pipeline.operators.slurm import SlurmSubmitOperator
-from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
+from audio_hpc.contract import FAILED_LINE_MARK
 from hpc_pipeline.sensors.slurm import SlurmJobSensor
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 

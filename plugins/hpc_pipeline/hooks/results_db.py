@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg.rows import dict_row
 
-from hpc_pipeline.pipeline_contract import ClipResult, Manifest
+from audio_hpc.contract import ClipResult, Manifest
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
 _LOCK_KEY = 0x617564696F  # advisory lock id ("audio"): one migrator at a time

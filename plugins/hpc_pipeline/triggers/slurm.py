@@ -36,7 +36,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from hpc_pipeline.hooks.slurm import (TRANSIENT_ERRORS, JobState, SlurmError, SlurmHook,
                                       SlurmUnavailable, expand_job_id, latest_runs,
                                       with_offsets)
-from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
+from audio_hpc.contract import FAILED_LINE_MARK
 from hpc_pipeline.progress import (ShardLines, array_counts, format_progress,
                                    pending_without_reason, with_reasons)
 from hpc_pipeline.slurm_states import Verdict, verdict

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.torch_beam import beam_search
-from engines.torch_checkpoint import Vocab
-from engines.torch_model import DecodeState, WhisperTorch
-from engines.torch_pack import WINDOW_SAMPLES, Layout
+from audio_hpc.engines.torch_beam import beam_search
+from audio_hpc.engines.torch_checkpoint import Vocab
+from audio_hpc.engines.torch_model import DecodeState, WhisperTorch
+from audio_hpc.engines.torch_pack import WINDOW_SAMPLES, Layout
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterator
 
-from audio_decode import DecodeError, DecodeJob, DecodePool
-from engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
+from audio_hpc.decode import DecodeError, DecodeJob, DecodePool
+from audio_hpc.engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
                           TranscriptionEngine, load_engine)
-from pipeline_contract import (ClipResult, ContractError, Manifest, ShardSummary,
+from audio_hpc.jobmain import ExitCode, run_job
+from audio_hpc.contract import (ClipResult, ContractError, Manifest, ShardSummary,
                                StagingFull, TransferReport, day_dir, iter_result_lines, latest_per_clip,
                                results_dir, shard_results_name, shard_summary_name,
                                write_atomic)
 
-log = logging.getLogger("hpc_process_day")
+log = logging.getLogger("audio_hpc.process")
 
 
 class EngineStartError(RuntimeError):
@@ -279,24 +280,18 @@ def load_manifest(args: argparse.Namespace) -> Manifest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
+
+    def step() -> None:
         summary = ShardRun(args, load_manifest(args)).run()
-    except (ContractError, ValueError) as exc:
-        log.error("cannot run shard %d: %s", args.shard, exc)
-        return 2
-    except EngineStartError as exc:
-        log.error("shard %d cannot run: %s", args.shard, exc)
-        return 3
-    except StagingFull as exc:
-        log.error("shard %d stopped: %s", args.shard, exc)
-        return 4
-    log.info("shard %d done: %d ok, %d failed %s, %.1f audio s in %.1f s (RTF %.2f) on %s",
-             summary.shard, summary.ok, summary.failed, summary.failed_by_reason,
-             summary.audio_s, summary.wall_s, summary.rtf, summary.device)
-    return 0
+        log.info("shard %d done: %d ok, %d failed %s, %.1f audio s in %.1f s (RTF %.2f) on %s",
+                 summary.shard, summary.ok, summary.failed, summary.failed_by_reason,
+                 summary.audio_s, summary.wall_s, summary.rtf, summary.device)
+
+    return run_job(f"shard {args.shard}", step, [
+        ((ContractError, ValueError), ExitCode.BAD_INPUT),
+        (EngineStartError, ExitCode.ENGINE_START),
+        (StagingFull, ExitCode.STAGING_FULL)])
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from engines.torch_decode import BatchDecoder, Decoded, Encoded
-    from engines.torch_pack import Layout
+    from audio_hpc.engines.torch_decode import BatchDecoder, Decoded, Encoded
+    from audio_hpc.engines.torch_pack import Layout
 
 
 @torch.inference_mode()
