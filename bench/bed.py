@@ -24,8 +24,6 @@ RESULTS = REPO / "bench" / "results"
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "bench"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-sys.path.insert(0, str(REPO / "plugins"))
-sys.path.insert(0, str(REPO / "hpc" / "src"))
 
 from audio_hpc.contract import ClipResult  # noqa: E402  (needs the path above)
 

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hpc" / "src"))
 
 from audio_hpc.engines.base import SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech  # noqa: E402
 from audio_hpc.engines.torch_checkpoint import Dims, load_vocab  # noqa: E402

@@ -32,10 +32,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "bench"))
 
-import hpc_process_day  # noqa: E402  (light: decode workers are spawned and re-import this file)
+from audio_hpc import process  # (light: decode workers are spawned and re-import this file)
 from audio_hpc.decode import DecodeJob, DecodePool  # noqa: E402
 from audio_hpc.contract import Clip, Manifest, Shard, day_dir, results_dir  # noqa: E402
 
@@ -129,7 +127,7 @@ class GpuBusy:
         return next((round(t, 2) for t, u in self.samples if u > 0), None)
 
 
-class BenchShard(hpc_process_day.ShardRun):
+class BenchShard(process.ShardRun):
     """The production shard, handed an engine already built (random weights, fixed lengths)."""
 
     def __init__(self, args, manifest: Manifest, engine) -> None:
@@ -182,7 +180,7 @@ def run_shard(root: Path, manifest: Manifest, engine, workers: int, shape: str,
     shutil.rmtree(results_dir(str(root), DATE, PLAN), ignore_errors=True)
     default_idle_start = engine.idle_start
     engine.idle_start = idle_start or default_idle_start
-    args = hpc_process_day.parse_args([
+    args = process.parse_args([
         "--date", DATE, "--shard", "0", "--staging-root", str(root), "--plan-id", PLAN,
         "--models-dir", "", "--model", f"random-{shape}", "--engine", "torch",
         "--workers", str(workers), "--progress-interval", "3600"])

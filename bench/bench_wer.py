@@ -17,9 +17,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
 
 from espeak_clips import corpus  # noqa: E402
 

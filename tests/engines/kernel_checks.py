@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 os.environ["TRITON_INTERPRET"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hpc" / "src"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from hpc_pipeline.hooks.slurm import JobState
+from hpc_pipeline.slurm.jobs import JobState
 from audio_hpc.contract import shard_results_name
-from hpc_pipeline.slurm_states import Verdict, verdict
+from hpc_pipeline.slurm.states import Verdict, verdict
 
 # Waiting states in which the job's processes exist (a shard may be writing results).
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"})
