@@ -26,7 +26,7 @@ import bed  # sets up Airflow's environment: import first
 
 import psycopg
 
-from hpc_pipeline import day as steps
+from hpc_pipeline import steps
 from hpc_pipeline.hooks.slurm import SlurmHook
 from audio_hpc.contract import (Clip, Manifest, Shard, day_dir, results_dir,
                                             shard_results_name, write_atomic)

@@ -29,7 +29,7 @@ from typing import Any
 
 import bed  # sets up Airflow's environment: import first
 
-from hpc_pipeline import day as steps
+from hpc_pipeline import steps
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook

@@ -9,7 +9,7 @@ import uuid
 import psycopg
 import pytest
 
-from hpc_pipeline import day as steps
+from hpc_pipeline import steps
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
 from audio_hpc.contract import (Clip, ClipResult, Manifest, Shard, day_dir,
