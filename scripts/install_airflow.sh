@@ -21,8 +21,4 @@ if ! cmp -s "$HERE/requirements-dev.txt" "$VENV/.installed-requirements" 2>/dev/
   cp "$HERE/requirements-dev.txt" "$VENV/.installed-requirements"
   cp "$HERE/requirements.txt" "$VENV/.installed-requirements-base"
 fi
-# The cluster package and the dev-cluster tools, importable by name (editable: this checkout).
-if [[ $("$VENV/bin/python" -c 'import audio_hpc; print(audio_hpc.__file__)' 2>/dev/null) \
-      != "$HERE/hpc/src/audio_hpc/__init__.py" ]]; then
-  "$VENV/bin/pip" install -q --no-deps -e "$HERE/hpc"
-fi
+bash "$HERE/scripts/install_audio_hpc.sh" "$VENV"
