@@ -17,7 +17,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from audio_hpc.jobmain import ExitCode, run_job
+from audio_hpc.jobmain import ExitCode, day_parser, run_job
 from audio_hpc.contract import (Clip, ContractError, Manifest, Request, Shard, day_dir,
                                iter_result_lines, write_atomic)
 from audio_hpc.listing import list_local
@@ -27,10 +27,7 @@ DEFAULT_PLAN_ID = "adhoc"   # plan id when no request.json exists (a run outside
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--date", required=True)
-    p.add_argument("--staging-root", required=True)
-    p.add_argument("--backend", choices=("local", "globus"), required=True)
+    p = day_parser(__doc__)
     p.add_argument("--source-root", required=True,
                    help="directory (local) or path on the source collection (globus) "
                         "holding one sub-directory per day")
@@ -125,15 +122,14 @@ def plan(args: argparse.Namespace) -> Manifest:
     return manifest
 
 
+def summary(m: Manifest) -> str:
+    return (f"plan {m.date} plan_id={m.plan_id} listed={m.listed} skipped={m.skipped} "
+            f"to_process={len(m.clips)} shards={len(m.shards)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def step() -> None:
-        m = plan(args)
-        print(f"plan {m.date} plan_id={m.plan_id} listed={m.listed} skipped={m.skipped} "
-              f"to_process={len(m.clips)} shards={len(m.shards)}", flush=True)
-
-    return run_job(f"plan {args.date}", step, [
+    return run_job(f"plan {args.date}", lambda: summary(plan(args)), [
         ((ContractError, FileNotFoundError, PermissionError, ValueError), ExitCode.BAD_INPUT)])
 
 

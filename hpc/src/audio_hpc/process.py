@@ -22,7 +22,7 @@ from typing import IO, Iterator
 from audio_hpc.decode import DecodeError, DecodeJob, DecodePool
 from audio_hpc.engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
                           TranscriptionEngine, load_engine)
-from audio_hpc.jobmain import ExitCode, run_job
+from audio_hpc.jobmain import ExitCode, day_parser, run_job
 from audio_hpc.contract import (ClipResult, ContractError, Manifest, ShardSummary,
                                StagingFull, TransferReport, day_dir, iter_result_lines, latest_per_clip,
                                results_dir, shard_results_name, shard_summary_name,
@@ -128,10 +128,8 @@ class Progress:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--date", required=True)
+    p = day_parser(__doc__, backend=False)
     p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--staging-root", required=True)
     p.add_argument("--plan-id", default="", help="refuse to run on a manifest of another plan")
     p.add_argument("--models-dir", required=True)
     p.add_argument("--model", default="faster-whisper-large-v3")
@@ -279,16 +277,15 @@ def load_manifest(args: argparse.Namespace) -> Manifest:
     return manifest
 
 
+def summary(s: ShardSummary) -> str:
+    return (f"shard {s.shard} done: {s.ok} ok, {s.failed} failed {s.failed_by_reason}, "
+            f"{s.audio_s:.1f} audio s in {s.wall_s:.1f} s (RTF {s.rtf:.2f}) on {s.device}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def step() -> None:
-        summary = ShardRun(args, load_manifest(args)).run()
-        log.info("shard %d done: %d ok, %d failed %s, %.1f audio s in %.1f s (RTF %.2f) on %s",
-                 summary.shard, summary.ok, summary.failed, summary.failed_by_reason,
-                 summary.audio_s, summary.wall_s, summary.rtf, summary.device)
-
-    return run_job(f"shard {args.shard}", step, [
+    return run_job(f"shard {args.shard}",
+                   lambda: summary(ShardRun(args, load_manifest(args)).run()), [
         ((ContractError, ValueError), ExitCode.BAD_INPUT),
         (EngineStartError, ExitCode.ENGINE_START),
         (StagingFull, ExitCode.STAGING_FULL)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hpc_pipeline.slurm.errors import SlurmError
@@ -62,46 +63,54 @@ def _node(value: str) -> str | None:
     return None if not value or value.startswith("(") or value == "None assigned" else value
 
 
+def _rows(jid: str, *, state: str, node: str, tres: str, **fields: object) -> list[JobState]:
+    """One ``JobState`` per job / array index that ``jid`` names (``12_[0-3%2]``: four)."""
+    return [JobState(job_id=base if index is None else f"{base}_{index}", array_job_id=base,
+                     array_index=index, state=base_state(state), node=_node(node),
+                     alloc_tres=tres, gpus=_gpus(tres), **fields)  # type: ignore[arg-type]
+            for base, index in expand_job_id(jid)]
+
+
+def squeue_exit_code(status: str) -> str:
+    """squeue's ``Exit_Code`` in sacct's ``rc:signal`` form: SLURM 22.05 prints the raw wait
+    status (256 = exit 1, 9 = SIGKILL), 23.02 and later print ``rc:signal`` already."""
+    if ":" in status:
+        return status
+    code = int(status) if status.isdigit() else 0
+    return f"{code >> 8}:{code & 0x7F}"
+
+
+def _records(text: str, fields: tuple[str, ...]) -> Iterator[list[str]]:
+    """The SEP-separated lines of ``text`` holding at least ``fields`` columns."""
+    for line in text.splitlines():
+        if len(cols := line.split(SEP)) >= len(fields):
+            yield cols
+
+
 def parse_sacct(text: str) -> list[JobState]:
     out = []
-    for line in text.splitlines():
-        cols = line.split(SEP)
-        if len(cols) < len(SACCT_FIELDS):
-            continue
+    for cols in _records(text, SACCT_FIELDS):
         jid, state, exit_code, node, elapsed, tres, submit, start, reason, name = (
             cols[:9] + [SEP.join(cols[9:])])
-        for base, index in expand_job_id(jid):
-            out.append(JobState(
-                job_id=base if index is None else f"{base}_{index}", array_job_id=base,
-                array_index=index, name=name, state=base_state(state), exit_code=exit_code,
-                node=_node(node), elapsed_s=int(elapsed) if elapsed.isdigit() else None,
-                alloc_tres=tres, gpus=_gpus(tres), source="sacct",
-                submit_time=_timestamp(submit), start_time=_timestamp(start),
-                reason=reason_text(reason)))
+        out += _rows(jid, state=state, node=node, tres=tres, name=name, exit_code=exit_code,
+                     elapsed_s=int(elapsed) if elapsed.isdigit() else None, source="sacct",
+                     submit_time=_timestamp(submit), start_time=_timestamp(start),
+                     reason=reason_text(reason))
     return out
 
 
 def parse_squeue(text: str) -> list[JobState]:
     out = []
-    for line in text.splitlines():
-        cols = line.split(SEP)
-        if len(cols) < len(SQUEUE_FIELDS):
-            continue
+    for cols in _records(text, SQUEUE_FIELDS):
         jid, state, status, node, used, tres, stdout, submit, start, reason = (
             c.strip() for c in cols[:10])
-        name = cols[10]
-        # squeue reports the raw wait status (256 = exit 1); sacct's form is "rc:signal".
-        code = int(status) if status.isdigit() else 0
-        for base, index in expand_job_id(jid):
-            out.append(JobState(
-                job_id=base if index is None else f"{base}_{index}", array_job_id=base,
-                array_index=index, name=name, state=base_state(state),
-                exit_code=f"{code >> 8}:{code & 0x7F}", node=_node(node),
-                elapsed_s=_seconds(used), alloc_tres=tres, gpus=_gpus(tres),
-                stdout=stdout or None, source="squeue", submit_time=_timestamp(submit),
-                # a pending job's StartTime is only the scheduler's forecast
-                start_time=None if base_state(state) == "PENDING" else _timestamp(start),
-                reason=reason_text(reason)))
+        # a pending job's StartTime is only the scheduler's forecast
+        started = None if base_state(state) == "PENDING" else _timestamp(start)
+        out += _rows(jid, state=state, node=node, tres=tres, name=cols[10],
+                     exit_code=squeue_exit_code(status), elapsed_s=_seconds(used),
+                     stdout=None if stdout in ("", "(null)") else stdout, source="squeue",
+                     submit_time=_timestamp(submit), start_time=started,
+                     reason=reason_text(reason))
     return out
 
 

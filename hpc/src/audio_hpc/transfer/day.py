@@ -14,17 +14,14 @@ import logging
 import sys
 from pathlib import Path
 
-from audio_hpc.jobmain import ExitCode, run_job
+from audio_hpc.jobmain import ExitCode, day_parser, run_job
 from audio_hpc.contract import ContractError, Manifest, TransferReport, day_dir, write_atomic
 
 log = logging.getLogger("audio_hpc.transfer")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--date", required=True)
-    p.add_argument("--staging-root", required=True)
-    p.add_argument("--backend", choices=("local", "globus"), required=True)
+    p = day_parser(__doc__)
     p.add_argument("--globus-credentials", default=None,
                    help="0600 JSON file {client_id, client_secret}; else GLOBUS_CLIENT_ID/SECRET")
     p.add_argument("--source-collection", default="", help="globus: source collection id")
@@ -62,17 +59,16 @@ def run(args: argparse.Namespace) -> TransferReport:
     return report
 
 
+def summary(report: TransferReport) -> str:
+    counts = collections.Counter(f.status for f in report.files)
+    return (f"transfer {report.date} plan={report.plan_id} backend={report.backend} "
+            f"files={len(report.files)} transferred={counts['transferred']} "
+            f"skipped={counts['skipped']} failed={counts['failed']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def step() -> None:
-        report = run(args)
-        counts = collections.Counter(f.status for f in report.files)
-        print(f"transfer {args.date} plan={report.plan_id} backend={report.backend} "
-              f"files={len(report.files)} transferred={counts['transferred']} "
-              f"skipped={counts['skipped']} failed={counts['failed']}", flush=True)
-
-    return run_job(f"transfer {args.date}", step, [
+    return run_job(f"transfer {args.date}", lambda: summary(run(args)), [
         ((ContractError, FileNotFoundError, PermissionError), ExitCode.BAD_INPUT),
         (RuntimeError, ExitCode.FAILED)])   # GlobusTransferError, StagingFull
 
