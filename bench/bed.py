@@ -2,7 +2,7 @@
 connections, a fresh results DB, the machine's name, synthesized clips and result lines.
 
 Import this before anything from Airflow: it sets Airflow's environment (its own
-AIRFLOW_HOME under .airflow/bench) and puts the plugin and the HPC code on ``sys.path``.
+AIRFLOW_HOME under .airflow/bench, the plugins folder) before Airflow is imported.
 """
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "bench"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from audio_hpc.contract import ClipResult  # noqa: E402  (needs the path above)
+# Airflow puts its plugins folder (set above) on sys.path when imported: then the plugin's
+# package imports by name, as in the DAG processor and the workers.
+import airflow  # noqa: E402,F401
+from audio_hpc.contract import ClipResult  # noqa: E402
 
 WORDS = ("the quick brown fox jumps over a lazy dog while research data engineers watch "
          "thousands of short clips arrive every single day").split()

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bed  # noqa: F401  (Airflow's environment first: the plugin imports by name)
+
 REPO = Path(__file__).resolve().parents[1]
 REASONS = ("corrupt", "empty", "silent", "not_audio", "too_long")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

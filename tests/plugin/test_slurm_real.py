@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+from airflow.dag_processing.bundles.manager import DagBundlesManager
 from airflow.dag_processing.collection import update_dag_parsing_results_in_db
 from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import LazyDeserializedDAG
@@ -93,6 +94,8 @@ def run_task(op_factory: Callable[[], Any], *, dag_id: str,
         op = op_factory()
     op.on_failure_callback = [_on_failure]
     OUTCOMES.pop(op.task_id, None)
+    with create_session() as session:  # a fresh metadata DB has no bundles until a dag.test()
+        DagBundlesManager().sync_bundles_to_db(session=session)
     with create_session() as session:  # dag.test() needs the DAG serialized, as if parsed
         update_dag_parsing_results_in_db("dags-folder", None, [LazyDeserializedDAG.from_dag(dag)],
                                          {}, None, set(), session)
