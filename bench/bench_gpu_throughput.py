@@ -387,6 +387,7 @@ def main() -> None:
     p.add_argument("--peer-clips", type=int, help="the peer transcribes only the day's first N clips "
                    "(its rate is flat in day size; a long day would take it too long)")
     p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--no-graph-check", action="store_true", help="skip the graph-vs-eager check")
     p.add_argument("--tuned", default="", help="tuned transformers peer runs (tuned_peer.py): "
                    "BATCH[/static][/compile][/equal][/flat][/turbo]: static cache, generate's "
                    "compile on, the engine's tokens per audio second (equal work), back-to-back "
@@ -424,7 +425,8 @@ def main() -> None:
                         beams=next((int(r[4:]) for r in rest if r.startswith("beam")), 1), shape=shape)
     steps = [lambda spec=spec: engine_run(spec) for spec in filter(None, args.batches.split(","))]
     if device == "cuda":
-        steps.insert(0, lambda: check_graphs(clips, SHAPES[shape_of([])], args.tokenizer))
+        if not args.no_graph_check:
+            steps.insert(0, lambda: check_graphs(clips, SHAPES[shape_of([])], args.tokenizer))
         steps.insert(0, gpu_health)
         if args.profile:
             steps.insert(1, lambda: profile_decoder(SHAPES[shape_of([])], args.tokenizer, max(
