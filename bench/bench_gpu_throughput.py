@@ -39,7 +39,7 @@ from audio_hpc.engines.torch_engine import TorchWhisperEngine  # noqa: E402
 from audio_hpc.engines.torch_attention import attend, reference  # noqa: E402
 from audio_hpc.engines.torch_model import WhisperTorch  # noqa: E402
 from audio_hpc.engines.torch_pack import Packing, pack  # noqa: E402
-from audio_hpc.engines.torch_vad import chunk  # noqa: E402
+from audio_hpc.engines.torch_vad import VadConfig, chunk  # noqa: E402
 
 # large-v3's shape; the vocabulary is tiny.en's (51,864 vs 51,866 rows: 0.004% of the
 # output layer) so both recipes can use the one tokenizer.json available offline.
@@ -104,6 +104,7 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
     sync()
     second_wall = time.perf_counter() - t0
     encoder_s = time_encoder_alone(engine, clips)
+    tokens = engine_tokens(clips, engine, tokens_per_s)
     variant = ", ".join(name for name, on in (("fp8 cross K/V", fp8), ("packed", packed),
                                               ("no overlap", not overlap), ("eager encoder", not compiled),
                                               (f"beam {beam}", beam > 1))
@@ -117,8 +118,17 @@ def run_torch_engine(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batc
             "setup_s": round(setup_s, 1), "second_pass_wall_s": round(second_wall, 2),
             "second_pass_audio_s_per_s": round(audio_s / second_wall, 1),
             "encoder_alone_s": round(encoder_s, 2), "failed": failed[:3], "n_failed": len(failed),
+            "tokens": tokens, "tokens_per_audio_s": round(tokens / audio_s, 2),
+            "set": {"search": "beam" if beam > 1 else "greedy", "cache": "engine's static K/V "
+                    "buffers", "cuda_graphs": device == "cuda", "compiled_encoder": compiled},
             "n_no_speech": no_speech,
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if torch.cuda.is_available() else 0}
+
+
+def engine_tokens(clips: list[np.ndarray], engine: TorchWhisperEngine, tokens_per_s: float) -> int:
+    """Text tokens the engine decodes for the day: ``tokens_per_s`` of each VAD chunk."""
+    return sum(round(tokens_per_s * (e - s) / SAMPLE_RATE)
+               for a in clips for s, e in chunk(a, engine.vad))
 
 
 def time_encoder_alone(engine: TorchWhisperEngine, clips: list[np.ndarray]) -> float:
@@ -301,23 +311,65 @@ def run_peer(clips: list[np.ndarray], dims: Dims, vocab_path: Path, batch: int,
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if torch.cuda.is_available() else 0}
 
 
+def tuned_row(clips: list[np.ndarray], spec: str, vocab_path: Path, tokens_per_s: float,
+              device: str, shape_of, peers: dict) -> dict:
+    """One row of the tuned transformers peer (``tuned_peer.py``) for the spec
+    ``BATCH[/static][/compile][/equal][/flat][/turbo]``: a static cache, generate's compile left
+    on, the engine's tokens per audio second instead of the pipeline's 90 per window (equal
+    work), back-to-back windows instead of the pipeline's strided ones. ``peers`` keeps the
+    model of the last shape, so a sweep builds it once."""
+    from tuned_peer import CUTS, PeerSettings, TunedPeer
+    engine_tok = sum(round(tokens_per_s * (e - s) / SAMPLE_RATE)
+                     for a in clips for s, e in chunk(a, VadConfig()))
+    audio_s = sum(len(a) for a in clips) / SAMPLE_RATE
+    batch, *flags = spec.split("/")
+    shape = shape_of(flags)
+    cut = "flat" if "flat" in flags else "pipeline"
+    windows = sum(len(CUTS[cut](a)) for a in clips)
+    tokens = round(engine_tok / windows) if "equal" in flags else round(30 * tokens_per_s)
+    settings = PeerSettings(int(batch), "static" if "static" in flags else "dynamic",
+                            "compile" in flags, tokens, cut)
+    if shape not in peers:
+        peers.clear()
+        gc.collect()
+        torch.cuda.empty_cache() if device == "cuda" else None
+        peers[shape] = TunedPeer(asdict(SHAPES[shape]), {}, vocab_path, device,
+                                 "float16" if device == "cuda" else "float32")
+    label = (f"tuned generate b{batch} {settings.cache} cache, compile "
+             f"{'on' if settings.compile else 'off'}, {tokens} tok/window, {cut} cut")
+    row = peers[shape].run(clips, settings, label)
+    row.update(shape=shape, engine_tokens_per_audio_s=round(engine_tok / audio_s, 2),
+               equal_work="equal" in flags)
+    return row
+
+
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
 def table(results: list[dict]) -> str:
-    """One line per run, and each engine run's ratio to the peer of the same shape and mode."""
-    runs = [r for r in results if "recipe" in r]
-    peers = {(r["shape"], r["mode"], r["batch"]): r["audio_s_per_s"] for r in runs
-             if r["recipe"].startswith("transformers")}
-    lines = [f"{'shape':<15} {'recipe':<58} {'mode':<7} {'audio-s/s':>9} {'steady':>8} "
-             f"{'no-speech':>9}  vs peer (same mode) at its batches"]
+    """One line per run (tokens per audio second beside the rate), then each engine run's ratio to
+    the fastest pipeline row, the fastest tuned row and the fastest tuned row at equal work, of
+    the same shape and search."""
+    runs = [r for r in results if "recipe" in r and "audio_s_per_s" in r]
+    lines = [f"{'shape':<15} {'recipe':<64} {'mode':<7} {'audio-s/s':>9} {'tok/aud-s':>9} "
+             f"{'steady':>8} {'ran':>8}"]
     for r in runs:
-        ratios = ", ".join(f"{r['audio_s_per_s'] / v:.1f}x (b{b})" for (sh, m, b), v in sorted(peers.items())
-                           if sh == r["shape"] and m == r["mode"] and r["recipe"].startswith("torch"))
-        lines.append(f"{r['shape']:<15} {r['recipe']:<58} {r['mode']:<7} {r['audio_s_per_s']:>9} "
-                     f"{r.get('second_pass_audio_s_per_s', ''):>8} {r.get('n_no_speech', ''):>9}  {ratios}")
+        ran = ",".join(r.get("observed", {}).get("methods", r.get("generation_methods_ran", {})))
+        lines.append(f"{r['shape']:<15} {r['recipe'][:64]:<64} {r['mode']:<7} "
+                     f"{r['audio_s_per_s']:>9} {r.get('tokens_per_audio_s', ''):>9} "
+                     f"{r.get('second_pass_audio_s_per_s', ''):>8} {ran:>8}")
+    for r in (r for r in runs if r["recipe"].startswith("torch")):
+        same = [p for p in runs if p["shape"] == r["shape"] and p["mode"] == r["mode"]]
+        groups = (("pipeline", [p for p in same if p["recipe"].startswith("transformers")]),
+                  ("tuned", [p for p in same if p["recipe"].startswith("tuned")]),
+                  ("tuned, equal work", [p for p in same if p.get("equal_work")]))
+        for name, rows in groups:
+            if rows:
+                best = max(rows, key=lambda p: p["audio_s_per_s"])
+                lines.append(f"{r['recipe']} ({r['shape']}) vs best {name} ({best['recipe']}): "
+                             f"{r['audio_s_per_s'] / best['audio_s_per_s']:.2f}x")
     return "\n".join(lines)
 
 
@@ -337,6 +389,11 @@ def main() -> None:
     p.add_argument("--peer-clips", type=int, help="the peer transcribes only the day's first N clips "
                    "(its rate is flat in day size; a long day would take it too long)")
     p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--no-graph-check", action="store_true", help="skip the graph-vs-eager check")
+    p.add_argument("--tuned", default="", help="tuned transformers peer runs (tuned_peer.py): "
+                   "BATCH[/static][/compile][/equal][/flat][/turbo]: static cache, generate's "
+                   "compile on, the engine's tokens per audio second (equal work), back-to-back "
+                   "30 s windows, large-v3-turbo's shape")
     p.add_argument("--tiny", action="store_true", help="tiny shapes: a CPU smoke test")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -370,11 +427,16 @@ def main() -> None:
                         beams=next((int(r[4:]) for r in rest if r.startswith("beam")), 1), shape=shape)
     steps = [lambda spec=spec: engine_run(spec) for spec in filter(None, args.batches.split(","))]
     if device == "cuda":
-        steps.insert(0, lambda: check_graphs(clips, SHAPES[shape_of([])], args.tokenizer))
+        if not args.no_graph_check:
+            steps.insert(0, lambda: check_graphs(clips, SHAPES[shape_of([])], args.tokenizer))
         steps.insert(0, gpu_health)
         if args.profile:
             steps.insert(1, lambda: profile_decoder(SHAPES[shape_of([])], args.tokenizer, max(
                 int(s.split("/")[0]) for s in args.batches.split(","))))
+    tuned = [s for s in args.tuned.split(",") if s]
+    peers: dict = {}
+    steps += [lambda spec=spec: tuned_row(clips, spec, args.tokenizer, args.tokens_per_s, device,
+                                          shape_of, peers) for spec in tuned]
     if not args.no_peer:
         steps += [lambda spec=spec: peer_run(spec) for spec in filter(None, args.peer.split(","))]
     for step in steps:
