@@ -5,6 +5,10 @@ providers (no plugins folder, no repository on ``sys.path``), then from that ven
 is listed by ``airflow providers``, a DAGs folder holding only the DAG file parses, and
 ``airflow dags test`` runs a day on the test bed into PostgreSQL (the cluster code it deploys
 is the copy bundled in the wheel).
+
+Every test runs once per Airflow: the project's own (requirements.txt, 3.3) and, with
+``AUDIO_TEST_AIRFLOW_FLOOR=1`` (CI), the oldest release ``pyproject.toml`` admits, pinned whole
+in ``constraints-airflow-3.1.txt``: a second venv, the same tests.
 """
 from __future__ import annotations
 
@@ -27,6 +31,12 @@ DIST = "audio-pipeline-airflow"
 DAY = "2024-02-01"  # one clip: this test is about packaging, not transcription
 SOURCE = SOURCE_ROOT.with_name(f"{SOURCE_ROOT.name}-dist")  # days of its own
 PLUGIN_MODULE = REPO / "plugins" / "hpc_pipeline" / "monitoring" / "plugin.py"
+FLOOR_CONSTRAINTS = Path(__file__).with_name("constraints-airflow-3.1.txt")
+PROJECT = pytest.param(None, id="airflow-project")  # the resolution installed in .venv
+FLOOR = pytest.param(
+    FLOOR_CONSTRAINTS, id="airflow-floor",
+    marks=pytest.mark.skipif(os.environ.get("AUDIO_TEST_AIRFLOW_FLOOR") != "1",
+                             reason="the oldest Airflow's venv: AUDIO_TEST_AIRFLOW_FLOOR=1"))
 
 
 def _uv() -> str:
@@ -45,19 +55,38 @@ def _run(args: list[str], env: dict[str, str] | None = None,
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new venv with the built wheel, Airflow and providers at the project's versions."""
-    work = tmp_path_factory.mktemp("dist")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkout's wheel, built once for every Airflow it is installed with."""
+    out = tmp_path_factory.mktemp("dist")
+    _run([_uv(), "build", "--wheel", "--out-dir", str(out), str(REPO)])
+    return next(out.glob("audio_pipeline_airflow-*.whl"))
+
+
+def _pinned(constraints: str, name: str) -> str:
+    """The version ``constraints`` pins for ``name`` (``name==version`` lines)."""
+    return next(line.split("==", 1)[1].split()[0] for line in constraints.splitlines()
+                if line.lower().startswith(f"{name}=="))
+
+
+@pytest.fixture(scope="module", params=[PROJECT, FLOOR])
+def fresh_venv(request: pytest.FixtureRequest, wheel: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with the built wheel, Airflow and providers at pinned versions: the project's
+    own resolution (requirements.txt as installed in .venv) or the oldest Airflow's file."""
+    work = tmp_path_factory.mktemp("venv")
     uv = _uv()
-    _run([uv, "build", "--wheel", "--out-dir", str(work / "dist"), str(REPO)])
-    wheel = next((work / "dist").glob("audio_pipeline_airflow-*.whl"))
-    # The project's own resolution (requirements.txt as installed in .venv) pins every version.
-    freeze = _run([uv, "pip", "freeze", "--python", sys.executable]).stdout
-    (work / "constraints.txt").write_text(freeze)
+    if request.param is None:
+        constraints = _run([uv, "pip", "freeze", "--python", sys.executable]).stdout
+    else:
+        constraints = request.param.read_text()
+    (work / "constraints.txt").write_text(constraints)
     venv = work / "venv"
     _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)])
     _run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
           "--constraint", str(work / "constraints.txt"), str(wheel)])
+    probe = "import airflow; print(airflow.__version__)"
+    installed = _run([str(venv / "bin" / "python"), "-I", "-c", probe]).stdout.strip()
+    assert installed == _pinned(constraints, "apache-airflow"), installed
     return venv
 
 
