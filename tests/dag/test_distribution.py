@@ -75,8 +75,9 @@ def fresh_venv(request: pytest.FixtureRequest, wheel: Path,
     own resolution (requirements.txt as installed in .venv) or the oldest Airflow's file."""
     work = tmp_path_factory.mktemp("venv")
     uv = _uv()
-    if request.param is None:
-        constraints = _run([uv, "pip", "freeze", "--python", sys.executable]).stdout
+    if request.param is None:  # pins only: local checkouts installed into .venv are no constraint
+        freeze = _run([uv, "pip", "freeze", "--python", sys.executable]).stdout
+        constraints = "".join(line for line in freeze.splitlines(keepends=True) if "==" in line)
     else:
         constraints = request.param.read_text()
     (work / "constraints.txt").write_text(constraints)
@@ -192,3 +193,37 @@ def test_dags_folder_with_only_the_dag_file_parses_and_runs_a_day(site: dict) ->
         texts = conn.execute("SELECT text FROM transcripts").fetchall()
     assert day == ("complete", 1, 0), log[-5000:]
     assert len(texts) == 1 and texts[0][0].strip()
+
+
+API_PROBE = """
+import json
+from fastapi.testclient import TestClient
+from airflow.api_fastapi.app import create_app
+
+with TestClient(create_app()) as client:
+    anonymous = client.get("/audio-pipeline/api/days/{day}").status_code
+    token = client.post("/auth/token", json={{"username": "viewer", "password": "viewer"}})
+    token.raise_for_status()
+    auth = {{"Authorization": "Bearer " + token.json()["access_token"]}}
+    day = client.get("/audio-pipeline/api/days/{day}", headers=auth)
+    plugins = client.get("/api/v2/plugins", headers=auth).json()["plugins"]
+ours = [p for p in plugins if p["name"] == "audio_pipeline"]
+print(json.dumps({{"anonymous": anonymous, "status": day.status_code, "day": day.json(),
+                  "views": [v["href"] for p in ours for v in p["external_views"]],
+                  "apps": [a["url_prefix"] for p in ours for a in p["fastapi_apps"]]}}))
+"""
+
+
+def test_airflows_api_serves_the_monitoring_app_and_its_view(site: dict,
+                                                             fresh_venv: Path) -> None:
+    """Airflow's own API app (in process, as the api-server builds it) mounts the plugin's
+    FastAPI app and lists its UI view; a viewer's token reads the day the test above ran."""
+    home = Path(site["env"]["AIRFLOW_HOME"])
+    (home / "passwords.json").write_text(json.dumps({"viewer": "viewer"}))
+    env = {**site["env"], "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json")}
+    out = _run([str(fresh_venv / "bin" / "python"), "-c", API_PROBE.format(day=DAY)], env).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["anonymous"] == 401 and seen["status"] == 200, seen
+    assert seen["day"]["status"] == "complete", seen
+    assert seen["views"] == ["audio-pipeline/"] and seen["apps"] == ["/audio-pipeline"], seen
