@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import DAG, Param, TriggerRule, conf, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.providers.common.compat.sdk import AirflowSkipException, conf
+from airflow.sdk import DAG, Param, TriggerRule, task
 
 from hpc_pipeline import CLUSTER_CODE_DIR
 from hpc_pipeline import steps

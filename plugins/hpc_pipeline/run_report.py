@@ -10,7 +10,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
 from hpc_pipeline import alerts
 from hpc_pipeline.config import PipelineConfig

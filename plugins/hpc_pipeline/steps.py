@@ -14,9 +14,10 @@ import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from airflow.sdk import BaseHook
 from airflow.sdk.api.client import ServerResponseError
-from airflow.sdk.exceptions import AirflowFailException, AirflowRuntimeError, AirflowSkipException
+from airflow.sdk.exceptions import AirflowRuntimeError
 
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook

@@ -24,8 +24,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowSkipException
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
 
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook

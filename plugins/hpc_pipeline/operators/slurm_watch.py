@@ -6,7 +6,7 @@ import logging
 import posixpath
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException
 
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.slurm.jobs import JobState, log_path
