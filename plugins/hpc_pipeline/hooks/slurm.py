@@ -195,15 +195,19 @@ def parse_squeue(text: str) -> list[JobState]:
         jid, state, status, node, used, tres, stdout, submit, start, reason = (
             c.strip() for c in cols[:10])
         name = cols[10]
-        # squeue reports the raw wait status (256 = exit 1); sacct's form is "rc:signal".
+        # squeue up to 22.05 reports the raw wait status (256 = exit 1); from 23.02 it prints
+        # sacct's form "rc:signal" itself (tests/plugin/golden/).
         code = int(status) if status.isdigit() else 0
+        exit_code = status if ":" in status else f"{code >> 8}:{code & 0x7F}"
         for base, index in expand_job_id(jid):
             out.append(JobState(
                 job_id=base if index is None else f"{base}_{index}", array_job_id=base,
                 array_index=index, name=name, state=base_state(state),
-                exit_code=f"{code >> 8}:{code & 0x7F}", node=_node(node),
+                exit_code=exit_code, node=_node(node),
                 elapsed_s=_seconds(used), alloc_tres=tres, gpus=_gpus(tres),
-                stdout=stdout or None, source="squeue", submit_time=_timestamp(submit),
+                # 24.05+ prints "(null)" for a path it does not know
+                stdout=None if stdout in ("", "(null)") else stdout, source="squeue",
+                submit_time=_timestamp(submit),
                 # a pending job's StartTime is only the scheduler's forecast
                 start_time=None if base_state(state) == "PENDING" else _timestamp(start),
                 reason=_reason(reason)))

@@ -32,6 +32,7 @@ from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import (JobState, SiteLimits, SlurmHook, latest_runs, log_path,
                                       with_offsets)
 from hpc_pipeline.slurm_states import Verdict, explain, verdict
+from hpc_pipeline.slurm_signals import signal_notes
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 XCOM_KEY = "slurm_job"
@@ -129,6 +130,7 @@ def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
     if event["status"] == "failed":
         indices = event.get("failed_indices", [])
         notes = explain([s for s in counts if verdict(s) is Verdict.FAILURE], "\n".join(tails))
+        notes += signal_notes(t["exit_code"] for t in event.get("shown", []))
         if pattern and (full := full_disk_note(hook, posixpath.dirname(pattern))):
             notes.append(full)
         raise AirflowException(
