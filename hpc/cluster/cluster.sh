@@ -51,9 +51,12 @@ compose() {
 
 build() {
   log "base image: $(STANDIN_PULL=${STANDIN_PULL:-1} bash "$REPO/docker/standins/build.sh" debian:13-slim)"
-  DOCKER_BUILDKIT=0 docker build -q --network host -f "$HERE/node.Dockerfile" \
-    --build-arg EXTRA_CA_CERTS="${EXTRA_CA_CERTS:-}" -t "$IMAGE" "$REPO" >/dev/null
-  log "node image $IMAGE: SLURM $(docker run --rm --entrypoint sinfo "$IMAGE" --version)"
+  local out
+  out=$(DOCKER_BUILDKIT=0 docker build --network host -f "$HERE/node.Dockerfile" \
+    --build-arg EXTRA_CA_CERTS="${EXTRA_CA_CERTS:-}" -t "$IMAGE" "$REPO" 2>&1) \
+    || { printf '%s\n' "$out" | tail -30 >&2; return 1; }
+  log "node image $IMAGE: slurm $(docker run --rm --entrypoint dpkg-query "$IMAGE" \
+    -W -f '${Version}' slurmctld)"
 }
 
 configure() {
