@@ -142,10 +142,14 @@ class Cluster(SlurmWorld):
             capture_output=True).returncode == 0, 30, "login node's sshd back")
 
     def stop_slurmdbd(self) -> None:
-        self.stop_node("slurmdbd")
+        """The daemon only: its host stays up (a stopped container's name stops resolving,
+        and clients then wait minutes on DNS instead of being refused)."""
+        self._docker("exec", "hpc-cluster-slurmdbd", "bash", "-c",
+                     'kill "$(cat /run/slurmdbd.pid)"; while pgrep -x slurmdbd; do sleep 0.2; done')
 
     def start_slurmdbd(self) -> None:
-        self.start_node("slurmdbd")
+        self._docker("exec", "hpc-cluster-slurmdbd", "bash", "-c",
+                     "pgrep -x slurmdbd >/dev/null || /usr/sbin/slurmdbd")
         _until(self.accounting_up, 90, "slurmdbd back")
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Entry point of every node of the SLURM 24.11 test cluster (node.Dockerfile, compose.yaml).
 # Usage: node.sh db|ctld|compute|login
-#   db       MariaDB + slurmdbd (accounting)        ctld   slurmctld (registers the cluster)
+#   db       MariaDB (the container's life) + slurmdbd   ctld   slurmctld (registers the cluster)
 #   compute  slurmd (CPUs, memory and gres come from slurm.conf, not from the host)
 #   login    sshd for the submit user only: the one thing Airflow talks to
 # Reads what cluster.sh wrote to /cluster (read-only): slurm.conf, gres.conf, cgroup.conf,
@@ -38,6 +38,7 @@ db() {
   install -d -o mysql -g mysql /run/mysqld
   [[ -d /var/lib/mysql/mysql ]] || mariadb-install-db --user=mysql >/dev/null
   /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --skip-name-resolve &
+  local server=$!
   wait_for 30 mariadb mariadb -e 'select 1'
   local pass
   pass=$(sed -n 's/^StoragePass=//p' /cluster/slurmdbd.conf)
@@ -47,7 +48,10 @@ CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
 SQL
   install -o slurm -g slurm -m 600 /cluster/slurmdbd.conf /etc/slurm/slurmdbd.conf
-  exec /usr/sbin/slurmdbd -D
+  # slurmdbd daemonizes (pid file /run/slurmdbd.pid): the node outlives it, as a site's
+  # accounting host does when the daemon dies, so tests stop and start the daemon alone.
+  /usr/sbin/slurmdbd
+  wait "$server"
 }
 
 ctld() {

@@ -101,7 +101,8 @@ def test_signal_exits_are_explained(version: str) -> None:
     assert "OOM killer" in note and "scancel --signal" in note and "admin" in note
     assert signal_note(jobs["exit3"].exit_code) is None
     assert signal_note(jobs["completed"].exit_code) is None
-    squeue = {n: js[0] for n, js in by_name(parse_squeue(golden(version, "squeue-running.txt"))).items()}
+    squeue = {n: js[0] for n, js
+              in by_name(parse_squeue(golden(version, "squeue-running.txt"))).items()}
     assert "signal 15 (SIGTERM)" in (signal_note(squeue["cancelled"].exit_code) or "")
     assert "signal 9 (SIGKILL)" in (signal_note(squeue["child_sigkill"].exit_code) or "")
 
