@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class SlurmWorld:
     version: str                 # "22.05", "24.11"
     facts: dict[str, str]        # DEVCLUSTER_* (ssh host, port, user, key, known_hosts, host key)
     scratch: Path                # a dir every node sees, at the same path as on this host
-    compute_nodes: list[str] = field(default_factory=list)
+    compute_nodes: list[str] = field(default_factory=list)   # SLURM's node names
 
     def slurm(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         """A SLURM client command as root, where the controller is."""
@@ -82,7 +83,7 @@ class SlurmWorld:
         return self.slurm(["sacctmgr", "-n", "list", "cluster"]).returncode == 0
 
 
-class Bed(SlurmWorld):
+class NativeBed(SlurmWorld):
     """Everything runs on this host; daemons are stopped by their pid files."""
     SSHD_PIDFILE = "/run/devcluster-sshd.pid"
     SSHD = ["/usr/sbin/sshd", "-f", "/var/lib/hpc-devcluster/sshd_config",
@@ -180,7 +181,8 @@ def open_world(name: str) -> SlurmWorld:
     if name == "bed":
         subprocess.run(["bash", str(PROVISION), "configure", "start"], check=True,
                        capture_output=True)
-        return Bed("bed", "22.05", _facts(["bash", str(PROVISION), "env"]), Path("/tmp"))
+        return NativeBed("bed", "22.05", _facts(["bash", str(PROVISION), "env"]), Path("/tmp"),
+                         [socket.gethostname().split(".")[0]])
     if not CLUSTER_ENABLED:
         pytest.skip("the SLURM 24.11 cluster tier is off: `make cluster-up`, then run with "
                     "AUDIO_TEST_CLUSTER=1 (needs Docker: scripts/docker_engine.sh)")
