@@ -133,6 +133,10 @@ class Cluster(SlurmWorld):
     def start_node(self, node: str) -> None:
         self._docker("start", f"hpc-cluster-{node}")
 
+    def restart_controller(self) -> None:
+        """slurmctld stopped and started again (its state save survives in the node)."""
+        self._docker("restart", "-t", "5", "hpc-cluster-slurmctld")
+
     def stop_sshd(self) -> None:
         self.stop_node("login")    # the login node's sshd is its main process
 

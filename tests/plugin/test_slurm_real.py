@@ -369,6 +369,31 @@ def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str], slurm_world
     assert any(at > killed_at[0] and sources == {"squeue"} for at, sources in polls), polls
 
 
+def test_controller_restarted_mid_array(remote: tuple[SlurmHook, str],
+                                        slurm_world: SlurmWorld) -> None:
+    """slurmctld restarted while an array runs: the jobs survive in its state save, the
+    trigger rides out the refused commands and reattaches; nothing is submitted again."""
+    if slurm_world.name != "cluster":
+        pytest.skip("restarts the controller: only on the private 24.11 cluster, not the "
+                    "shared bed")
+    _, base = remote
+
+    def restart() -> None:
+        wait_running(slurm_world, until(lambda: watched_job_id(slurm_world)).split("_")[0])
+        slurm_world.restart_controller()
+    restarter = in_background(restart)
+    state, result = run_task(submit_op(
+        base, "ctld", script="sleep.sh", script_args=["10"], array_size="4",
+        resources=SlurmResources(time="2", mem="100M", array_parallelism=2)), dag_id="ctld")
+    restarter.join()
+    assert not restarter.errors, restarter.errors
+    assert state == "success", result
+    assert len(result["job_ids"]) == 1 and result["counts"] == {"COMPLETED": 4}
+    (job,) = result["job_ids"]
+    assert sorted(r[0] for r in sacct_rows(slurm_world, "--name", f"t{TOKEN}-ctld")) == [
+        f"{job}_{i}" for i in range(4)]
+
+
 def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str],
                                       slurm_world: SlurmWorld) -> None:
     hook, base = remote
