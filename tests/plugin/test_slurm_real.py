@@ -422,7 +422,7 @@ def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str],
 
 
 def test_progress_probe_reads_pending_reasons_and_result_lines_in_one_call(
-        remote: tuple[SlurmHook, str]) -> None:
+        remote: tuple[SlurmHook, str], slurm_world: SlurmWorld) -> None:
     """The trigger's one progress call: SLURM's reason for pending array indices (accounting
     reports none for them) and the shards' result lines, from an oddly named directory."""
     hook, base = remote
@@ -439,7 +439,7 @@ def test_progress_probe_reads_pending_reasons_and_result_lines_in_one_call(
     real_run = hook.run
     hook.run = lambda argv, timeout=None: calls.append(argv) or real_run(argv, timeout)
     try:
-        wait_running(f"{job}_0", timeout=300)   # then %1 holds the other two back
+        wait_running(slurm_world, f"{job}_0", timeout=300)   # then %1 holds the other two back
         probe = hook.progress_probe([job], results, None, FAILED_LINE_MARK)
         assert len(calls) == 1
         assert probe.reasons == {f"{job}_1": "JobArrayTaskLimit", f"{job}_2": "JobArrayTaskLimit"}
