@@ -46,4 +46,5 @@ cluster-down:       ## stop and remove the cluster's containers (images and keys
 
 cluster-test: cluster-up ## the real-SLURM tests, node loss and a DAG day on the 24.11 cluster
 	AUDIO_TEST_CLUSTER=1 $(PY) -m pytest -k cluster tests/plugin/test_slurm_real.py \
-	  tests/hpc/test_day_on_slurm.py tests/hpc/test_node_loss_on_cluster.py tests/dag/test_cluster_day.py
+	  tests/hpc/test_day_on_slurm.py tests/hpc/test_node_loss_on_cluster.py \
+	  tests/dag/test_cluster_day.py

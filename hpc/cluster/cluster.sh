@@ -50,7 +50,7 @@ compose() {
 }
 
 build() {
-  log "base image: $(STANDIN_PULL=${STANDIN_PULL:-1} bash "$REPO/docker/standins/build.sh" debian:13-slim)"
+  log "base image: $(bash "$REPO/docker/standins/build.sh" debian:13-slim)"
   local out
   out=$(DOCKER_BUILDKIT=0 docker build --network host -f "$HERE/node.Dockerfile" \
     --build-arg EXTRA_CA_CERTS="${EXTRA_CA_CERTS:-}" -t "$IMAGE" "$REPO" 2>&1) \
@@ -69,7 +69,8 @@ configure() {
   [[ -s $CONF/munge.key ]] || head -c 1024 /dev/urandom >"$CONF/munge.key"
   [[ -s $CONF/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C login \
     -f "$CONF/ssh_host_ed25519_key"
-  [[ -s $DATA/client_key ]] || ssh-keygen -q -t ed25519 -N '' -C "airflow@$NAME" -f "$DATA/client_key"
+  [[ -s $DATA/client_key ]] \
+    || ssh-keygen -q -t ed25519 -N '' -C "airflow@$NAME" -f "$DATA/client_key"
   chmod 600 "$DATA/client_key" "$CONF/munge.key"
   cp "$DATA/client_key.pub" "$CONF/client_key.pub"
   printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$CONF/ssh_host_ed25519_key.pub")" \

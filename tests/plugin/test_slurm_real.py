@@ -499,8 +499,8 @@ def test_split_array_retries_only_the_failed_shard(remote: tuple[SlurmHook, str]
     parts, retry = result["job_ids"][:3], result["job_ids"][3]
     name = f"t{TOKEN}-split"
     expected = sorted(
-        [(f"{parts[0]}_{i}", name) for i in (0, 1)] + [(f"{parts[1]}_{i}", f"{name}+2") for i in (0, 1)]
-        + [(f"{parts[2]}_0", f"{name}+4")])
+        [(f"{parts[0]}_{i}", name) for i in (0, 1)]
+        + [(f"{parts[1]}_{i}", f"{name}+2") for i in (0, 1)] + [(f"{parts[2]}_0", f"{name}+4")])
     until(lambda: sorted((r[0], r[2]) for r in sacct_rows(slurm_world, "-j", ",".join(parts)))
           == expected)
     until(lambda: [(r[0], r[2]) for r in sacct_rows(slurm_world, "-j", retry)]
