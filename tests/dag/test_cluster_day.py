@@ -25,6 +25,9 @@ airflow_api = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(airflow_api)
 AirflowApi = airflow_api.AirflowApi
 
+# The stack's start and stop count too: 15 min was not enough on the shared 2-core machine
+# at load 15 (the day itself took 12 min there).
+pytestmark = pytest.mark.timeout(1800)
 PORT = int(os.environ.get("AUDIO_TEST_CLUSTER_STACK_PORT", "8441"))
 CLIPS = 6
 

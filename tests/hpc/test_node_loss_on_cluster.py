@@ -14,6 +14,8 @@ from tests.hpc.clips import make_day
 from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, wait_job
 from tests.slurm_worlds import Cluster, SlurmWorld, open_world, world_devcluster  # noqa: F401
 
+# SLURM holds a job requeued after NODE_FAIL for ~2 min before it runs again.
+pytestmark = pytest.mark.timeout(1500)
 DATE = "2026-11-21"
 SHARD_SIZE = 7
 
