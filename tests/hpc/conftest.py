@@ -12,21 +12,15 @@ import pytest
 
 from tests.conftest import REPO
 from tests.hpc.slurm_jobs import Bed
-from tests.slurm_worlds import SlurmWorld, open_world
-
-
-@pytest.fixture(scope="module")
-def slurm_world(devcluster: dict[str, str]) -> SlurmWorld:
-    """The 22.05 bed, for modules that do not run in every world (test_day_on_slurm.py does:
-    it imports the parametrized fixture from tests/slurm_worlds.py)."""
-    return open_world("bed")
+from tests.slurm_worlds import SlurmWorld
 
 
 @pytest.fixture(scope="module")
 def bed(devcluster: dict[str, str], slurm_world: SlurmWorld) -> Iterator[Bed]:
-    """A fresh area in the world's scratch dir (the bed: /tmp; the cluster: its shared
-    volume): code copied into a release dir readable by the submit user, staging owned by
-    the submit user (the jobs write there, never as root)."""
+    """A fresh area in the scratch dir of the module's ``slurm_world`` (tests/slurm_worlds.py;
+    the bed: /tmp, the cluster: its shared volume): code copied into a release dir readable
+    by the submit user, staging owned by the submit user (the jobs write there, never as
+    root)."""
     root = slurm_world.scratch / f"hpc-tests-{uuid.uuid4().hex[:8]}"
     release, source, staging = root / "release", root / "source", root / "staging"
     shutil.copytree(REPO / "hpc" / "slurm", release / "slurm")
