@@ -25,7 +25,7 @@ from pipeline_contract import (ClipResult, Manifest, Request, ShardSummary, Tran
 from source_listing import list_local
 from tests.hpc.clips import BROKEN, SPEECH, make_day
 from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, job_states, wait_job
-from tests.slurm_worlds import slurm_world, world_devcluster, world_ssh_conn_id  # noqa: F401
+from tests.slurm_worlds import slurm_world, world_devcluster  # noqa: F401  (fixtures)
 from wer_score import corpus_wer, wer
 
 DATE = "2026-11-20"
