@@ -8,7 +8,9 @@
 
 Tests see both through the same facts (``devcluster``: SSH host, port, user, key, pinned host
 key) and the same :class:`SlurmWorld` controls: SLURM commands as root on the controller,
-sshd and slurmdbd stopped and started. A test module opts in by importing the fixtures::
+sshd and slurmdbd stopped and started. A test module opts in by importing the fixtures it
+needs (``world_devcluster`` and ``world_ssh_conn_id`` override the root conftest's
+``devcluster`` and ``ssh_conn_id`` for the module)::
 
     from tests.slurm_worlds import slurm_world, world_devcluster, world_ssh_conn_id  # noqa
 """
