@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow/demo
 
-.PHONY: install up down demo test compose-test bench
+.PHONY: install up down demo test compose-test bench cluster-up cluster-down cluster-test
 
 install:            ## Debian packages, the HPC runtime (/opt/hpc-venv) and the Airflow venv
 	bash hpc/devcluster/provision.sh install
@@ -36,3 +36,16 @@ compose-test: install  ## docker-compose for real: build, up, a whole day via RE
 
 bench: install      ## WER of both engines on CPU (the GPU throughput bench: bench/RESULTS.md)
 	/opt/hpc-venv/bin/python bench/bench_wer.py --torch-variants unpacked --torch-beams 1,5 --json bench/results/wer_tiny_en_cpu.json
+
+# The multi-node SLURM 24.11 cluster in containers (hpc/cluster/): the second world of the
+# real-SLURM tests (AUDIO_TEST_CLUSTER=1). Needs the HPC runtime that `install` builds.
+cluster-up: install ## SLURM 24.11: slurmctld, slurmdbd + MariaDB, login (127.0.0.1:2223), c1, c2
+	bash hpc/cluster/cluster.sh up
+
+cluster-down:       ## stop and remove the cluster's containers (images and keys stay)
+	bash hpc/cluster/cluster.sh down
+
+cluster-test: cluster-up ## the real-SLURM tests, node loss and a DAG day on the 24.11 cluster
+	AUDIO_TEST_CLUSTER=1 $(PY) -m pytest -k cluster tests/plugin/test_slurm_real.py \
+	  tests/hpc/test_day_on_slurm.py tests/hpc/test_node_loss_on_cluster.py \
+	  tests/dag/test_cluster_day.py

@@ -10,6 +10,8 @@
 #           AIRFLOW_COMPONENTS (all four; e.g. "api-server" for the status page and API alone),
 #           AIRFLOW_USERS (admin:admin; SimpleAuthManager "name:role,..."; passwords of users
 #           other than admin are generated into $AIRFLOW_HOME/passwords.json)
+#           HPC_CLUSTER_SCRIPT (hpc/devcluster/provision.sh: the 22.05 bed; hpc/cluster/cluster.sh:
+#           the 24.11 cluster), whose `env` names the login node hpc_ssh connects to
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO/.airflow/demo}
@@ -24,7 +26,7 @@ write_env() {
   [[ -s $AIRFLOW_HOME/jwt_secret ]] || head -c 24 /dev/urandom | base64 > "$AIRFLOW_HOME/jwt_secret"
   [[ -s $AIRFLOW_HOME/passwords.json ]] || echo '{"admin": "admin"}' > "$AIRFLOW_HOME/passwords.json"
   local cluster
-  cluster=$(bash "$REPO/hpc/devcluster/provision.sh" env)
+  cluster=$(bash "$REPO/${HPC_CLUSTER_SCRIPT:-hpc/devcluster/provision.sh}" env)
   # shellcheck disable=SC1090
   source <(echo "$cluster")
   local ssh_conn results_conn

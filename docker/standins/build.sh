@@ -8,6 +8,7 @@
 #                                              "TAG present|pulled|stand-in")
 # Stand-ins exist for:
 #   debian:12*-slim, debian:bookworm-slim   debootstrap minbase (debian-slim.sh)
+#   debian:13*-slim, debian:trixie-slim     the same for trixie (hpc/cluster/: SLURM 24.11)
 #   postgres:15-bookworm                    Debian 12's PostgreSQL 15 (postgres.Dockerfile)
 #   apache/airflow:X.Y.Z-python3.11         Debian 12's Python 3.11 + apache-airflow==X.Y.Z
 #                                           from PyPI (airflow.Dockerfile)
@@ -37,6 +38,8 @@ standin() { # standin TAG
   case $tag in
     debian:12*-slim | debian:bookworm-slim)
       DOCKER=$DOCKER bash "$HERE/debian-slim.sh" "$tag" >&2 ;;
+    debian:13*-slim | debian:trixie-slim)
+      DOCKER=$DOCKER DEBIAN_SUITE=trixie bash "$HERE/debian-slim.sh" "$tag" >&2 ;;
     postgres:15-bookworm)
       build "$tag" postgres.Dockerfile ;;
     apache/airflow:[0-9]*.[0-9]*.[0-9]*-python3.11)

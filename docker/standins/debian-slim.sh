@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Stand-in for the official debian:<12.x>-slim image where no registry serves it: a minimal
-# Debian 12 (bookworm) root filesystem from the Debian archive (debootstrap --variant=minbase),
+# Stand-in for the official debian:<12.x>-slim (or <13.x>, DEBIAN_SUITE=trixie) image where no
+# registry serves it: a minimal Debian root filesystem from the Debian archive (debootstrap --variant=minbase),
 # minimized the way the official slim images are (debuerreotype: no docs/man/locales, apt
 # keeps no caches, services never start during builds), then `docker import`ed under TAG.
 # How it differs from the real image: docs/compose-and-deploy.md, "Stand-in base images".
 #
 # Usage: docker/standins/debian-slim.sh TAG [MIRROR]     (root; needs debootstrap, docker)
+# Environment: DEBIAN_SUITE (bookworm; trixie for the SLURM 24.11 cluster, hpc/cluster/)
 set -euo pipefail
 TAG=${1:?usage: debian-slim.sh TAG [MIRROR]}
 MIRROR=${2:-${DEBIAN_MIRROR:-http://deb.debian.org/debian}}
 DOCKER=${DOCKER:-docker}
+SUITE=${DEBIAN_SUITE:-bookworm}
 
 rootfs=$(mktemp -d /var/tmp/debian-standin.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
-debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 \
+debootstrap --variant=minbase "$SUITE" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 \
   || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
 rm -f "$rootfs.log"
 
@@ -22,13 +24,13 @@ rm -f "$rootfs/etc/apt/sources.list"
 cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<SOURCES
 Types: deb
 URIs: ${MIRROR}
-Suites: bookworm bookworm-updates
+Suites: ${SUITE} ${SUITE}-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
 URIs: ${MIRROR%/debian}/debian-security
-Suites: bookworm-security
+Suites: ${SUITE}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
@@ -76,4 +78,4 @@ tar --numeric-owner -C "$rootfs" -c . | "$DOCKER" import \
   --change 'CMD ["bash"]' \
   --change "LABEL org.audio-pipeline.standin=debootstrap-minbase org.audio-pipeline.standin.debian-version=$version" \
   - "$TAG" >/dev/null
-echo "stand-in $TAG: Debian $version (debootstrap --variant=minbase bookworm from $MIRROR)"
+echo "stand-in $TAG: Debian $version (debootstrap --variant=minbase $SUITE from $MIRROR)"

@@ -34,7 +34,7 @@ DEFS = {"audio_processing": CONTAINERS / "audio_processing.def",
 SECTIONS = {"labels", "help", "files", "environment", "post", "runscript", "test"}
 APPTAINER_SECTIONS = SECTIONS | {"setup", "pre", "startscript", "arguments"}
 SHELL_GLOBS = ("hpc/slurm/*.sh", "hpc/devcluster/*.sh", "scripts/*.sh", "containers/*.sh",
-               "docker/*.sh", "docker/standins/*.sh")
+               "docker/*.sh", "docker/standins/*.sh", "hpc/cluster/*.sh")
 SCRIPTS = sorted({p for g in SHELL_GLOBS for p in REPO.glob(g)})
 # The images: Ubuntu 22.04 (glibc 2.35), python3.10, x86_64.
 TARGET = {"python_version": "3.10", "python_full_version": "3.10.12", "sys_platform": "linux",

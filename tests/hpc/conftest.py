@@ -1,5 +1,5 @@
-"""Fixtures for the HPC jobs on the real test bed: a release dir the submit user can read and
-a staging area it owns."""
+"""Fixtures for the HPC jobs on real SLURM: a release dir the submit user can read and a staging
+area it owns, on a filesystem every node of the world sees."""
 from __future__ import annotations
 
 import shutil
@@ -12,13 +12,16 @@ import pytest
 
 from tests.conftest import REPO
 from tests.hpc.slurm_jobs import Bed
+from tests.slurm_worlds import SlurmWorld
 
 
 @pytest.fixture(scope="module")
-def bed(devcluster: dict[str, str]) -> Iterator[Bed]:
-    """A fresh area under /tmp: code copied into a release dir readable by the submit user,
-    staging owned by the submit user (the jobs write there, never as root)."""
-    root = Path("/tmp") / f"hpc-tests-{uuid.uuid4().hex[:8]}"
+def bed(devcluster: dict[str, str], slurm_world: SlurmWorld) -> Iterator[Bed]:
+    """A fresh area in the scratch dir of the module's ``slurm_world`` (tests/slurm_worlds.py;
+    the bed: /tmp, the cluster: its shared volume): code copied into a release dir readable
+    by the submit user, staging owned by the submit user (the jobs write there, never as
+    root)."""
+    root = slurm_world.scratch / f"hpc-tests-{uuid.uuid4().hex[:8]}"
     release, source, staging = root / "release", root / "source", root / "staging"
     shutil.copytree(REPO / "hpc" / "slurm", release / "slurm")
     shutil.copytree(REPO / "hpc" / "src", release / "src",
@@ -28,5 +31,5 @@ def bed(devcluster: dict[str, str]) -> Iterator[Bed]:
     user = devcluster["DEVCLUSTER_USER"]
     shutil.chown(staging, user, user)
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    yield Bed(devcluster, root, release, source, staging)
+    yield Bed(devcluster, root, release, source, staging, slurm_world)
     shutil.rmtree(root, ignore_errors=True)

@@ -1,13 +1,13 @@
-"""Submitting and watching the pipeline's SLURM jobs on the test bed, as the submit user over
-SSH (the way Airflow does)."""
+"""Submitting and watching the pipeline's SLURM jobs in a SLURM world (the 22.05 bed or the
+24.11 cluster, tests/slurm_worlds.py), as the submit user over SSH (the way Airflow does)."""
 from __future__ import annotations
 
 import shlex
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.slurm_worlds import SlurmWorld
 from tests.testbed import run_as_submit_user
 
 HPC_PYTHON = "/opt/hpc-venv/bin/python"
@@ -25,6 +25,7 @@ class Bed:
     release: Path
     source: Path
     staging: Path
+    world: SlurmWorld
 
     def sbatch(self, script: str, *args: str, sbatch_opts: tuple[str, ...] = ()) -> str:
         """Submit ``hpc/slurm/<script>`` as the submit user over SSH; return the job id."""
@@ -45,14 +46,14 @@ class Bed:
         assert proc.returncode == 0, proc.stderr
 
 
-def job_states(job: str) -> dict[str, str]:
+def job_states(world: SlurmWorld, job: str) -> dict[str, str]:
     """{job or array-task id: state}. slurmctld first (``squeue -t all`` keeps finished jobs
     for MinJobAge), accounting when it no longer knows the job; either may be down for a
     moment on a shared test bed, which reads as "no news yet"."""
     queries = (["squeue", "-h", "-t", "all", "-j", job, "-o", "%i|%T"],
                ["sacct", "-X", "-n", "-P", "-j", job, "-o", "JobID,State"])
     for argv in queries:
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = world.slurm(argv)
         rows = [line.split("|") for line in proc.stdout.splitlines() if "|" in line]
         if proc.returncode == 0 and rows:
             # "CANCELLED by 1001" -> "CANCELLED"
@@ -60,13 +61,13 @@ def job_states(job: str) -> dict[str, str]:
     return {}
 
 
-def wait_job(job: str, timeout: float = 300) -> dict[str, str]:
+def wait_job(world: SlurmWorld, job: str, timeout: float = 300) -> dict[str, str]:
     """Wait until every task of ``job`` is in a terminal state; return the states."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        states = job_states(job)
+        states = job_states(world, job)
         if states and all(s in TERMINAL for s in states.values()) \
                 and not any("[" in jid for jid in states):
             return states
         time.sleep(1)
-    raise AssertionError(f"job {job} not finished after {timeout} s: {job_states(job)}")
+    raise AssertionError(f"job {job} not finished after {timeout} s: {job_states(world, job)}")

@@ -25,6 +25,7 @@ from audio_hpc.contract import (ClipResult, Manifest, Request, ShardSummary, Tra
 from audio_hpc.listing import list_local
 from tests.hpc.clips import BROKEN, SPEECH, make_day
 from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, job_states, wait_job
+from tests.slurm_worlds import slurm_world, world_devcluster  # noqa: F401  (fixtures)
 from wer_score import corpus_wer, wer
 
 DATE = "2026-11-20"
@@ -62,7 +63,7 @@ class DayRun:
 def _sbatch_wait(bed: Bed, script: str, *args: str, opts: tuple[str, ...] = ()) -> dict:
     """Submit, wait, and insist on COMPLETED (with the job's log in the failure message)."""
     job = bed.sbatch(script, *args, sbatch_opts=opts)
-    states = wait_job(job)
+    states = wait_job(bed.world, job)
     assert set(states.values()) == {"COMPLETED"}, f"{script}: {states}\n{bed.log(job)[-3000:]}"
     return states
 
@@ -75,7 +76,8 @@ def _cancel_after_first_line(bed: Bed, job: str, results: Path, timeout: float =
         if results.exists() and results.read_text().count("\n") >= 1:
             bed.scancel(task)
             return
-        assert job_states(job).get(task, "PENDING") in ("PENDING", "RUNNING"), job_states(job)
+        states = job_states(bed.world, job)
+        assert states.get(task, "PENDING") in ("PENDING", "RUNNING"), states
         time.sleep(0.1)
     raise AssertionError(f"shard 0 wrote no result line in {timeout} s")
 
@@ -110,7 +112,7 @@ def day_run(bed: Bed) -> DayRun:
     job = bed.sbatch("2_process_audio_job.sh", *audio_args,
                      sbatch_opts=(f"--array=0-{len(manifest.shards) - 1}", *audio_opts))
     _cancel_after_first_line(bed, job, results / "shard-0000.jsonl")
-    states["audio"] = wait_job(job)
+    states["audio"] = wait_job(bed.world, job)
     lines_at_kill = len(list(iter_result_lines((results / "shard-0000.jsonl").read_text())))
     states["audio_resume"] = _sbatch_wait(bed, "2_process_audio_job.sh", *audio_args,
                                           opts=("--array=0", *audio_opts))
@@ -178,6 +180,13 @@ def test_speech_clips_are_transcribed(day_run: DayRun) -> None:
                                   for s in r.segments)
         assert r.timings["decode_s"] > 0 and r.timings["transcribe_s"] > 0
         assert r.job_id and r.array_index in (0, 1) and r.node
+
+
+def test_shards_ran_on_every_node(day_run: DayRun) -> None:
+    """Each shard asks for 2 CPUs, a whole node: on the 2-node cluster the two shards ran at
+    once, one per node (on the bed, both on its one node)."""
+    nodes = {r.node for ls in day_run.lines.values() for r in ls}
+    assert nodes == set(day_run.bed.world.compute_nodes)
 
 
 def test_word_error_rate(day_run: DayRun) -> None:

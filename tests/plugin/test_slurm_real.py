@@ -1,11 +1,10 @@
-"""The SLURM plugin against the real test bed: sshd, slurmctld/slurmd, slurmdbd; tasks run by
-Airflow (``dag.test()``, which runs the deferred trigger inline)."""
+"""The SLURM plugin against real SLURM: sshd, slurmctld/slurmd, slurmdbd; tasks run by Airflow
+(``dag.test()``, which runs the deferred trigger inline). Every test runs in each world of
+tests/slurm_worlds.py: the native 22.05 bed and the 24.11 cluster (AUDIO_TEST_CLUSTER=1)."""
 from __future__ import annotations
 
 import asyncio
 import os
-import posixpath
-import subprocess
 import threading
 import time
 import uuid
@@ -13,7 +12,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import psutil
 import pytest
 from airflow.dag_processing.bundles.manager import DagBundlesManager
 from airflow.dag_processing.collection import update_dag_parsing_results_in_db
@@ -21,6 +19,8 @@ from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import LazyDeserializedDAG
 from airflow.utils.session import create_session
 
+from tests.slurm_worlds import (SlurmWorld, slurm_world, world_devcluster,  # noqa: F401
+                                world_ssh_conn_id)
 from tests.testbed import run_as_submit_user
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook
@@ -34,9 +34,6 @@ TOKEN = uuid.uuid4().hex[:8]
 FAST = dict(poll_interval=1, max_poll_interval=2)
 # Short limits let the backfill scheduler slot test jobs in front of big pending ones.
 RES = SlurmResources(time="1", mem="100M")
-SSHD_PIDFILE = "/run/devcluster-sshd.pid"
-SSHD = ["/usr/sbin/sshd", "-f", "/var/lib/hpc-devcluster/sshd_config",
-        "-E", "/var/log/hpc-devcluster/sshd.log"]
 SCRIPTS = {
     # Echo args and env so tests can see exactly what reached the job.
     "ok.sh": 'echo "args:"; printf "<%s>\\n" "$@"; echo "FOO=<$FOO>"; '
@@ -114,27 +111,27 @@ def submit_op(base: str, name: str, script: str = "ok.sh", **kw: Any) -> Callabl
         job_name=f"t{TOKEN}-{name}", log_dir=f"plugin-tests/{TOKEN}/logs", **{**FAST, **kw})
 
 
-def sacct_rows(*selector: str) -> list[list[str]]:
-    out = subprocess.run(["sacct", "-X", "-P", "-n", "--format=JobID,State,JobName", *selector],
-                         capture_output=True, text=True, check=True).stdout
-    return [line.split("|") for line in out.splitlines()]
+def sacct_rows(world: SlurmWorld, *selector: str,
+               fields: str = "JobID,State,JobName") -> list[list[str]]:
+    proc = world.slurm(["sacct", "-X", "-P", "-n", f"--format={fields}", *selector])
+    assert proc.returncode == 0, proc.stderr
+    return [line.split("|") for line in proc.stdout.splitlines()]
 
 
-def wait_running(job_id: str, timeout: float = 60) -> None:
+def wait_running(world: SlurmWorld, job_id: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
-                             text=True).stdout
-        if "RUNNING" in out:
+        if "RUNNING" in world.slurm(["squeue", "-h", "-j", job_id, "-o", "%T"]).stdout:
             return
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} never ran")
 
 
-def watched_job_id() -> str:
+def watched_job_id(world: SlurmWorld) -> str:
     """The job the (only) deferred task of this process is watching: the newest job of ours."""
-    out = subprocess.run(["squeue", "-h", "-u", "hpcuser", "-o", "%i %j"], capture_output=True,
-                         text=True, check=True).stdout
+    proc = world.slurm(["squeue", "-h", "-u", "hpcuser", "-o", "%i %j"])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     ids = [line.split()[0] for line in out.splitlines() if TOKEN in line and "timeout" not in line]
     return max(ids, key=lambda i: int(i.split("_")[0])) if ids else ""
 
@@ -207,12 +204,13 @@ def test_nonzero_exit_names_state_exit_node_and_log_tail(remote: tuple[SlurmHook
     assert "node=" in message and "about to fail" in message and "last words" in message
 
 
-def test_cancelled_from_outside(remote: tuple[SlurmHook, str], devcluster: dict[str, str]) -> None:
+def test_cancelled_from_outside(remote: tuple[SlurmHook, str], devcluster: dict[str, str],
+                                slurm_world: SlurmWorld) -> None:
     _, base = remote
 
     def cancel() -> None:
-        job_id = until(watched_job_id)
-        wait_running(job_id)
+        job_id = until(lambda: watched_job_id(slurm_world))
+        wait_running(slurm_world, job_id)
         assert run_as_submit_user(devcluster, f"scancel {job_id}").returncode == 0
     canceller = in_background(cancel)
     state, exc = run_task(submit_op(base, "cancel", script="sleep.sh", script_args=["120"]),
@@ -223,6 +221,7 @@ def test_cancelled_from_outside(remote: tuple[SlurmHook, str], devcluster: dict[
 
 
 def test_array_retry_resubmits_only_the_failed_index(remote: tuple[SlurmHook, str],
+                                                     slurm_world: SlurmWorld,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Also: one sacct call per poll for the whole array, never one per index."""
     _, base = remote
@@ -256,13 +255,15 @@ def test_array_retry_resubmits_only_the_failed_index(remote: tuple[SlurmHook, st
     assert "failed array indices: [1]" in first_try and "shard 1 broke" in first_try
     first, second = result["job_ids"]
     # (accounting lists a fresh array job as "<id>" for a moment before "<id>_<index>")
-    until(lambda: sorted(r[0] for r in sacct_rows("-j", first)) == [f"{first}_{i}" for i in range(3)])
-    until(lambda: [r[0] for r in sacct_rows("-j", second)] == [f"{second}_1"])
+    until(lambda: sorted(r[0] for r in sacct_rows(slurm_world, "-j", first))
+          == [f"{first}_{i}" for i in range(3)])
+    until(lambda: [r[0] for r in sacct_rows(slurm_world, "-j", second)] == [f"{second}_1"])
     assert result["counts"] == {"COMPLETED": 3}   # index 1 judged by the retry's row
     assert len(calls) >= 4 and all(s == 1 and q <= 1 for s, q in calls), calls
 
 
-def test_reattach_instead_of_submitting_twice(remote: tuple[SlurmHook, str]) -> None:
+def test_reattach_instead_of_submitting_twice(remote: tuple[SlurmHook, str],
+                                             slurm_world: SlurmWorld) -> None:
     """A job submitted by an earlier try (worker died after sbatch) is reattached while live,
     and again once COMPLETED when the task runs another time: never a second job."""
     hook, base = remote
@@ -275,10 +276,10 @@ def test_reattach_instead_of_submitting_twice(remote: tuple[SlurmHook, str]) -> 
                                  dag_id="reattach", logical_date=when)
         assert state == "success", result
         assert result["job_ids"] == [earlier]
-    assert [r[0] for r in sacct_rows("--name", name, "-S", "now-1hour")] == [earlier]
+    assert [r[0] for r in sacct_rows(slurm_world, "--name", name, "-S", "now-1hour")] == [earlier]
 
 
-def test_sshd_restart_while_watching(remote: tuple[SlurmHook, str],
+def test_sshd_restart_while_watching(remote: tuple[SlurmHook, str], slurm_world: SlurmWorld,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     _, base = remote
     errors: list[BaseException] = []
@@ -293,31 +294,32 @@ def test_sshd_restart_while_watching(remote: tuple[SlurmHook, str],
     monkeypatch.setattr(SlurmHook, "query", recording_query)
 
     def outage() -> None:
-        wait_running(until(watched_job_id))
+        wait_running(slurm_world, until(lambda: watched_job_id(slurm_world)))
         try:
-            stop_sshd_and_our_sessions()
+            slurm_world.stop_sshd()
             time.sleep(6)
         finally:
-            ensure_sshd()
+            slurm_world.start_sshd()
     restarter = in_background(outage)
     try:
         state, result = run_task(submit_op(base, "sshd", script="sleep.sh", script_args=["15"]),
                                  dag_id="sshd")
     finally:
         restarter.join()
-        ensure_sshd()
+        slurm_world.start_sshd()
     assert not restarter.errors, restarter.errors
     assert state == "success", result
     assert errors, "the watch never saw the outage"
 
 
-def test_command_cut_off_by_sshd_is_an_outage(remote: tuple[SlurmHook, str]) -> None:
+def test_command_cut_off_by_sshd_is_an_outage(remote: tuple[SlurmHook, str],
+                                              slurm_world: SlurmWorld) -> None:
     """A command whose SSH session dies under it (sshd restarted mid-command: paramiko reports
     no exit status) raises SlurmUnavailable, which the trigger rides out, never a failure."""
     hook, _ = remote
     cut = SlurmHook(hook.ssh_conn_id)
     cut.run(["true"])                       # connected before the outage starts
-    killer = in_background(lambda: (time.sleep(2), stop_sshd_and_our_sessions()))
+    killer = in_background(lambda: (time.sleep(2), slurm_world.stop_sshd()))
     try:
         started = time.monotonic()
         with pytest.raises(SlurmUnavailable, match="session ended before the command finished"):
@@ -325,13 +327,13 @@ def test_command_cut_off_by_sshd_is_an_outage(remote: tuple[SlurmHook, str]) -> 
         assert time.monotonic() - started < 20      # cut off, not run to its end
     finally:
         killer.join()
-        ensure_sshd()
+        slurm_world.start_sshd()
         cut.close()
     assert not killer.errors, killer.errors
     assert cut.run(["echo", "back"])[:2] == (0, "back\n")    # a new session works again
 
 
-def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str],
+def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str], slurm_world: SlurmWorld,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """While accounting is down the watch answers from squeue. (Other sessions sharing the
     test bed may restart slurmdbd early, so assert on the polls made during the outage.)"""
@@ -347,31 +349,57 @@ def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str],
     monkeypatch.setattr(SlurmHook, "query", recording_query)
 
     def outage() -> None:
-        job_id = until(watched_job_id)
-        wait_running(job_id)
-        until(lambda: sacct_rows("-j", job_id))  # accounting knew the job before it went away
+        job_id = until(lambda: watched_job_id(slurm_world))
+        wait_running(slurm_world, job_id)
+        # accounting knew the job before it went away
+        until(lambda: sacct_rows(slurm_world, "-j", job_id))
         try:
-            kill_pidfile("/run/slurmdbd.pid")
+            slurm_world.stop_slurmdbd()
             killed_at.append(time.monotonic())
-            until(lambda: "COMPLETED" in subprocess.run(
-                ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], capture_output=True,
-                text=True).stdout, timeout=60)
+            until(lambda: "COMPLETED" in slurm_world.slurm(
+                ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"]).stdout, timeout=60)
             time.sleep(3)  # the watch concludes from squeue alone
         finally:
-            ensure_slurmdbd()
+            slurm_world.start_slurmdbd()
     breaker = in_background(outage)
     try:
         state, result = run_task(submit_op(base, "dbd", script="sleep.sh", script_args=["8"],
                                            max_poll_interval=1), dag_id="dbd")
     finally:
         breaker.join()
-        ensure_slurmdbd()
+        slurm_world.start_slurmdbd()
     assert not breaker.errors, breaker.errors
     assert state == "success", result
     assert any(at > killed_at[0] and sources == {"squeue"} for at, sources in polls), polls
 
 
-def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str]) -> None:
+def test_controller_restarted_mid_array(remote: tuple[SlurmHook, str],
+                                        slurm_world: SlurmWorld) -> None:
+    """slurmctld restarted while an array runs: the jobs survive in its state save, the
+    trigger rides out the refused commands and reattaches; nothing is submitted again."""
+    if slurm_world.name != "cluster":
+        pytest.skip("restarts the controller: only on the private 24.11 cluster, not the "
+                    "shared bed")
+    _, base = remote
+
+    def restart() -> None:
+        wait_running(slurm_world, until(lambda: watched_job_id(slurm_world)).split("_")[0])
+        slurm_world.restart_controller()
+    restarter = in_background(restart)
+    state, result = run_task(submit_op(
+        base, "ctld", script="sleep.sh", script_args=["10"], array_size="4",
+        resources=SlurmResources(time="2", mem="100M", array_parallelism=2)), dag_id="ctld")
+    restarter.join()
+    assert not restarter.errors, restarter.errors
+    assert state == "success", result
+    assert len(result["job_ids"]) == 1 and result["counts"] == {"COMPLETED": 4}
+    (job,) = result["job_ids"]
+    assert sorted(r[0] for r in sacct_rows(slurm_world, "--name", f"t{TOKEN}-ctld")) == [
+        f"{job}_{i}" for i in range(4)]
+
+
+def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str],
+                                      slurm_world: SlurmWorld) -> None:
     hook, base = remote
     pwn = f"/tmp/pwned-{TOKEN}-"
     weird = f"{base}/we ird; $(touch {pwn}1) 'q\" `touch {pwn}2`"
@@ -389,7 +417,8 @@ def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str]) -> None:
     assert f"FOO=<$(touch {pwn}7); x>" in log
     # Accounting may lag: under load sacct first listed this job with the placeholder name
     # "allocation" (a CI-style run, 2026-12-02), then with its own.
-    rows = until(lambda: [r for r in sacct_rows("-j", result["job_ids"][0]) if r[2] != "allocation"])
+    rows = until(lambda: [r for r in sacct_rows(slurm_world, "-j", result["job_ids"][0])
+                          if r[2] != "allocation"])
     assert [r[2] for r in rows] == [name.replace('"', "`")]  # slurmdbd's quote quirk
     assert [j.job_id for j in hook.find_jobs(name)] == result["job_ids"]
     assert not [p for p in os.listdir("/tmp") if p.startswith(f"pwned-{TOKEN}")]
@@ -397,7 +426,7 @@ def test_injection_attempts_stay_inert(remote: tuple[SlurmHook, str]) -> None:
 
 
 def test_progress_probe_reads_pending_reasons_and_result_lines_in_one_call(
-        remote: tuple[SlurmHook, str]) -> None:
+        remote: tuple[SlurmHook, str], slurm_world: SlurmWorld) -> None:
     """The trigger's one progress call: SLURM's reason for pending array indices (accounting
     reports none for them) and the shards' result lines, from an oddly named directory."""
     hook, base = remote
@@ -414,7 +443,7 @@ def test_progress_probe_reads_pending_reasons_and_result_lines_in_one_call(
     real_run = hook.run
     hook.run = lambda argv, timeout=None: calls.append(argv) or real_run(argv, timeout)
     try:
-        wait_running(f"{job}_0", timeout=300)   # then %1 holds the other two back
+        wait_running(slurm_world, f"{job}_0", timeout=300)   # then %1 holds the other two back
         probe = hook.progress_probe([job], results, None, FAILED_LINE_MARK)
         assert len(calls) == 1
         assert probe.reasons == {f"{job}_1": "JobArrayTaskLimit", f"{job}_2": "JobArrayTaskLimit"}
@@ -434,7 +463,7 @@ def test_progress_probe_reads_pending_reasons_and_result_lines_in_one_call(
     assert not [p for p in os.listdir("/tmp") if p.startswith(f"pwned-{TOKEN}")]
 
 
-def test_on_kill_cancels_the_job(remote: tuple[SlurmHook, str]) -> None:
+def test_on_kill_cancels_the_job(remote: tuple[SlurmHook, str], slurm_world: SlurmWorld) -> None:
     """The trigger's on_kill is what Airflow 3.3's triggerer calls when a deferred task is
     marked failed/success or cleared in the UI; the operator's covers a kill before deferral."""
     hook, base = remote
@@ -445,18 +474,20 @@ def test_on_kill_cancels_the_job(remote: tuple[SlurmHook, str]) -> None:
     op._job_ids = job_ids[1:]
     op.on_kill()
     for job_id in job_ids:
-        until(lambda: (rows := sacct_rows("-j", job_id)) and rows[0][1].startswith("CANCELLED"),
+        until(lambda: (rows := sacct_rows(slurm_world, "-j", job_id))
+              and rows[0][1].startswith("CANCELLED"),
               timeout=30)
 
 
-def test_zero_array_size_skips(remote: tuple[SlurmHook, str]) -> None:
+def test_zero_array_size_skips(remote: tuple[SlurmHook, str], slurm_world: SlurmWorld) -> None:
     _, base = remote
     state, _ = run_task(submit_op(base, "skip", array_size="0"), dag_id="skip")
     assert state == "skipped"
-    assert not sacct_rows("--name", f"t{TOKEN}-skip", "-S", "now-1hour")
+    assert not sacct_rows(slurm_world, "--name", f"t{TOKEN}-skip", "-S", "now-1hour")
 
 
-def test_split_array_retries_only_the_failed_shard(remote: tuple[SlurmHook, str]) -> None:
+def test_split_array_retries_only_the_failed_shard(remote: tuple[SlurmHook, str],
+                                                  slurm_world: SlurmWorld) -> None:
     """5 shards under an emulated MaxArraySize of 2 run as 3 submissions (2 + 2 + 1), each
     with indices from 0; shard 3 (part 2's index 1) fails and the retry resubmits just it."""
     hook, base = remote
@@ -471,16 +502,19 @@ def test_split_array_retries_only_the_failed_shard(remote: tuple[SlurmHook, str]
     assert "failed array indices: [3]" in str(OUTCOMES["split_retry"])
     parts, retry = result["job_ids"][:3], result["job_ids"][3]
     name = f"t{TOKEN}-split"
-    until(lambda: sorted((r[0], r[2]) for r in sacct_rows("-j", ",".join(parts))) == sorted(
-        [(f"{parts[0]}_{i}", name) for i in (0, 1)] + [(f"{parts[1]}_{i}", f"{name}+2") for i in (0, 1)]
-        + [(f"{parts[2]}_0", f"{name}+4")]))
-    until(lambda: [(r[0], r[2]) for r in sacct_rows("-j", retry)] == [(f"{retry}_1", f"{name}+2")])
+    expected = sorted(
+        [(f"{parts[0]}_{i}", name) for i in (0, 1)]
+        + [(f"{parts[1]}_{i}", f"{name}+2") for i in (0, 1)] + [(f"{parts[2]}_0", f"{name}+4")])
+    until(lambda: sorted((r[0], r[2]) for r in sacct_rows(slurm_world, "-j", ",".join(parts)))
+          == expected)
+    until(lambda: [(r[0], r[2]) for r in sacct_rows(slurm_world, "-j", retry)]
+          == [(f"{retry}_1", f"{name}+2")])
     assert result["counts"] == {"COMPLETED": 5}   # shard 3 judged by the retry's row
     assert hook.read_text(result["log_path"].replace("%A", retry).replace("%a", "1")) == "shard 3\n"
 
 
 def test_array_over_max_job_count_runs_its_parts_one_after_another(
-        remote: tuple[SlurmHook, str]) -> None:
+        remote: tuple[SlurmHook, str], slurm_world: SlurmWorld) -> None:
     """3 shards under an emulated MaxJobCount of 1: 3 one-index submissions, each waiting
     for the previous one (``--dependency=afterany``), so only one part is ever queued or
     running; on the 2-core bed independent parts would overlap. Every shard runs once."""
@@ -490,10 +524,10 @@ def test_array_over_max_job_count_runs_its_parts_one_after_another(
     assert state == "success", result
     parts = result["job_ids"]
     assert len(parts) == 3, parts
-    out = until(lambda: (o := subprocess.run(
-        ["sacct", "-X", "-P", "-n", "--format=JobID,State,Start,End", "-j", ",".join(parts)],
-        capture_output=True, text=True, check=True).stdout) and o.count("COMPLETED") == 3 and o)
-    span = {r[0].split("_")[0]: (r[2], r[3]) for r in (line.split("|") for line in out.splitlines())}
+    rows = until(lambda: (r := sacct_rows(slurm_world, "-j", ",".join(parts),
+                                          fields="JobID,State,Start,End"))
+                 and [x[1] for x in r].count("COMPLETED") == 3 and r)
+    span = {r[0].split("_")[0]: (r[2], r[3]) for r in rows}
     for earlier, later in zip(parts, parts[1:]):
         assert span[later][0] >= span[earlier][1], span      # started once the previous ended
     logs = [hook.read_text(result["log_path"].replace("%A", p).replace("%a", "0")) for p in parts]
@@ -520,46 +554,3 @@ def test_sensor_poke_mode(remote: tuple[SlurmHook, str]) -> None:
         poke_interval=1, log_path=f"{base}/poke-%j.out"), dag_id="poke")
     assert state == "success", result
     assert result["counts"] == {"COMPLETED": 1}
-
-
-# -- test bed control (always restored: the test bed is shared) -------------------------
-
-
-def kill_pidfile(path: str) -> None:
-    with open(path) as fh:
-        pid = int(fh.read().strip())
-    proc = psutil.Process(pid)
-    proc.terminate()
-    proc.wait(timeout=15)
-
-
-def stop_sshd_and_our_sessions() -> None:
-    """Stop the sshd listener and the session processes serving *this* test process's
-    connections (a restarted sshd alone leaves existing sessions alive)."""
-    kill_pidfile(SSHD_PIDFILE)
-    conns = psutil.net_connections(kind="tcp")
-    ours = {c.laddr.port for c in conns if c.pid == os.getpid() and c.raddr and c.raddr.port == 2222}
-    for pid in {c.pid for c in conns if c.pid and c.laddr.port == 2222 and c.raddr
-                and c.raddr.port in ours}:
-        psutil.Process(pid).terminate()
-
-
-def _alive(pidfile: str) -> bool:
-    try:
-        with open(pidfile) as fh:
-            return psutil.pid_exists(int(fh.read().strip()))
-    except (OSError, ValueError):
-        return False
-
-
-def ensure_sshd() -> None:
-    if not _alive(SSHD_PIDFILE):
-        subprocess.run(SSHD, check=True)
-        until(lambda: _alive(SSHD_PIDFILE), timeout=10)
-
-
-def ensure_slurmdbd() -> None:
-    if not _alive("/run/slurmdbd.pid"):
-        subprocess.run(["/usr/sbin/slurmdbd"], check=True)
-    until(lambda: subprocess.run(["sacctmgr", "-n", "list", "cluster"],
-                                 capture_output=True).returncode == 0, timeout=60)

@@ -51,6 +51,18 @@ def classify_failure(tail: str) -> str:
     return "not_audio" if any(p in tail for p in _NOT_AUDIO) else "corrupt"
 
 
+def _failure_kind(path: Path, tail: str) -> str:
+    """``classify_failure``, asking FFmpeg once more at verbose level where its default
+    output cannot tell: FFmpeg 7 (Debian 13) logs "detected only with low score" (a file
+    that is no media at all) at verbose level only, and 5.1 (Debian 12) as a warning."""
+    kind = classify_failure(tail)
+    if kind == "not_audio":
+        return kind
+    probe = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "verbose",
+                            "-i", str(path)], capture_output=True, check=False)
+    return classify_failure(probe.stderr.decode(errors="replace"))
+
+
 try:
     import av
 except ImportError:         # the FFmpeg subprocess decodes everything
@@ -108,7 +120,7 @@ def _ffmpeg_samples(path: Path, max_seconds: float) -> np.ndarray:
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0:
         tail = _stderr_tail(proc.stderr)
-        raise DecodeError(classify_failure(tail), f"ffmpeg exit {proc.returncode}: {tail}")
+        raise DecodeError(_failure_kind(path, tail), f"ffmpeg exit {proc.returncode}: {tail}")
     audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()  # writable, as torch wants
     if audio.size == 0:
         raise DecodeError("corrupt", f"ffmpeg decoded no samples: {_stderr_tail(proc.stderr)}")

@@ -10,6 +10,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.slurm.jobs import JobState, log_path
+from hpc_pipeline.slurm.signals import signal_notes
 from hpc_pipeline.slurm.states import Verdict, explain, verdict
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
@@ -52,6 +53,7 @@ def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
     if event["status"] == "failed":
         indices = event.get("failed_indices", [])
         notes = explain([s for s in counts if verdict(s) is Verdict.FAILURE], "\n".join(tails))
+        notes += signal_notes(t["exit_code"] for t in event.get("shown", []))
         if pattern and (full := full_disk_note(hook, posixpath.dirname(pattern))):
             notes.append(full)
         raise AirflowException(

@@ -6,6 +6,7 @@ import, so it can be tested and reused on its own (like the SSH provider's
 - ``parse``: ``sacct``/``squeue``/``scontrol`` output into ``jobs.JobState`` rows;
 - ``jobs``: job rows, names, ids, newest-run selection, log paths;
 - ``states``: SLURM states, the verdict on each and what a failure means for the user;
+- ``signals``: exit codes a signal caused, and who can send that signal;
 - ``verdict``: the verdict on a set of jobs or an array, and what a retry resubmits;
 - ``arrays``: splitting a day's array under the site's limits;
 - ``progress``: the progress line (array counts, clips done from result lines).

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# A multi-node SLURM 24.11 cluster in containers (Debian 13's SLURM on a debootstrap base):
+# hpc-cluster-{slurmdbd (+ MariaDB), slurmctld, c1, c2, login}. The login node's sshd, for the
+# non-root submit user only, is published on 127.0.0.1:$CLUSTER_SSH_PORT with a pinned host
+# key: the only thing Airflow talks to. The native 22.05 bed (hpc/devcluster/provision.sh)
+# stays what `make demo` runs; this cluster is the second world the real-SLURM tests run on.
+#
+# Usage: cluster.sh up|down|status|env|purge
+#   up      engine (scripts/docker_engine.sh), base image debian:13-slim (docker/standins/),
+#           node image, config + keys under $CLUSTER_DATA, nodes started, waits until both
+#           compute nodes are idle and the submit user can sbatch over SSH. Idempotent.
+#   down    stop and remove the nodes (images and $CLUSTER_DATA stay)
+#   status  the nodes and `sinfo`
+#   env     the connection facts as DEVCLUSTER_* shell variables (same names as the bed's)
+#   purge   down, then delete $CLUSTER_DATA (jobs' files on the shared volume included)
+# The jobs' runtime is the host's /opt/hpc-venv (from `provision.sh install`), bind-mounted
+# read-only with its interpreter: the venv is Python 3.11 (Debian 12) and trixie's python3 is
+# 3.13, whose ABI its compiled wheels (torch, ctranslate2, av) do not match. Python 3.11's
+# binary and standard library come from the host too; their shared libraries are trixie's
+# (glibc is backwards compatible). Installing WhisperX into the image would take minutes.
+# Environment: CLUSTER_DATA (/var/lib/hpc-cluster), CLUSTER_SSH_PORT (2223), DEVCLUSTER_USER
+# (hpcuser), EXTRA_CA_CERTS (PEM text for a TLS-inspecting proxy). Needs root.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+DATA=${CLUSTER_DATA:-/var/lib/hpc-cluster}
+CONF=$DATA/conf
+SHARED=$DATA/shared
+SSH_PORT=${CLUSTER_SSH_PORT:-2223}
+SUBMIT_USER=${DEVCLUSTER_USER:-hpcuser}
+NAME=cluster24
+IMAGE=audio-slurm-node:24.11
+PROJECT=hpc-cluster
+
+log() { printf '[cluster %3ds] %s\n' "$SECONDS" "$*" >&2; }
+
+engine() {
+  bash "$REPO/scripts/docker_engine.sh" install
+  bash "$REPO/scripts/docker_engine.sh" start
+  eval "$(bash "$REPO/scripts/docker_engine.sh" env)"
+  export DOCKER_HOST
+}
+
+compose() {
+  local uid gid
+  uid=$(id -u "$SUBMIT_USER") gid=$(id -g "$SUBMIT_USER")
+  SUBMIT_USER=$SUBMIT_USER SUBMIT_UID=$uid SUBMIT_GID=$gid CLUSTER_SHARED=$SHARED \
+    CLUSTER_CONF=$CONF CLUSTER_NAME=$NAME CLUSTER_SSH_PORT=$SSH_PORT \
+    docker-compose -p "$PROJECT" -f "$HERE/compose.yaml" "$@"
+}
+
+build() {
+  log "base image: $(bash "$REPO/docker/standins/build.sh" debian:13-slim)"
+  local out
+  out=$(DOCKER_BUILDKIT=0 docker build --network host -f "$HERE/node.Dockerfile" \
+    --build-arg EXTRA_CA_CERTS="${EXTRA_CA_CERTS:-}" -t "$IMAGE" "$REPO" 2>&1) \
+    || { printf '%s\n' "$out" | tail -30 >&2; return 1; }
+  log "node image $IMAGE: slurm $(docker run --rm --entrypoint dpkg-query "$IMAGE" \
+    -W -f '${Version}' slurmctld)"
+}
+
+configure() {
+  # The submit user exists on the host (the bed's provision.sh creates it): the nodes use its
+  # uid/gid so that files on the shared volume mean the same on both sides.
+  id "$SUBMIT_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$SUBMIT_USER"
+  install -d -m 755 "$DATA" "$SHARED" "$SHARED/home"
+  install -d -m 700 "$CONF"
+  install -d -m 750 -o "$SUBMIT_USER" -g "$(id -g "$SUBMIT_USER")" "$SHARED/home/$SUBMIT_USER"
+  [[ -s $CONF/munge.key ]] || head -c 1024 /dev/urandom >"$CONF/munge.key"
+  [[ -s $CONF/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C login \
+    -f "$CONF/ssh_host_ed25519_key"
+  [[ -s $DATA/client_key ]] \
+    || ssh-keygen -q -t ed25519 -N '' -C "airflow@$NAME" -f "$DATA/client_key"
+  chmod 600 "$DATA/client_key" "$CONF/munge.key"
+  cp "$DATA/client_key.pub" "$CONF/client_key.pub"
+  printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$CONF/ssh_host_ed25519_key.pub")" \
+    >"$DATA/known_hosts"
+  if [[ ! -s $CONF/slurmdbd.conf ]]; then
+    cat >"$CONF/slurmdbd.conf" <<CONF
+AuthType=auth/munge
+DbdHost=slurmdbd
+SlurmUser=slurm
+PidFile=/run/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StorageUser=slurm
+StoragePass=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+StorageLoc=slurm_acct_db
+CONF
+  fi
+  chmod 600 "$CONF/slurmdbd.conf"
+  # Resources are declared here, not read from the host: 2 CPUs, 6000 MB and one GPU per node
+  # (the GPU is /dev/null: a gres to schedule on, as on the bed). 6000 MB fits one audio shard
+  # of config/local.json (4G). SlurmdTimeout 10 s: a dead node is DOWN in seconds.
+  cat >"$CONF/slurm.conf" <<CONF
+ClusterName=$NAME
+SlurmctldHost=slurmctld
+SlurmUser=slurm
+AuthType=auth/munge
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1000
+ReturnToService=2
+SlurmdTimeout=10
+MinJobAge=300
+KillWait=5
+JobRequeue=1
+MaxArraySize=1001
+GresTypes=gpu
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=slurmdbd
+AccountingStorageTRES=gres/gpu
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=5
+JobAcctGatherParams=OverMemoryKill
+NodeName=c[1-2] CPUs=2 RealMemory=6000 Gres=gpu:1 State=UNKNOWN
+PartitionName=cpu Nodes=c[1-2] Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=c[1-2] MaxTime=INFINITE State=UP
+CONF
+  echo "NodeName=c[1-2] Name=gpu Count=1 File=/dev/null" >"$CONF/gres.conf"
+  echo "CgroupPlugin=disabled" >"$CONF/cgroup.conf"
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION CMD...
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { log "timed out waiting for $what"; return 1; }
+    sleep 1
+  done
+}
+
+ssh_login() {
+  ssh -i "$DATA/client_key" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile="$DATA/known_hosts" "$SUBMIT_USER@127.0.0.1" "$@"
+}
+
+two_idle() {
+  [[ $(docker exec hpc-cluster-slurmctld sinfo -h -N -p cpu -t idle -o %N | sort -u | wc -l) == 2 ]]
+}
+
+do_up() {
+  engine
+  build
+  configure
+  compose up -d --no-build >/dev/null 2>&1 || compose up -d --no-build
+  log "nodes started; waiting for c1 and c2 to be idle"
+  wait_for 120 "both compute nodes idle" two_idle
+  wait_for 60 "sinfo over SSH as $SUBMIT_USER" ssh_login sinfo
+  log "up: ssh -p $SSH_PORT $SUBMIT_USER@127.0.0.1; $(ssh_login sinfo -h -o '%P=%D' | tr '\n' ' ')"
+}
+
+do_env() {
+  cat <<ENV
+DEVCLUSTER_SSH_HOST=127.0.0.1
+DEVCLUSTER_SSH_PORT=$SSH_PORT
+DEVCLUSTER_USER=$SUBMIT_USER
+DEVCLUSTER_KEY=$DATA/client_key
+DEVCLUSTER_KNOWN_HOSTS=$DATA/known_hosts
+DEVCLUSTER_HOST_KEY="$(cut -d' ' -f1,2 "$CONF/ssh_host_ed25519_key.pub")"
+CLUSTER_SHARED=$SHARED
+ENV
+}
+
+[[ $EUID -eq 0 ]] || { echo "cluster.sh must run as root" >&2; exit 1; }
+case ${1:-} in
+  up) do_up ;;
+  down) engine; compose down --remove-orphans ;;
+  status) engine; compose ps; docker exec hpc-cluster-slurmctld sinfo || true ;;
+  env) do_env ;;
+  purge) engine; compose down --remove-orphans; rm -rf "$DATA" ;;
+  *) echo "usage: $0 up|down|status|env|purge" >&2; exit 2 ;;
+esac
