@@ -172,6 +172,11 @@ class ResultsDbHook(PostgresHook):
         else:
             conn.close()
 
+    def reading(self) -> contextlib.AbstractContextManager[Any]:
+        """The read transaction of ``_reading`` for the read-side modules
+        (``hpc_pipeline.transcripts``: search, export)."""
+        return self._reading()
+
     def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._reading() as cur:
             cur.execute(sql, params)
