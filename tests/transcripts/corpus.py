@@ -19,7 +19,7 @@ DAYS: dict[str, dict[str, tuple[str, str] | None]] = {
     },
     "2025-03-02": {
         "a.m4a": ("en", "Nobody mentioned the climate today; transcripts were short."),
-        "b.m4a": ("en", "Climate change, climate change, climate change everywhere."),
+        "b.m4a": ("en", "Climate, climate change, climate change, climate change everywhere."),
         "c.m4a": ("en", "It's O'Brien's turn; he said 'drop table' as a joke -- really."),
     },
 }

@@ -85,7 +85,7 @@ def test_day_file_reads_back_in_duckdb(hook: ResultsDbHook, corpus_db: dict[str,
                       f"FROM read_parquet('{path}') ORDER BY clip_id").fetchall()
     assert rows == db_clips(corpus_db["dsn"], FIRST, FIRST)
     (mentions,) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}') "
-                             "WHERE text ILIKE '%climate%'").fetchone()
+                             "WHERE text ILIKE '%climate%'").fetchall()[0]
     assert mentions == 2
 
 
