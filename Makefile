@@ -11,6 +11,7 @@ install:            ## Debian packages, the HPC runtime (/opt/hpc-venv) and the 
 	bash hpc/devcluster/provision.sh install
 	bash scripts/postgres.sh install
 	bash scripts/install_airflow.sh $(VENV)
+	bash scripts/install_audio_hpc.sh /opt/hpc-venv
 
 up: install         ## start SLURM + sshd (test bed) and PostgreSQL
 	bash hpc/devcluster/provision.sh configure start

@@ -24,10 +24,8 @@ RESULTS = REPO / "bench" / "results"
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "bench"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-sys.path.insert(0, str(REPO / "plugins"))
-sys.path.insert(0, str(REPO / "hpc" / "src"))
 
-from pipeline_contract import ClipResult  # noqa: E402  (needs the path above)
+from audio_hpc.contract import ClipResult  # noqa: E402  (needs the path above)
 
 WORDS = ("the quick brown fox jumps over a lazy dog while research data engineers watch "
          "thousands of short clips arrive every single day").split()
@@ -107,19 +105,18 @@ def result_line(date: str, i: int, *, segments: int = 10, status: str = "ok",
         array_index=i // shard_size, node="vm", finished_at=f"{date}T23:00:00+00:00")
 
 
-# Runs a Python script and prints its peak RSS (VmHWM, kB) to stderr when it exits. VmHWM
-# belongs to the process's own memory map: unlike ru_maxrss it does not inherit the high-water
+# Runs a Python module (`-c WRAPPER MODULE ARGS`) and prints its peak RSS (VmHWM, kB) to
+# stderr when it exits. VmHWM belongs to the process's own memory map: unlike ru_maxrss it does not inherit the high-water
 # mark of the (large) benchmark process it was forked from.
 PEAK_RSS_WRAPPER = (
-    "import atexit, os, runpy, sys\n"
+    "import atexit, runpy, sys\n"
     "def peak():\n"
     "    for line in open('/proc/self/status'):\n"
     "        if line.startswith('VmHWM:'):\n"
     "            sys.stderr.write('PEAK_RSS_KB=' + line.split()[1] + '\\n')\n"
     "atexit.register(peak)\n"
     "sys.argv = sys.argv[1:]\n"
-    "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
 
 
 def peak_rss_mib(stderr: str) -> float:

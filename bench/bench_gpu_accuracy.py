@@ -27,14 +27,11 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
-sys.path.insert(0, str(REPO / "bench"))
 
-from engines.base import DecodedClip, EngineOptions  # noqa: E402
-from engines.torch_checkpoint import Dims, load_checkpoint, load_vocab  # noqa: E402
-from engines.torch_engine import TorchWhisperEngine  # noqa: E402
-from engines.torch_model import WhisperTorch  # noqa: E402
+from audio_hpc.engines.base import DecodedClip, EngineOptions  # noqa: E402
+from audio_hpc.engines.torch_checkpoint import Dims, load_checkpoint, load_vocab  # noqa: E402
+from audio_hpc.engines.torch_engine import TorchWhisperEngine  # noqa: E402
+from audio_hpc.engines.torch_model import WhisperTorch  # noqa: E402
 
 TIED = "proj_out.weight"
 

@@ -31,16 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hpc" / "src"))
 
-from engines.base import SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech  # noqa: E402
-from engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
-from engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
-from engines.torch_engine import TorchWhisperEngine  # noqa: E402
-from engines.torch_attention import attend, reference  # noqa: E402
-from engines.torch_model import WhisperTorch  # noqa: E402
-from engines.torch_pack import Packing, pack  # noqa: E402
-from engines.torch_vad import chunk  # noqa: E402
+from audio_hpc.engines.base import SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech  # noqa: E402
+from audio_hpc.engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
+from audio_hpc.engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
+from audio_hpc.engines.torch_engine import TorchWhisperEngine  # noqa: E402
+from audio_hpc.engines.torch_attention import attend, reference  # noqa: E402
+from audio_hpc.engines.torch_model import WhisperTorch  # noqa: E402
+from audio_hpc.engines.torch_pack import Packing, pack  # noqa: E402
+from audio_hpc.engines.torch_vad import chunk  # noqa: E402
 
 # large-v3's shape; the vocabulary is tiny.en's (51,864 vs 51,866 rows: 0.004% of the
 # output layer) so both recipes can use the one tokenizer.json available offline.

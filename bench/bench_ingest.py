@@ -26,9 +26,9 @@ import bed  # sets up Airflow's environment: import first
 
 import psycopg
 
-from hpc_pipeline import day as steps
+from hpc_pipeline import steps
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.pipeline_contract import (Clip, Manifest, Shard, day_dir, results_dir,
+from audio_hpc.contract import (Clip, Manifest, Shard, day_dir, results_dir,
                                             shard_results_name, write_atomic)
 
 DATES = {20000: "2026-09-01", 100000: "2026-09-02"}

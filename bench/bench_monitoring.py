@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
 REASONS = ("corrupt", "empty", "silent", "not_audio", "too_long")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -41,7 +40,7 @@ def psql(sql: str) -> None:
 def synthetic_day(day: dt.date, clips: int, rng: random.Random) -> Any:
     """One day's load as the DAG would record it: a manifest, clip results and SLURM jobs."""
     from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
-    from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
+    from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 
     iso = day.isoformat()
     roll = rng.random()

@@ -3,7 +3,7 @@
 For each day size (default 20,000 and 100,000 clips at the source):
   write_request   the done-list from PostgreSQL (``ResultsDbHook.done_clips``) → request.json
                   over SFTP (``day.write_request``)
-  master_plan     ``hpc/src/master_plan.py`` of a deployed release, run as the submit user:
+  master_plan     ``audio_hpc.plan`` of a deployed release, run as the submit user:
                   list the source day, drop what is done (DB done-list + result lines already
                   on staging), shard, write manifest.json; wall time and peak RSS
   read_plan       manifest.json back over SFTP and parsed (``day.read_plan``)
@@ -29,11 +29,11 @@ from typing import Any
 
 import bed  # sets up Airflow's environment: import first
 
-from hpc_pipeline import day as steps
+from hpc_pipeline import steps
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.pipeline_contract import Clip, Manifest, Shard, shard_results_name
+from audio_hpc.contract import Clip, Manifest, Shard, shard_results_name
 from hpc_pipeline.release import deploy_release
 
 SOURCE_ROOT = Path(f"/srv/audio-source-bench{bed.NS}")
@@ -85,9 +85,9 @@ def fill_db(db: ResultsDbHook, date: str, done: list[int]) -> float:
 
 
 def run_planner(release: str, user: str, ctx: steps.DayContext, shard_size: int) -> dict[str, Any]:
-    """master_plan.py as the submit user; wall seconds and peak RSS of the planner."""
-    argv = ["runuser", "-u", user, "--", "/opt/hpc-venv/bin/python", "-c", bed.PEAK_RSS_WRAPPER,
-            f"{release}/src/master_plan.py", "--date", ctx.day, "--staging-root",
+    """The planner (``audio_hpc.plan``) as the submit user; wall seconds and peak RSS of the planner."""
+    argv = ["runuser", "-u", user, "--", "env", f"PYTHONPATH={release}/src",
+            "/opt/hpc-venv/bin/python", "-c", bed.PEAK_RSS_WRAPPER, "audio_hpc.plan", "--date", ctx.day, "--staging-root",
             ctx.staging_root, "--backend", "local", "--source-root", str(SOURCE_ROOT),
             "--shard-size", str(shard_size)]
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""End to end on one GPU node: ``hpc_process_day.py``'s shard path over a day of compressed clips.
+"""End to end on one GPU node: ``audio_hpc.process``'s shard path over a day of compressed clips.
 
 What a SLURM array task does, timed: the shard's decode pool (PyAV in worker processes, or
 FFmpeg subprocesses where PyAV is absent) turns AAC clips (44.1 kHz stereo, 10-60 s) into
@@ -32,12 +32,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "bench"))
 
-import hpc_process_day  # noqa: E402  (light: decode workers are spawned and re-import this file)
-from audio_decode import DecodeJob, DecodePool  # noqa: E402
-from pipeline_contract import Clip, Manifest, Shard, day_dir, results_dir  # noqa: E402
+from audio_hpc import process  # (light: decode workers are spawned and re-import this file)
+from audio_hpc.decode import DecodeJob, DecodePool  # noqa: E402
+from audio_hpc.contract import Clip, Manifest, Shard, day_dir, results_dir  # noqa: E402
 
 DATE = "2026-12-01"
 PLAN = "bench-e2e"
@@ -129,7 +127,7 @@ class GpuBusy:
         return next((round(t, 2) for t, u in self.samples if u > 0), None)
 
 
-class BenchShard(hpc_process_day.ShardRun):
+class BenchShard(process.ShardRun):
     """The production shard, handed an engine already built (random weights, fixed lengths)."""
 
     def __init__(self, args, manifest: Manifest, engine) -> None:
@@ -144,11 +142,11 @@ def build_engine(shape: str, batch: int, device: str, tokens_per_s: float, token
     """The torch engine with the CUDA defaults (float8 cross K/V, compiled encoder), warmed up."""
     import torch
     from bench_gpu_throughput import SHAPES, synthetic_day
-    from engines.base import DecodedClip, EngineOptions
-    from engines.torch_checkpoint import load_vocab
-    from engines.torch_decode import DecodeOptions
-    from engines.torch_engine import TorchWhisperEngine
-    from engines.torch_model import WhisperTorch
+    from audio_hpc.engines.base import DecodedClip, EngineOptions
+    from audio_hpc.engines.torch_checkpoint import load_vocab
+    from audio_hpc.engines.torch_decode import DecodeOptions
+    from audio_hpc.engines.torch_engine import TorchWhisperEngine
+    from audio_hpc.engines.torch_model import WhisperTorch
     torch.manual_seed(0)
     dims = SHAPES[shape]
     cuda = device == "cuda"     # random weights fail every guard: no temperature fallback
@@ -182,7 +180,7 @@ def run_shard(root: Path, manifest: Manifest, engine, workers: int, shape: str,
     shutil.rmtree(results_dir(str(root), DATE, PLAN), ignore_errors=True)
     default_idle_start = engine.idle_start
     engine.idle_start = idle_start or default_idle_start
-    args = hpc_process_day.parse_args([
+    args = process.parse_args([
         "--date", DATE, "--shard", "0", "--staging-root", str(root), "--plan-id", PLAN,
         "--models-dir", "", "--model", f"random-{shape}", "--engine", "torch",
         "--workers", str(workers), "--progress-interval", "3600"])

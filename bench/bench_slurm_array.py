@@ -30,8 +30,10 @@ import bed  # sets up Airflow's environment: import first
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from hpc_pipeline.config import PipelineConfig, SlurmResources
-from hpc_pipeline.hooks.slurm import SiteLimits, SlurmHook
-from hpc_pipeline.operators.slurm import SlurmSubmitOperator, array_chunks, index_spec
+from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.operators.slurm import SlurmSubmitOperator
+from hpc_pipeline.slurm.arrays import array_chunks, index_spec
+from hpc_pipeline.slurm.jobs import SiteLimits
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 SCRIPT = """#!/bin/bash
@@ -149,7 +151,7 @@ def drive(args: argparse.Namespace) -> None:
             job_name=f"bench{bed.NS}-audio-{token}", array_size=str(args.indices),
             resources=SlurmResources(partition="cpu", time="2", mem="50M", cpus_per_task=1),
             env={"MARKS": f"{base}/marks"}, log_dir=f"{base}/logs",
-            poll_interval_s=config.poll_interval_s, max_poll_interval_s=config.max_poll_interval_s,
+            poll_interval=config.poll_interval_s, max_poll_interval=config.max_poll_interval_s,
             max_array_size=args.max_array_size)
     first = attempt(operator(), meter)
     second = attempt(operator(), meter)       # Airflow's retry: a new try of the same task

@@ -3,7 +3,7 @@ cross-attention K/V in float8 or not) vs the WhisperX engine (greedy and beam se
 same weights and espeak-ng speech.
 
 Both engines read the same faster-whisper dir (tiny.en by default) through the engine
-interface that ``hpc_process_day.py`` uses, on CPU. Also prints the text-token rate of the
+interface that ``audio_hpc.process`` uses, on CPU. Also prints the text-token rate of the
 references (tokens per second of audio), which calibrates bench_gpu_throughput.py.
 
     /opt/hpc-venv/bin/python bench/bench_wer.py --clips 24
@@ -17,16 +17,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
 
 from espeak_clips import corpus  # noqa: E402
 
-from engines.base import DecodedClip, EngineOptions, load_engine  # noqa: E402
-from engines.torch_decode import DecodeOptions  # noqa: E402
-from engines.torch_engine import TorchWhisperEngine  # noqa: E402
-from engines.torch_pack import Packing  # noqa: E402
+from audio_hpc.engines.base import DecodedClip, EngineOptions, load_engine  # noqa: E402
+from audio_hpc.engines.torch_decode import DecodeOptions  # noqa: E402
+from audio_hpc.engines.torch_engine import TorchWhisperEngine  # noqa: E402
+from audio_hpc.engines.torch_pack import Packing  # noqa: E402
 from wer_score import corpus_wer  # noqa: E402
 
 

@@ -1,7 +1,6 @@
 """A year of transcripts at full volume (365 days x 20,000 clips): load, API, search, export.
 
-    PYTHONPATH=plugins /work/main/.venv/bin/python bench/bench_year.py \
-        --json bench/results/year.json
+    .venv/bin/python bench/bench_year.py --json bench/results/year.json
 
 1. ``--loaded-days`` days (default 3) of ``--clips-per-day`` synthetic clips go through
    ``ResultsDbHook.record_day`` (the pipeline's own COPY + upsert path), each timed.
@@ -41,6 +40,8 @@ import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
+
+import bed  # noqa: F401  (Airflow's environment first: the plugin imports by name)
 
 REPO = Path(__file__).resolve().parents[1]
 # Spoken English, roughly most frequent first: the head of the Zipf distribution.
@@ -110,7 +111,7 @@ class Speech:
 def synthetic_day(day: dt.date, clips: int, speech: Speech, job_base: int) -> Any:
     """One day's load as the DAG records it: manifest, clip results, SLURM jobs."""
     from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
-    from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
+    from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 
     iso, rng = day.isoformat(), speech.rng
     names = [f"cam{i % 7}/clip_{i:06d}.m4a" for i in range(clips)]

@@ -23,12 +23,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench_gpu_throughput import LARGE_V3, _time_ms, synthetic_day, sync
-from engines.base import DecodedClip, EngineOptions
-from engines.torch_attention import BLOCK, WARPS, _attend_kernel, quantize, store_reference, triton_store
-from engines.torch_checkpoint import load_vocab
-from engines.torch_decode import DecodeOptions
-from engines.torch_engine import TorchWhisperEngine
-from engines.torch_model import WhisperTorch
+from audio_hpc.engines.base import DecodedClip, EngineOptions
+from audio_hpc.engines.torch_attention import BLOCK, WARPS, _attend_kernel, quantize, store_reference, triton_store
+from audio_hpc.engines.torch_checkpoint import load_vocab
+from audio_hpc.engines.torch_decode import DecodeOptions
+from audio_hpc.engines.torch_engine import TorchWhisperEngine
+from audio_hpc.engines.torch_model import WhisperTorch
 
 KINDS = (("span attention", ("_attend_kernel",)), ("encoder attention", ("flash", "fmha", "cudnn", "attention")),
          ("matrix products", ("gemm", "nvjet", "cutlass", "sm90", "xmma", "cublas")),

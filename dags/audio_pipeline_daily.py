@@ -16,14 +16,14 @@ from airflow.sdk import DAG, Param, TriggerRule, conf, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from hpc_pipeline import CLUSTER_CODE_DIR
-from hpc_pipeline import day as steps
+from hpc_pipeline import steps
 from hpc_pipeline.alerts import StepFailureNotifier
 from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
 from hpc_pipeline.config import load_config
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import XCOM_KEY, SlurmSubmitOperator
-from hpc_pipeline.pipeline_contract import results_dir
+from audio_hpc.contract import results_dir
 from hpc_pipeline.release import deploy_release
 from hpc_pipeline.run_report import report_day as write_report
 from hpc_pipeline.sensors.source_ready import SourceReadySensor
@@ -62,9 +62,9 @@ def slurm_step(step: str, script: str, args: list[str], **kwargs: Any) -> SlurmS
         resources=CONFIG.resources[step],
         env=JOB_ENV,
         log_dir=f"{ctx('day_dir')}/logs",
-        poll_interval_s=CONFIG.poll_interval_s,
-        max_poll_interval_s=CONFIG.max_poll_interval_s,
-        outage_timeout_s=CONFIG.ssh_outage_timeout_s,
+        poll_interval=CONFIG.poll_interval_s,
+        max_poll_interval=CONFIG.max_poll_interval_s,
+        outage_timeout=CONFIG.ssh_outage_timeout_s,
         max_array_size=CONFIG.max_array_size,
         max_job_count=CONFIG.max_job_count,
         **kwargs,
@@ -111,50 +111,51 @@ with DAG(
         return ResultsDbHook(CONFIG.results_conn_id).migrate()
 
     @task
-    def deploy_code(day: dict[str, str]) -> str:
+    def deploy_code(day_ctx: dict[str, str]) -> str:
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return deploy_release(ssh, CLUSTER_CODE_DIR, day["release_root"])
+            return deploy_release(ssh, CLUSTER_CODE_DIR, day_ctx["release_root"])
 
     @task
-    def write_request(day: dict[str, str], **context: Any) -> dict[str, int]:
-        ti, ctx, db = context["ti"], steps.DayContext(**day), ResultsDbHook(CONFIG.results_conn_id)
-        steps.claim_day(db, ctx, lambda run_id: steps.run_is_active(ti, run_id))
+    def write_request(day_ctx: dict[str, str], **context: Any) -> dict[str, int]:
+        ti, day, db = context["ti"], steps.DayContext(**day_ctx), ResultsDbHook(CONFIG.results_conn_id)
+        steps.claim_day(db, day, lambda run_id: steps.run_is_active(ti, run_id))
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return steps.write_request(ssh, db, CONFIG, ctx)
+            return steps.write_request(ssh, db, CONFIG, day)
 
     @task
-    def globus_credentials(day: dict[str, str]) -> str:
+    def globus_credentials(day_ctx: dict[str, str]) -> str:
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return steps.write_globus_credentials(ssh, CONFIG, steps.DayContext(**day))
+            return steps.write_globus_credentials(ssh, CONFIG, steps.DayContext(**day_ctx))
 
     @task
-    def read_plan(day: dict[str, str]) -> dict[str, int]:
+    def read_plan(day_ctx: dict[str, str]) -> dict[str, int]:
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
-            return steps.read_plan(ssh, steps.DayContext(**day))
+            return steps.read_plan(ssh, steps.DayContext(**day_ctx))
 
     # With exports on, the day's Asset event comes from export_day (its extra names the file).
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
           outlets=[] if CONFIG.export_dir else [TRANSCRIPTS])
-    def record_results(day: dict[str, str], **context: Any) -> dict[str, Any]:
+    def record_results(day_ctx: dict[str, str], **context: Any) -> dict[str, Any]:
         job_ids = {step: (context["ti"].xcom_pull(task_ids=step, key=XCOM_KEY) or {})
                    .get("job_ids", []) for step in ("master", "transfer", "audio")}
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
             summary = steps.record_results(ssh, ResultsDbHook(CONFIG.results_conn_id),
-                                           steps.DayContext(**day), job_ids)
+                                           steps.DayContext(**day_ctx), job_ids)
         if not CONFIG.export_dir:
-            context["outlet_events"][TRANSCRIPTS].extra = transcripts_extra(summary, day["run_id"])
+            context["outlet_events"][TRANSCRIPTS].extra = transcripts_extra(summary,
+                                                                             day_ctx["run_id"])
         return summary
 
     @task(outlets=[TRANSCRIPTS])
-    def export_day(day: dict[str, str], **context: Any) -> dict[str, Any]:
+    def export_day(day_ctx: dict[str, str], **context: Any) -> dict[str, Any]:
         """The day's transcripts as Parquet in ``export_dir`` (config), for analysis."""
         from hpc_pipeline.transcripts.export import export_day_file   # pyarrow: not at parse
 
         summary = context["ti"].xcom_pull(task_ids="record_results")
-        written = export_day_file(ResultsDbHook(CONFIG.results_conn_id), day["day"],
+        written = export_day_file(ResultsDbHook(CONFIG.results_conn_id), day_ctx["day"],
                                   CONFIG.export_dir)
         context["outlet_events"][TRANSCRIPTS].extra = {
-            **transcripts_extra(summary, day["run_id"]), **written}
+            **transcripts_extra(summary, day_ctx["run_id"]), **written}
         return written
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
@@ -163,21 +164,22 @@ with DAG(
         whatever failed before it; its success does not turn a failed run green (the run is
         judged on every leaf, ``cleanup_staging`` included)."""
         ti = context["ti"]
-        day = ti.xcom_pull(task_ids="resolve_day")
-        if not day:
+        resolved = ti.xcom_pull(task_ids="resolve_day")
+        if not resolved:
             raise AirflowSkipException("no day was resolved: nothing to report")
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         failed = sorted(t for t, s in states.items() if s == "failed")
-        return write_report(CONFIG, context, day["day"], ti.xcom_pull(task_ids="record_results"),
+        return write_report(CONFIG, context, resolved["day"],
+                            ti.xcom_pull(task_ids="record_results"),
                             failed, conf.get("api", "base_url", fallback=""))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def cleanup_staging(day: dict[str, str]) -> list[str]:
+    def cleanup_staging(day_ctx: dict[str, str]) -> list[str]:
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
             return steps.cleanup_staging(ssh, ResultsDbHook(CONFIG.results_conn_id),
-                                         steps.DayContext(**day), CONFIG.retention_days)
+                                         steps.DayContext(**day_ctx), CONFIG.retention_days)
 
-    day = resolve_day()
+    day_ctx = resolve_day()
     day_args = ["--date", ctx("day"), "--staging-root", ctx("staging_root"),
                 "--backend", CONFIG.transfer_backend]
     master_args = ["--source-root", CONFIG.source_root, "--shard-size", str(CONFIG.shard_size)]
@@ -202,8 +204,8 @@ with DAG(
         # progress in the trigger log: clips done / total from the shards' result lines
         results_dir=results_dir(ctx("staging_root"), ctx("day"), ctx("plan_id")),
         clips_total="{{ ti.xcom_pull(task_ids='read_plan')['clips'] }}")
-    plan = read_plan(day)
-    recorded = record_results(day)
+    plan = read_plan(day_ctx)
+    recorded = record_results(day_ctx)
 
     # Late data: the midnight run may find day D still arriving; plan only once it is ready.
     source_ready = SourceReadySensor(
@@ -211,14 +213,14 @@ with DAG(
         readiness=CONFIG.readiness, backend=CONFIG.transfer_backend,
         ssh_conn_id=CONFIG.ssh_conn_id, globus_conn_id=CONFIG.globus_conn_id,
         collection=CONFIG.globus_source_collection)
-    request = write_request(day)
-    day >> source_ready >> request
-    [ensure_schema(), deploy_code(day)] >> request >> master >> plan >> transfer
+    request = write_request(day_ctx)
+    day_ctx >> source_ready >> request
+    [ensure_schema(), deploy_code(day_ctx)] >> request >> master >> plan >> transfer
     if CONFIG.transfer_backend == "globus":
-        globus_credentials(day) >> master
+        globus_credentials(day_ctx) >> master
     transfer >> audio >> recorded
     # The day is red when any step failed, even though recording ran to keep partial results.
-    [recorded, audio] >> cleanup_staging(day)
+    [recorded, audio] >> cleanup_staging(day_ctx)
     recorded >> report_day()
     if CONFIG.export_dir:
-        recorded >> export_day(day)
+        recorded >> export_day(day_ctx)

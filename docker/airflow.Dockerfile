@@ -13,3 +13,9 @@ USER airflow
 COPY requirements.txt /tmp/requirements.txt
 # requirements.txt pins apache-airflow==3.3.2 itself, so pip cannot move the image's Airflow.
 RUN pip install --no-cache-dir -r /tmp/requirements.txt
+
+# The cluster package `audio_hpc` (the contract both sides share), installed editable: the
+# compose file bind-mounts ./hpc over /opt/airflow/hpc, so the containers run the checkout's.
+COPY --chown=airflow hpc/pyproject.toml /opt/airflow/hpc/pyproject.toml
+COPY --chown=airflow hpc/src /opt/airflow/hpc/src
+RUN pip install --no-cache-dir --no-deps -e /opt/airflow/hpc

@@ -21,3 +21,4 @@ if ! cmp -s "$HERE/requirements-dev.txt" "$VENV/.installed-requirements" 2>/dev/
   cp "$HERE/requirements-dev.txt" "$VENV/.installed-requirements"
   cp "$HERE/requirements.txt" "$VENV/.installed-requirements-base"
 fi
+bash "$HERE/scripts/install_audio_hpc.sh" "$VENV"

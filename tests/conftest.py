@@ -32,9 +32,6 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                       f"postgresql+psycopg2://audio:audio@127.0.0.1:5432/{AIRFLOW_TEST_DB}")
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
-sys.path.insert(0, str(REPO / "plugins"))
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))  # sample_clips
 
 
 def _sh(*args: str, **kw) -> subprocess.CompletedProcess:

@@ -11,4 +11,4 @@
 set -euo pipefail
 # shellcheck source=hpc/slurm/_runtime.sh
 source "${PIPELINE_RELEASE:?PIPELINE_RELEASE must name the release directory}/slurm/_runtime.sh"
-run_entry pipeline_utils 0 master_plan.py "$@"
+run_entry pipeline_utils 0 audio_hpc.plan "$@"

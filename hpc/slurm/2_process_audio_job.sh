@@ -16,4 +16,4 @@ source "${PIPELINE_RELEASE:?PIPELINE_RELEASE must name the release directory}/sl
 # A day's array split into several submissions (site limits): each part's indices start at
 # 0 and the operator passes the part's first shard in ARRAY_INDEX_OFFSET.
 : "${SLURM_ARRAY_TASK_ID:?submit as an array job (--array)}"
-run_entry audio_processing 1 hpc_process_day.py --shard "$((SLURM_ARRAY_TASK_ID + ${ARRAY_INDEX_OFFSET:-0}))" "$@"
+run_entry audio_processing 1 audio_hpc.process --shard "$((SLURM_ARRAY_TASK_ID + ${ARRAY_INDEX_OFFSET:-0}))" "$@"

@@ -13,9 +13,10 @@
 #   STAGING_UMASK      umask for what the job writes on staging (default 0077: owner only;
 #                      0027 with a site staging_group, whose setgid dirs pass the group on)
 
-# run_entry IMAGE GPU(0|1) SCRIPT [ARGS...]: exec SCRIPT from the release's src/ with ARGS.
+# run_entry IMAGE GPU(0|1) MODULE [ARGS...]: run `python -m MODULE ARGS` with the release's src/
+# first on PYTHONPATH, so a job always runs the release it was submitted with.
 run_entry() {
-  local image=$1 gpu=$2 script=$3
+  local image=$1 gpu=$2 module=$3
   shift 3
   if [[ -z ${PIPELINE_RELEASE:-} || ! -d $PIPELINE_RELEASE/src ]]; then
     echo "PIPELINE_RELEASE must name a release directory containing src/ (got '${PIPELINE_RELEASE:-}')" >&2
@@ -23,7 +24,7 @@ run_entry() {
   fi
   local src=$PIPELINE_RELEASE/src runtime=${CONTAINER_RUNTIME:-apptainer}
   umask "${STAGING_UMASK:-0077}"
-  echo "job ${SLURM_JOB_ID:-local} on $(hostname -s): $script via $runtime, release $PIPELINE_RELEASE" >&2
+  echo "job ${SLURM_JOB_ID:-local} on $(hostname -s): $module via $runtime, release $PIPELINE_RELEASE" >&2
   case $runtime in
     apptainer | singularity)
       : "${IMAGES_DIR:?IMAGES_DIR must name the directory holding $image.sif}"
@@ -31,11 +32,11 @@ run_entry() {
       local opts=(--bind "$src:/opt/audio_pipeline/src" --bind "$STAGING_ROOT")
       if [[ -n ${MODELS_DIR:-} ]]; then opts+=(--bind "$MODELS_DIR"); fi
       if [[ $gpu == 1 ]]; then opts=(--nv "${opts[@]}"); fi
-      exec "$runtime" exec "${opts[@]}" "$IMAGES_DIR/$image.sif" \
-        python3 "/opt/audio_pipeline/src/$script" "$@"
+      exec "$runtime" exec "${opts[@]}" --env PYTHONPATH=/opt/audio_pipeline/src \
+        "$IMAGES_DIR/$image.sif" python3 -m "$module" "$@"
       ;;
     none)
-      exec "${HPC_PYTHON:-python3}" "$src/$script" "$@"
+      PYTHONPATH=$src exec "${HPC_PYTHON:-python3}" -m "$module" "$@"
       ;;
     *)
       echo "unknown CONTAINER_RUNTIME '$runtime': use apptainer, singularity or none" >&2

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpc_pipeline.config import Readiness
-from hpc_pipeline.pipeline_contract import AUDIO_EXTENSIONS
+from audio_hpc.contract import AUDIO_EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.slurm.errors import SlurmError
 
 log = logging.getLogger(__name__)
 _SKIP_PARTS = {"__pycache__", ".pytest_cache", "devcluster"}
@@ -49,10 +50,11 @@ def deploy_release(ssh: SlurmHook, local_dir: Path, release_root: str) -> str:
                        path.read_text(encoding="utf-8"),
                        mode=0o755 if path.suffix == ".sh" else 0o644)
     ssh.write_text(posixpath.join(tmp, ".complete"), "")
-    rc, _, err = ssh.run(["mv", "-T", tmp, target])
-    if rc != 0:
-        ssh.run(["rm", "-rf", "--", tmp])
+    try:
+        ssh.check(["mv", "-T", tmp, target], what=f"moving the release into {target}")
+    except SlurmError:
+        ssh.check(["rm", "-rf", "--", tmp], what=f"removing {tmp}")
         if not ssh.exists(posixpath.join(target, ".complete")):  # lost a race is fine
-            raise RuntimeError(f"cannot move release into {target}: {err.strip()}")
+            raise
     log.info("Deployed %d files to %s", len(files), target)
     return target

@@ -28,8 +28,7 @@ from sample_clips import BAD_CLIPS
 from wer_score import corpus_wer
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
+from airflow_api import AirflowApi
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("AUDIO_COMPOSE_E2E") != "1",

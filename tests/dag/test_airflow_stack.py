@@ -21,8 +21,7 @@ import pytest
 from dag_support import REPO, write_config
 from tests.testbed import wait_until
 
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
+from airflow_api import AirflowApi
 
 PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
 ARTIFACTS = REPO / ".artifacts"

@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowException
 from dag_support import Inbox, free_port, smtp_conn, smtp_server
 from hpc_pipeline.config import PipelineConfig, load_config
 from hpc_pipeline.hooks.results_db import DayLoad, ResultsDbHook
-from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
+from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 from hpc_pipeline.run_report import report_day
 
 DAY = "2024-02-20"

@@ -29,8 +29,7 @@ import pytest
 import sample_clips
 from dag_support import REPO, SOURCE_ROOT, Inbox, smtp_conn, smtp_server, write_config
 
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
+from airflow_api import AirflowApi
 
 # Five runs on a shared 2-core bed: the stack fixture alone can outlast the suite's 900 s.
 pytestmark = pytest.mark.timeout(2400)

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from hpc_pipeline.day import parse_day
+from hpc_pipeline.steps import parse_day
 from sample_clips import BAD_CLIPS
 from wer_score import corpus_wer
 

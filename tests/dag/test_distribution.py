@@ -105,7 +105,7 @@ def airflow_json(site: dict, *args: str) -> list[dict]:
 
 
 def test_the_wheel_carries_the_package_and_the_cluster_release(fresh_venv: Path) -> None:
-    probe = ("import json, hpc_pipeline, hpc_pipeline.pipeline_contract as c\n"
+    probe = ("import json, hpc_pipeline, audio_hpc.contract as c\n"
              "from hpc_pipeline.release import release_id\n"
              "print(json.dumps([hpc_pipeline.__file__, c.__file__,"
              " release_id(hpc_pipeline.CLUSTER_CODE_DIR)]))")
@@ -113,8 +113,11 @@ def test_the_wheel_carries_the_package_and_the_cluster_release(fresh_venv: Path)
         _run([str(fresh_venv / "bin" / "python"), "-I", "-c", probe]).stdout)
     site_packages = str(fresh_venv / "lib")
     assert package.startswith(site_packages) and contract.startswith(site_packages)
-    assert contract.endswith("hpc_pipeline/cluster/src/pipeline_contract.py")
-    assert Path(contract).read_bytes() == (REPO / "hpc" / "src" / "pipeline_contract.py").read_bytes()
+    assert contract.endswith("site-packages/audio_hpc/contract.py")
+    checkout = REPO / "hpc" / "src" / "audio_hpc" / "contract.py"
+    assert Path(contract).read_bytes() == checkout.read_bytes()
+    bundled = Path(package).parent / "cluster" / "src" / "audio_hpc" / "contract.py"
+    assert bundled.read_bytes() == checkout.read_bytes(), "the release carries the same contract"
     migrations = list(Path(package).parent.glob("sql/migrations/*.sql"))
     assert migrations, "SQL migrations are package data"
     assert release == release_id(REPO / "hpc"), "the wheel deploys the checkout's release"

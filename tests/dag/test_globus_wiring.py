@@ -12,7 +12,7 @@ import pytest
 
 from dag_support import REPO, write_config
 from hpc_pipeline.config import load_config
-from hpc_pipeline.day import DayContext, write_globus_credentials
+from hpc_pipeline.steps import DayContext, write_globus_credentials
 from hpc_pipeline.hooks.slurm import SlurmHook
 
 SOURCE, DEST = str(uuid.uuid4()), str(uuid.uuid4())

@@ -23,8 +23,7 @@ import pytest
 
 from dag_support import REPO, Inbox, smtp_conn, smtp_server, write_config
 
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
+from airflow_api import AirflowApi
 
 # The plain stack test uses AUDIO_TEST_STACK_PORT, the status page test the next port.
 PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 2

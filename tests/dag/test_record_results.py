@@ -9,10 +9,10 @@ import uuid
 import psycopg
 import pytest
 
-from hpc_pipeline import day as steps
+from hpc_pipeline import steps
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.pipeline_contract import (Clip, ClipResult, Manifest, Shard, day_dir,
+from audio_hpc.contract import (Clip, ClipResult, Manifest, Shard, day_dir,
                                             shard_results_name, shard_summary_name)
 
 DAY = "2024-04-02"

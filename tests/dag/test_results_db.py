@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
-from hpc_pipeline.pipeline_contract import ClipResult, Clip, Manifest, Shard
+from audio_hpc.contract import ClipResult, Clip, Manifest, Shard
 
 DAY = "2024-03-05"
 

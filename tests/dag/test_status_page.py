@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import sample_clips
 from dag_support import REPO, SOURCE_ROOT, write_config
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
-from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
+from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 
 NS = os.environ.get("AUDIO_TEST_NS", "")
 PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 1

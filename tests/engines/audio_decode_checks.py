@@ -13,13 +13,11 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
 
 import numpy as np  # noqa: E402
 
 import sample_clips  # noqa: E402
-from audio_decode import DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples  # noqa: E402
+from audio_hpc.decode import DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples  # noqa: E402
 
 
 def outcomes(pool: DecodePool) -> dict[str, object]:

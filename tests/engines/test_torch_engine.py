@@ -1,5 +1,5 @@
 """The batched torch engine on CPU with the real tiny.en weights (the faster-whisper dir that
-WhisperX reads), run the way a shard runs it (``hpc_process_day.py --engine torch``) next
+WhisperX reads), run the way a shard runs it (``audio_hpc.process --engine torch``) next
 to the WhisperX engine (greedy too) on the same staged day: its transcripts must be as good,
 its result lines the same shape, its per-clip failures the same."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import sample_clips
-from pipeline_contract import Clip, ClipResult, Manifest, Shard, ShardSummary, iter_result_lines
+from audio_hpc.contract import Clip, ClipResult, Manifest, Shard, ShardSummary, iter_result_lines
 from tests.conftest import REPO
 from tests.hpc.slurm_jobs import HPC_PYTHON, MODEL, MODELS_DIR
 from wer_score import corpus_wer
@@ -45,7 +45,7 @@ def _run_shard(root: Path, engine: str, *extra: str) -> tuple[dict[str, ClipResu
     staging.mkdir()
     subprocess.run(["cp", "-a", str(root / DATE), str(staging)], check=True)
     proc = subprocess.run(
-        [HPC_PYTHON, str(REPO / "hpc" / "src" / "hpc_process_day.py"), "--date", DATE,
+        [HPC_PYTHON, "-m", "audio_hpc.process", "--date", DATE,
          "--shard", "0", "--plan-id", "p1", "--staging-root", str(staging),
          "--models-dir", MODELS_DIR, "--model", MODEL, "--engine", engine,
          "--device", "cpu", "--compute-type", "float32", "--batch-size", "8", "--workers", "2",

@@ -17,8 +17,7 @@ import pytest
 from faults_support import DAY, REPO, assert_recorded_once, job_ids, write_config
 from tests.testbed import wait_until
 
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
+from airflow_api import AirflowApi
 
 PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
 DAG = "audio_pipeline_daily"

@@ -3,8 +3,8 @@ state means, an out-of-memory kill recognised from the log where SLURM says FAIL
 full staging filesystem named only when it is full."""
 from __future__ import annotations
 
-from hpc_pipeline.operators.slurm import full_disk_note
-from hpc_pipeline.slurm_states import explain
+from hpc_pipeline.operators.slurm_watch import full_disk_note
+from hpc_pipeline.slurm.states import explain
 
 SLURMSTEPD_OOM = ("slurmstepd-vm: error: StepId=2.batch exceeded memory limit "
                   "(430804992 > 209715200), being killed\n")

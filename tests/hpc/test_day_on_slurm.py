@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from checksums import sha256_file
-from master_plan import select, staged_outcomes
-from pipeline_contract import (ClipResult, Manifest, Request, ShardSummary, TransferReport,
+from audio_hpc.checksums import sha256_file
+from audio_hpc.plan import select, staged_outcomes
+from audio_hpc.contract import (ClipResult, Manifest, Request, ShardSummary, TransferReport,
                                iter_result_lines)
-from source_listing import list_local
+from audio_hpc.listing import list_local
 from tests.hpc.clips import BROKEN, SPEECH, make_day
 from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, job_states, wait_job
 from wer_score import corpus_wer, wer

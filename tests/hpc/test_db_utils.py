@@ -1,4 +1,4 @@
-"""db_utils test-connection, in the HPC runtime (psycopg 3) against the local PostgreSQL."""
+"""audio_hpc.db test-connection, in the HPC runtime (psycopg 3) against the local PostgreSQL."""
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +8,7 @@ from tests.hpc.slurm_jobs import HPC_PYTHON
 
 
 def _run(dsn: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HPC_PYTHON, str(REPO / "hpc" / "src" / "db_utils.py"),
+    return subprocess.run([HPC_PYTHON, "-m", "audio_hpc.db",
                            "--db-string", dsn, "--timeout", "3", "test-connection"],
                           capture_output=True, text=True, timeout=60)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import master_plan
-from pipeline_contract import ClipResult, Manifest, Request
+from audio_hpc import plan as master_plan
+from audio_hpc.contract import ClipResult, Manifest, Request
 
 DATE = "2024-01-15"
 NAMES = ["a.m4a", "b.mp4", "c.wav", "d.mp3", "e.m4a", "f.m4a"]

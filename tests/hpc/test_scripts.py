@@ -55,12 +55,12 @@ def test_container_command_binds_and_gpu(fake_apptainer: Path) -> None:
            "SLURM_ARRAY_TASK_ID": "3"}
     audio = _run("2_process_audio_job.sh", env, "--date", "2024-01-15").stdout.split("\n")
     assert audio[:10] == ["exec", "--nv", "--bind", f"{REPO}/hpc/src:/opt/audio_pipeline/src",
-                          "--bind", "/staging", "--bind", "/models", "/images/audio_processing.sif",
-                          "python3"]
-    assert audio[10:14] == ["/opt/audio_pipeline/src/hpc_process_day.py", "--shard", "3",
-                            "--date"]
+                          "--bind", "/staging", "--bind", "/models", "--env",
+                          "PYTHONPATH=/opt/audio_pipeline/src"]
+    assert audio[10:16] == ["/images/audio_processing.sif", "python3", "-m", "audio_hpc.process",
+                            "--shard", "3"]
     offset = _run("2_process_audio_job.sh", env | {"ARRAY_INDEX_OFFSET": "1000"}).stdout
-    assert offset.split("\n")[10:13] == ["/opt/audio_pipeline/src/hpc_process_day.py", "--shard",
+    assert offset.split("\n")[13:16] == ["audio_hpc.process", "--shard",
                                          "1003"]  # part of a split array: shard = index + offset
     master = _run("0_master_scheduler.sh", env, "--date", "2024-01-15").stdout.split("\n")
     assert "--nv" not in master

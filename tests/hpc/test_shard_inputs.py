@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_contract import Clip, ClipResult, Manifest, Shard, ShardSummary
+from audio_hpc.contract import Clip, ClipResult, Manifest, Shard, ShardSummary
 from tests.conftest import REPO
 from tests.hpc.slurm_jobs import HPC_PYTHON, MODELS_DIR
 
@@ -18,7 +18,7 @@ DATE = "2024-01-15"
 
 
 def _run(stage: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HPC_PYTHON, str(REPO / "hpc" / "src" / "hpc_process_day.py"),
+    return subprocess.run([HPC_PYTHON, "-m", "audio_hpc.process",
                            "--date", DATE, "--staging-root", str(stage),
                            "--models-dir", MODELS_DIR, *args],
                           capture_output=True, text=True, timeout=180)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hpc_pipeline.hooks.slurm import (JobState, SiteLimits, SlurmError, SlurmHook, log_path,
-                                      parse_site_limits, with_offsets)
-from hpc_pipeline.operators.slurm import array_chunks, array_plan, chunk_name
-from hpc_pipeline.slurm_states import Verdict
-from hpc_pipeline.triggers.slurm import SlurmJobTrigger, judge
+from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.slurm.arrays import array_chunks, chunk_name
+from hpc_pipeline.slurm.errors import SlurmError
+from hpc_pipeline.slurm.jobs import JobState, SiteLimits, log_path, with_offsets
+from hpc_pipeline.slurm.parse import parse_site_limits
+from hpc_pipeline.slurm.states import Verdict
+from hpc_pipeline.slurm.verdict import array_plan, judge
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 S = "\x1f"
 CONFIG = """Configuration data as of 2026-12-02T06:30:00

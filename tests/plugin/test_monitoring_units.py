@@ -6,10 +6,11 @@ import json
 from hpc_pipeline.alerts import Problem, day_alert, day_problems, failed_ratio
 from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
 from hpc_pipeline.config import AlertConfig, load_config
-from hpc_pipeline.hooks.slurm import JobState, ProgressProbe, parse_progress_probe
-from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK, ClipResult
-from hpc_pipeline.progress import (ClipCounts, ShardLines, array_counts, format_progress,
-                                   pending_without_reason, with_reasons)
+from audio_hpc.contract import FAILED_LINE_MARK, ClipResult
+from hpc_pipeline.slurm.jobs import JobState
+from hpc_pipeline.slurm.parse import ProgressProbe, parse_progress_probe
+from hpc_pipeline.slurm.progress import (ClipCounts, ShardLines, array_counts, format_progress,
+                                         pending_without_reason, with_reasons)
 from hpc_pipeline.run_report import status_page_link, summary_line
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
@@ -179,8 +180,8 @@ def _progress_lines(caplog) -> list[str]:
 def _fast_trigger(fake: _CountingHook, **kw) -> SlurmJobTrigger:
     import logging
 
-    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["9"], poll_interval_s=0.01,
-                           max_poll_interval_s=0.01, **kw)
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["9"], poll_interval=0.01,
+                           max_poll_interval=0.01, **kw)
     trig._hook = lambda: fake  # type: ignore[method-assign]
     trig._log = logging.getLogger("test.progress")  # a stdlib logger caplog sees
     return trig

@@ -22,14 +22,15 @@ from airflow.utils.session import create_session
 
 from tests.testbed import run_as_submit_user
 from hpc_pipeline.config import SlurmResources
-from hpc_pipeline.hooks.slurm import SlurmHook, SlurmUnavailable
+from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import SlurmSubmitOperator
-from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK
+from audio_hpc.contract import FAILED_LINE_MARK
 from hpc_pipeline.sensors.slurm import SlurmJobSensor
+from hpc_pipeline.slurm.errors import SlurmUnavailable
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 TOKEN = uuid.uuid4().hex[:8]
-FAST = dict(poll_interval_s=1, max_poll_interval_s=2)
+FAST = dict(poll_interval=1, max_poll_interval=2)
 # Short limits let the backfill scheduler slot test jobs in front of big pending ones.
 RES = SlurmResources(time="1", mem="100M")
 SSHD_PIDFILE = "/run/devcluster-sshd.pid"
@@ -358,7 +359,7 @@ def test_slurmdbd_down_while_watching(remote: tuple[SlurmHook, str],
     breaker = in_background(outage)
     try:
         state, result = run_task(submit_op(base, "dbd", script="sleep.sh", script_args=["8"],
-                                           max_poll_interval_s=1), dag_id="dbd")
+                                           max_poll_interval=1), dag_id="dbd")
     finally:
         breaker.join()
         ensure_slurmdbd()
@@ -501,7 +502,8 @@ def test_sensor_sees_time_limit(remote: tuple[SlurmHook, str], timeout_job: str)
     _, base = remote
     state, exc = run_task(lambda: SlurmJobSensor(
         task_id="wait", ssh_conn_id="hpc_ssh", job_id=timeout_job,
-        log_path=f"{base}/timeout-%j.out", **FAST), dag_id="timeout")
+        log_path=f"{base}/timeout-%j.out", poke_interval=1, max_poll_interval=2),
+        dag_id="timeout")
     assert state == "failed"
     assert "TIMEOUT" in str(exc) and "sleeping 600" in str(exc)
 

@@ -8,12 +8,16 @@ from typing import Any
 
 import pytest
 
-from hpc_pipeline.hooks.slurm import (JobState, SlurmHook, expand_job_id, job_name, log_path,
-                                      latest_runs, parse_sacct, parse_squeue, reconcile)
-from hpc_pipeline.operators.slurm import index_spec, parse_array_size, plan
+from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.sensors.slurm import parse_job_ids
-from hpc_pipeline.slurm_states import Verdict, verdict
-from hpc_pipeline.triggers.slurm import SlurmJobTrigger, event_payload, failure_message, judge
+from hpc_pipeline.slurm.arrays import index_spec, parse_array_size
+from hpc_pipeline.slurm.jobs import (JobState, expand_job_id, job_name, latest_runs, log_path,
+                                     reconcile)
+from hpc_pipeline.slurm.parse import parse_sacct, parse_squeue
+from hpc_pipeline.slurm.states import Verdict, verdict
+from hpc_pipeline.slurm.verdict import event_payload, failure_message, judge, plan
+from hpc_pipeline.triggers.backoff import next_interval
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 S = "\x1f"
 
@@ -159,12 +163,15 @@ def test_small_helpers() -> None:
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["1"], poll_interval_s=2, max_poll_interval_s=30,
-                           array_size=3)
-    first = [trig._next_interval(0) for _ in range(50)]
+    first = [next_interval(0, 2, 30) for _ in range(50)]
     assert min(first) >= 1.6 and max(first) <= 2.4 and len(set(first)) > 1
-    assert all(trig._next_interval(40) <= 36 for _ in range(50))
-    assert trig._next_interval(3) > 2.4  # 2 * 1.5**3 * 0.8
+    assert all(next_interval(40, 2, 30) <= 36 for _ in range(50))
+    assert next_interval(3, 2, 30) > 2.4  # 2 * 1.5**3 * 0.8
+
+
+def test_trigger_round_trips_through_serialize() -> None:
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["1"], poll_interval=2, max_poll_interval=30,
+                           array_size=3)
     cls, kwargs = trig.serialize()
     assert cls == "hpc_pipeline.triggers.slurm.SlurmJobTrigger" and SlurmJobTrigger(**kwargs).job_ids == ["1"]
     assert SlurmJobTrigger(**kwargs).array_size == 3
@@ -187,10 +194,10 @@ class _FakeHook:
         self.closed += 1
 
 
-def _run_trigger(script: list[Any], outage_timeout_s: float) -> tuple[dict[str, Any], _FakeHook]:
+def _run_trigger(script: list[Any], outage_timeout: float) -> tuple[dict[str, Any], _FakeHook]:
     fake = _FakeHook(script)
-    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["5"], poll_interval_s=0.01,
-                           max_poll_interval_s=0.02, outage_timeout_s=outage_timeout_s)
+    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["5"], poll_interval=0.01,
+                           max_poll_interval=0.02, outage_timeout=outage_timeout)
     trig._hook = lambda: fake  # type: ignore[method-assign]
 
     async def first_event() -> dict[str, Any]:
@@ -202,14 +209,14 @@ def _run_trigger(script: list[Any], outage_timeout_s: float) -> tuple[dict[str, 
 
 def test_trigger_rides_out_short_outages() -> None:
     event, fake = _run_trigger([OSError("refused"), EOFError(), [_job("5", None, "RUNNING")],
-                                [_job("5", None, "COMPLETED")]], outage_timeout_s=30)
+                                [_job("5", None, "COMPLETED")]], outage_timeout=30)
     assert event["status"] == "success" and fake.closed >= 2  # reconnected after each error
 
 
 def test_trigger_fails_after_the_outage_window() -> None:
-    event, _ = _run_trigger([OSError("refused")], outage_timeout_s=0.2)
+    event, _ = _run_trigger([OSError("refused")], outage_timeout=0.2)
     assert event["status"] == "error" and "refused" in event["message"]
-    event, _ = _run_trigger([[_job("5", None, "BRAND_NEW")]], outage_timeout_s=0.2)
+    event, _ = _run_trigger([[_job("5", None, "BRAND_NEW")]], outage_timeout=0.2)
     assert event["status"] == "error" and "BRAND_NEW" in event["message"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
-from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
+from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 
 # day -> clip name -> (language, text) ; None = a failed clip
 DAYS: dict[str, dict[str, tuple[str, str] | None]] = {

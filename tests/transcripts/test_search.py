@@ -12,8 +12,8 @@ import pytest
 
 from conftest import psql, use_results_db
 from corpus import DAYS, day_load
-from hpc_pipeline.hooks import results_db
 from hpc_pipeline.hooks.results_db import ResultsDbHook
+from hpc_pipeline.results import schema
 from hpc_pipeline.transcripts.search import (
     MAX_QUERY_CHARS, BadQuery, SearchRequest, parse_query, search)
 
@@ -128,9 +128,9 @@ def test_migration_indexes_an_existing_database(postgres: str, tmp_path: Path,
         use_results_db(name)
         old = tmp_path / "migrations"
         old.mkdir()
-        for path in sorted(results_db.MIGRATIONS_DIR.glob("000[1-4]_*.sql")):
+        for path in sorted(schema.MIGRATIONS_DIR.glob("000[1-4]_*.sql")):
             shutil.copy(path, old)
-        monkeypatch.setattr(results_db, "MIGRATIONS_DIR", old)
+        monkeypatch.setattr(schema, "MIGRATIONS_DIR", old)
         hook = ResultsDbHook("audio_results_db")
         assert hook.migrate() == [p.stem for p in sorted(old.glob("*.sql"))]
         hook.record_day(day_load("2025-03-01"))

@@ -4,178 +4,38 @@ Submitting and waiting are one task on purpose: Airflow retries tasks, so a retr
 task looks at what its job name already ran and resubmits only what failed (only the failed
 array indices), while a live or completed job is reattached, never submitted twice.
 
-Example (``cfg = load_config()``; the job name must be unique per step, day and DAG run:
-the DAG registers ``user_defined_macros={"job_name": hooks.slurm.job_name}``)::
+Example (``cfg = load_config()``; the job name must be unique per step, day and DAG run, as
+the DAG's ``<prefix>-<step>-<day>-<plan id>`` is)::
 
     SlurmSubmitOperator(
-        task_id="process_audio", ssh_conn_id=cfg.ssh_conn_id,
-        script="audio-pipeline/current/hpc/slurm/2_process_audio_job.sh",
-        script_args=["--date", "{{ params.date }}"],
-        job_name="{{ job_name('audio', 'audio', params.date, run_id) }}",
+        task_id="audio", ssh_conn_id=cfg.ssh_conn_id,
+        script="audio-pipeline/releases/<id>/slurm/2_process_audio_job.sh",
+        script_args=["--date", "{{ ti.xcom_pull('resolve_day')['day'] }}"],
+        job_name="audio-audio-2024-01-15-{{ ti.xcom_pull('write_request')['plan_id'] }}",
         resources=cfg.resources["audio"],
-        array_size="{{ ti.xcom_pull('plan')['shards'] }}",  # "0" skips the task
+        array_size="{{ ti.xcom_pull('read_plan')['shards'] }}",  # "0" skips the task
         env={"CONTAINER_RUNTIME": cfg.container_runtime},
-        log_dir="audio-pipeline/staging/{{ params.date }}/logs", retries=2)
+        log_dir="audio-pipeline/staging/2024-01-15/logs", retries=2)
 """
 from __future__ import annotations
 
-import logging
 import posixpath
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from hpc_pipeline.config import SlurmResources
-from hpc_pipeline.hooks.slurm import (JobState, SiteLimits, SlurmHook, latest_runs, log_path,
-                                      with_offsets)
-from hpc_pipeline.slurm_states import Verdict, explain, verdict
-from hpc_pipeline.triggers.slurm import SlurmJobTrigger
+from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.operators.slurm_watch import SlurmWatchMixin, complete
+from hpc_pipeline.slurm.arrays import (INDEX_OFFSET_ENV, array_chunks, chunk_name, index_spec,
+                                       lower_limits, parse_array_size)
+from hpc_pipeline.slurm.jobs import JobState, latest_runs, with_offsets
+from hpc_pipeline.slurm.verdict import array_plan, plan
 
 XCOM_KEY = "slurm_job"
-# Set in every array job's environment: its shard is SLURM_ARRAY_TASK_ID + this offset.
-INDEX_OFFSET_ENV = "ARRAY_INDEX_OFFSET"
-_FULL_BYTES = 64 << 20  # below this much free space (1 % on small disks), staging is "full"
-
-
-def index_spec(indices: Sequence[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (short ``--array`` specs for big retries)."""
-    parts: list[str] = []
-    for i in sorted(indices):
-        if parts and parts[-1].split("-")[-1] == str(i - 1):
-            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
-        else:
-            parts.append(str(i))
-    return ",".join(parts)
-
-
-def array_plan(existing: list[JobState], array_size: int) -> tuple[list[str], list[int]]:
-    """(job ids to reattach to, indices to (re)submit) for an array: judged per index by the
-    newest job that ran it; missing and failed indices are (re)submitted, the rest watched."""
-    latest = {j.array_index: j for j in latest_runs(j for j in existing if j.array_index is not None)}
-    todo = [i for i in range(array_size)
-            if i not in latest or verdict(latest[i].state) is Verdict.FAILURE]
-    watch = sorted({latest[i].array_job_id for i in range(array_size) if i in latest and i not in todo},
-                   key=int)
-    return watch, todo
-
-
-def plan(existing: list[JobState], array_size: int | None) -> tuple[list[str], str | None, bool]:
-    """What to watch and what to submit, given the jobs that already carry our name.
-
-    Returns (job ids to reattach to, ``--array`` spec or None, whether to submit).
-    Non-array: the newest job is reattached unless it failed. Array: see ``array_plan``.
-    """
-    if array_size is None:
-        jobs = [j for j in existing if j.array_index is None]
-        if jobs and verdict(jobs[0].state) is not Verdict.FAILURE:
-            return [jobs[0].array_job_id], None, False
-        return [], None, True
-    watch, todo = array_plan(existing, array_size)
-    return watch, (index_spec(todo) if todo else None), bool(todo)
-
-
-def array_chunks(array_size: int, limits: SiteLimits) -> list[tuple[int, int]]:
-    """(offset, count) of each submission a day's array is split into.
-
-    A submission's indices run 0..count-1 (SLURM refuses an index >= ``MaxArraySize``, so
-    index 1500 of a day cannot be submitted as such): its job computes its shard as
-    ``SLURM_ARRAY_TASK_ID + offset``. ``MaxJobCount`` bounds a submission too, since every
-    index counts as a job."""
-    limit = max(1, min(limits.max_array_size, limits.max_job_count))
-    return [(offset, min(limit, array_size - offset)) for offset in range(0, array_size, limit)]
-
-
-def chunk_name(job_name: str, offset: int) -> str:
-    """The job name of the submission starting at ``offset``: how a retry or a reattach
-    finds each part of a split array (and its offset) from SLURM alone."""
-    return job_name if offset == 0 else f"{job_name}+{offset}"
-
-def full_disk_note(hook: SlurmHook, log_dir: str) -> str | None:
-    """A sentence naming the filesystem of ``log_dir`` when it is (nearly) full: then the
-    jobs could not write their results, and often not their logs either."""
-    space = hook.free_space(log_dir)
-    if space is None:
-        return None
-    free, total, mount = space
-    if free >= min(_FULL_BYTES, total // 100):
-        return None
-    return (f"STAGING FULL: the filesystem holding {log_dir} (mounted at {mount}) has "
-            f"{free // 1024} KiB free of {total // 1024} KiB; free space there, then clear "
-            "the task (finished clips are kept)")
-
-
-def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
-             tail_lines: int) -> dict[str, Any]:
-    """Log the shown jobs' log tails; return the outcome (counts per state) or raise naming
-    what failed: states, failed indices, what to change, log tails.
-
-    Shared by the submit operator and the sensor (no ``log_path``: use squeue's StdOut).
-    """
-    pattern = event.get("log_path")
-    counts: dict[str, int] = event.get("counts", {})
-    tails: list[str] = []
-    for job in (JobState(**t) for t in event.get("shown", [])):
-        if source := pattern or job.stdout:
-            path = log_path(source, job)
-            text = hook.tail(path, tail_lines).rstrip()
-            log.info("---- %s: last %d lines of %s ----\n%s", job.job_id, tail_lines, path, text)
-            tails.append(f"--- last lines of {path} ---\n{text}")
-    result = {"job_ids": event["job_ids"], "log_path": pattern, "counts": counts}
-    if event["status"] == "success":
-        return result
-    if event["status"] == "failed":
-        indices = event.get("failed_indices", [])
-        notes = explain([s for s in counts if verdict(s) is Verdict.FAILURE], "\n".join(tails))
-        if pattern and (full := full_disk_note(hook, posixpath.dirname(pattern))):
-            notes.append(full)
-        raise AirflowException(
-            f"SLURM job failed: {event['message']}"
-            + (f"; failed array indices: {indices}" if indices else "") + "\n"
-            + "".join(f"{n}\n" for n in notes) + "\n".join(tails))
-    raise AirflowException(f"SLURM watch error: {event['message']}")
-
-
-class SlurmWatchMixin:
-    """What the submit operator and the sensor share: the trigger they defer to and how its
-    event becomes the task's outcome."""
-
-    log: logging.Logger
-    ssh_conn_id: str
-    poll_interval_s: float
-    max_poll_interval_s: float
-    outage_timeout_s: float
-    tail_lines: int
-
-    def watch_trigger(self, job_ids: list[str], log_path: str | None,
-                      array_size: int | None = None,
-                      index_offsets: dict[str, int] | None = None,
-                      job_indices: dict[str, str] | None = None,
-                      results_dir: str | None = None,
-                      clips_total: int | None = None) -> SlurmJobTrigger:
-        return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=job_ids,
-                               poll_interval_s=self.poll_interval_s,
-                               max_poll_interval_s=self.max_poll_interval_s,
-                               outage_timeout_s=self.outage_timeout_s, log_path=log_path,
-                               array_size=array_size, index_offsets=index_offsets,
-                               job_indices=job_indices, results_dir=results_dir,
-                               clips_total=clips_total)
-
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        with SlurmHook(self.ssh_conn_id) as hook:
-            return complete(self.log, hook, event, self.tail_lines)
-
-
-def parse_array_size(value: int | str | None, name: str = "array_size") -> int | None:
-    """A rendered count (templates render to strings); ``None``/``""`` = not given."""
-    if value is None or value == "":
-        return None
-    size = int(value)
-    if size < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return size
 
 
 class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
@@ -193,6 +53,24 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
     Return value: the same plus ``counts``: ``{state: indices}`` over the newest job of
     every array index (of the job, for a single job), e.g. ``{"COMPLETED": 400}``. Per-index
     details stay in SLURM (``sacct``; ``record_results`` stores them), not in the XCom.
+
+    :param script: the sbatch script on the cluster (relative: under the user's home).
+    :param job_name: unique per step, day and DAG run: how a retry finds what already ran.
+    :param resources: partition, account, QOS, time, CPUs, memory, gres, array parallelism.
+    :param log_dir: where the jobs write their logs (``<job>-%A_%a.out``); created.
+    :param script_args: arguments after the script (templated).
+    :param array_size: indices of the array (templated; ``None``: one job; ``0``: skip).
+    :param env: environment given to the job (names checked; values never on a command line
+        in a form SLURM could split).
+    :param chdir: the jobs' working directory.
+    :param dependency: an extra ``--dependency`` for every submission.
+    :param max_array_size: lowers the site's ``MaxArraySize`` (a QOS cap, a test).
+    :param max_job_count: lowers the site's ``MaxJobCount``.
+    :param results_dir: the shards' result-line directory, for the clips-done progress line.
+    :param clips_total: the clips the shards were given (templated).
+
+    The watch parameters (``ssh_conn_id``, ``poll_interval``, ``max_poll_interval``,
+    ``outage_timeout``, ``tail_lines``) are ``SlurmWatchMixin``'s.
     """
 
     template_fields: Sequence[str] = ("script", "script_args", "job_name", "array_size", "env",
@@ -200,19 +78,13 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                                       "clips_total")
     ui_color = "#d9e8f5"
 
-    def __init__(self, *, ssh_conn_id: str, script: str, job_name: str,
-                 resources: SlurmResources, log_dir: str, script_args: Sequence[str] = (),
-                 array_size: int | str | None = None, env: dict[str, str] | None = None,
-                 chdir: str | None = None, dependency: str | None = None,
-                 poll_interval_s: float = 10, max_poll_interval_s: float = 120,
-                 outage_timeout_s: float = 900, tail_lines: int = 30,
-                 max_array_size: int | None = None, max_job_count: int | None = None,
-                 results_dir: str | None = None, clips_total: int | str | None = None,
-                 **kwargs: Any) -> None:
-        """``results_dir``/``clips_total``: the shards' result-line directory and the clips
-        they were given, so the trigger log shows clips done / total while the job runs."""
+    def __init__(self, *, script: str, job_name: str, resources: SlurmResources, log_dir: str,
+                 script_args: Sequence[str] = (), array_size: int | str | None = None,
+                 env: dict[str, str] | None = None, chdir: str | None = None,
+                 dependency: str | None = None, max_array_size: int | None = None,
+                 max_job_count: int | None = None, results_dir: str | None = None,
+                 clips_total: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ssh_conn_id = ssh_conn_id
         self.script = script
         self.script_args = script_args
         self.job_name = job_name
@@ -223,23 +95,12 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self.log_dir = log_dir
         self.chdir = chdir
         self.dependency = dependency
-        self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max_poll_interval_s
-        self.outage_timeout_s = outage_timeout_s
-        self.tail_lines = tail_lines
         self.max_array_size = max_array_size
         self.max_job_count = max_job_count
         self.results_dir = results_dir
         self.clips_total = clips_total
         self._job_ids: list[str] = []
         self._submitted = 0   # submissions by this execute (0: it only reattached)
-
-    def site_limits(self, hook: SlurmHook) -> SiteLimits:
-        """The controller's limits, lowered by this operator's overrides (a QOS cap, a test)."""
-        site = hook.site_limits()
-        return SiteLimits(
-            max_array_size=min(site.max_array_size, self.max_array_size or site.max_array_size),
-            max_job_count=min(site.max_job_count, self.max_job_count or site.max_job_count))
 
     def _submit(self, hook: SlurmHook, pattern: str, *, name: str, array: str | None = None,
                 env: dict[str, str] | None = None, dependency: str | None = None) -> str:
@@ -255,7 +116,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                    ) -> tuple[list[str], dict[str, int], dict[str, str]]:
         """Reattach to / (re)submit every part of the array; (job ids, job id -> offset,
         job id -> the whole-array indices it runs)."""
-        limits = self.site_limits(hook)
+        limits = lower_limits(hook.site_limits(), self.max_array_size, self.max_job_count)
         chunks = array_chunks(size, limits)
         if len(chunks) > 1:
             self.log.info("Array of %d indices split into %d submissions (site limits: "
@@ -271,7 +132,8 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         owned: dict[str, list[int]] = {}
         redo = set(todo)
         for job in latest_runs(j for j in existing if j.array_index is not None):
-            if job.array_index < size and job.array_index not in redo:
+            if job.array_index is not None and job.array_index < size \
+                    and job.array_index not in redo:
                 owned.setdefault(job.array_job_id, []).append(job.array_index)
         if watch:
             self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
@@ -318,9 +180,10 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
             self._job_ids = watch
             self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
             context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
-            clips = parse_array_size(self.clips_total, "clips_total")
-            trigger = self.watch_trigger(watch, pattern, size, offsets or None, owned or None,
-                                         self.results_dir or None, clips)
+            trigger = self.watch_trigger(
+                watch, pattern, array_size=size, index_offsets=offsets or None,
+                job_indices=owned or None, results_dir=self.results_dir or None,
+                clips_total=parse_array_size(self.clips_total, "clips_total"))
             # Only reattached, nothing submitted: finished jobs complete the task right here.
             if not self._submitted and (event := trigger.settled(hook)) is not None:
                 return complete(self.log, hook, event, self.tail_lines)

@@ -8,9 +8,9 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.operators.slurm import SlurmWatchMixin, complete
-from hpc_pipeline.slurm_states import Verdict
-from hpc_pipeline.triggers.slurm import event_payload, failure_message, judge
+from hpc_pipeline.operators.slurm_watch import SlurmWatchMixin, complete
+from hpc_pipeline.slurm.states import Verdict
+from hpc_pipeline.slurm.verdict import event_payload, failure_message, judge
 
 
 def parse_job_ids(value: str | int | Sequence[str | int]) -> list[str]:
@@ -27,27 +27,25 @@ class SlurmJobSensor(SlurmWatchMixin, BaseSensorOperator):
     """Succeed when every job (every array index) in ``job_id`` is COMPLETED; fail, naming
     state, exit code, node and log tail, when all ended and any failed.
 
-    ``log_path``: the job's ``--output`` pattern (``%A``/``%a``/``%j``), to tail its log into
-    the task log and failure message; without it a tail appears only when the final state
-    came from squeue (accounting down), which reports the output path, and sacct does not.
-    Deferrable by default; with ``deferrable=False`` it pokes (one sacct call per poke).
+    :param job_id: the job(s): ``12``, ``"12,13"``, a list, or a rendered list (templated).
+    :param log_path: the job's ``--output`` pattern (``%A``/``%a``/``%j``), to tail its log
+        into the task log and failure message; without it a tail appears only when the final
+        state came from squeue (accounting down), which reports the output path.
+    :param deferrable: defer to the trigger (default); ``False`` pokes (one sacct a poke).
+    :param poke_interval: seconds between pokes, and the trigger's first poll interval.
+
+    The other watch parameters (``ssh_conn_id``, ``max_poll_interval``, ``outage_timeout``,
+    ``tail_lines``) are ``SlurmWatchMixin``'s; ``timeout`` and ``mode`` are the sensor's.
     """
 
     template_fields: Sequence[str] = ("job_id", "log_path")
 
-    def __init__(self, *, ssh_conn_id: str, job_id: str | int | Sequence[str | int],
-                 log_path: str | None = None, deferrable: bool = True,
-                 poll_interval_s: float = 10, max_poll_interval_s: float = 120,
-                 outage_timeout_s: float = 900, tail_lines: int = 30, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ssh_conn_id = ssh_conn_id
+    def __init__(self, *, job_id: str | int | Sequence[str | int], log_path: str | None = None,
+                 deferrable: bool = True, poke_interval: float = 10, **kwargs: Any) -> None:
+        super().__init__(poll_interval=poke_interval, poke_interval=poke_interval, **kwargs)
         self.job_id = job_id
         self.log_path = log_path
         self.deferrable = deferrable
-        self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max_poll_interval_s
-        self.outage_timeout_s = outage_timeout_s
-        self.tail_lines = tail_lines
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:

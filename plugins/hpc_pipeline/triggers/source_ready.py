@@ -14,7 +14,6 @@ kwargs: the deadline is absolute, the stability clock restarts (the safe directi
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +23,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hpc_pipeline.config import Readiness
 from hpc_pipeline.hooks.globus import GlobusListingHook
-from hpc_pipeline.hooks.slurm import TRANSIENT_ERRORS, SlurmError, SlurmHook, SlurmUnavailable
+from hpc_pipeline.hooks.slurm import TRANSIENT_ERRORS, SlurmHook
+from hpc_pipeline.slurm.errors import SlurmError, SlurmUnavailable
+from hpc_pipeline.triggers.backoff import next_interval
 from hpc_pipeline.readiness import (Listing, ReadinessWatch, SourceFile, deadline_message,
                                     describe)
 
@@ -69,10 +70,6 @@ class SourceReadyTrigger(BaseTrigger):
         # One connection attempt per poll: the backoff between polls is ours.
         return SlurmHook(self.ssh_conn_id, conn_retry_attempts=1, cmd_timeout=120)
 
-    def _next_interval(self, attempt: int, rule: Readiness) -> float:
-        base = min(rule.max_poll_interval_s, rule.poll_interval_s * 1.5 ** min(attempt, 30))
-        return base * random.uniform(0.8, 1.2)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         rule = Readiness(**self.rule)
         watch = ReadinessWatch(rule)
@@ -113,7 +110,8 @@ class SourceReadyTrigger(BaseTrigger):
                                                last_error)
                     yield self._event("deadline", message, watch)
                     return
-                await asyncio.sleep(min(self._next_interval(attempt, rule), self.deadline_at - now))
+                wait = next_interval(attempt, rule.poll_interval_s, rule.max_poll_interval_s)
+                await asyncio.sleep(min(wait, self.deadline_at - now))
                 attempt += 1
         finally:
             if hook is not None:

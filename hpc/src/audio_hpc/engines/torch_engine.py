@@ -31,13 +31,13 @@ from typing import Iterable, Iterator
 
 import torch
 
-from engines.base import (SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech, Transcript,
+from audio_hpc.engines.base import (SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech, Transcript,
                           TranscriptionEngine)
-from engines.torch_checkpoint import Vocab, load_checkpoint
-from engines.torch_decode import BatchDecoder, Decoded, DecodeOptions, Encoded
-from engines.torch_model import WhisperTorch
-from engines.torch_pack import Layout, Packing, pack
-from engines.torch_vad import VadConfig, chunk
+from audio_hpc.engines.torch_checkpoint import Vocab, load_checkpoint
+from audio_hpc.engines.torch_decode import BatchDecoder, Decoded, DecodeOptions, Encoded
+from audio_hpc.engines.torch_model import WhisperTorch
+from audio_hpc.engines.torch_pack import Layout, Packing, pack
+from audio_hpc.engines.torch_vad import VadConfig, chunk
 
 ALIGNMENT = "skipped: the torch engine does not align words"
 _END = object()

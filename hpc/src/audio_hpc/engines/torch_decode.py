@@ -11,75 +11,19 @@ whose log-probability is low is silence.
 """
 from __future__ import annotations
 
-import zlib
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass, replace
+from dataclasses import astuple, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.torch_beam import beam_search
-from engines.torch_checkpoint import Vocab
-from engines.torch_model import DecodeState, WhisperTorch
-from engines.torch_pack import WINDOW_SAMPLES, Layout
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    compression_ratio_threshold: float = 2.4
-    logprob_threshold: float = -1.0
-    no_speech_threshold: float = 0.6
-    max_new_tokens: int = 220
-    encoder_batch: int = 32
-    cross_fp8: bool = False             # cross-attention K/V stored as float8 (half the bytes)
-    compile_encoder: bool = False       # torch.compile the encoder layers (CUDA: +28 % windows/s)
-    beam_size: int = 1                  # > 1: beam search at temperature 0 (rows per chunk)
-
-
-@dataclass
-class Encoded:
-    """Encoder outputs of one batch, possibly still being computed on the encoder stream."""
-    outputs: list[torch.Tensor]
-    ready: torch.cuda.Event | None
-
-
-@dataclass
-class Prompted:
-    """What the prompt phase decided per chunk, and the logits of the first text token's step
-    (one row per beam)."""
-    no_speech: torch.Tensor     # (chunks,) probability of <|nospeech|> at the first position
-    language: torch.Tensor      # (chunks,) language token ids; -1 for an English-only model
-    logits: torch.Tensor        # (rows, vocab)
-
-
-@dataclass
-class Decoded:
-    text: str
-    tokens: list[int]
-    avg_logprob: float
-    no_speech_prob: float
-    compression_ratio: float
-    language: str
-    temperature: float
-    greedy_logprob: float | None = None     # beam search: the greedy decode's avg_logprob
-
-    def silent(self, o: DecodeOptions) -> bool:
-        """Whisper's no-speech rule: a likely <|nospeech|> at the first position and an
-        unlikely temperature-0 text. Under beam search the text's likelihood read is the greedy
-        decode's (always computed too), so greedy and beam judge a chunk alike."""
-        logprob = self.avg_logprob if self.greedy_logprob is None else self.greedy_logprob
-        return self.no_speech_prob > o.no_speech_threshold and logprob < o.logprob_threshold
-
-    def needs_fallback(self, o: DecodeOptions) -> bool:
-        return not self.silent(o) and (self.compression_ratio > o.compression_ratio_threshold
-                                       or self.avg_logprob < o.logprob_threshold)
-
-
-def compression_ratio(text: str) -> float:
-    raw = text.encode("utf-8")
-    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+from audio_hpc.engines.torch_beam import beam_search
+from audio_hpc.engines.torch_checkpoint import Vocab
+from audio_hpc.engines.torch_model import DecodeState, WhisperTorch
+from audio_hpc.engines.torch_pack import WINDOW_SAMPLES, Layout
+from audio_hpc.engines.torch_rows import (Decoded, DecodeOptions, Encoded, Prompted,
+                                          compression_ratio)
 
 
 def _buckets(limit: int, first: int) -> list[int]:

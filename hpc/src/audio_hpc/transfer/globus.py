@@ -19,9 +19,9 @@ from typing import Callable
 
 import globus_sdk
 
-from checksums import sha256_file
-from pipeline_contract import Clip, Manifest, TransferOutcome, write_atomic
-from source_listing import clips_from
+from audio_hpc.checksums import sha256_file
+from audio_hpc.contract import Clip, Manifest, TransferOutcome, write_atomic
+from audio_hpc.listing import clips_from
 
 log = logging.getLogger("transfer_globus")
 

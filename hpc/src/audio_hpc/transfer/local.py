@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from checksums import sha256_file
-from pipeline_contract import Clip, StagingFull, TransferOutcome, atomic_file
+from audio_hpc.checksums import sha256_file
+from audio_hpc.contract import Clip, StagingFull, TransferOutcome, atomic_file
 
 
 def _copy_hashing(src: Path, dest: Path) -> str:

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from engines.base import SAMPLE_RATE, DecodedClip
+from audio_hpc.engines.base import SAMPLE_RATE, DecodedClip
 
 # Phrases FFmpeg prints when the input is not a media file it recognises, or has no audio.
 _NOT_AUDIO = ("detected only with low score", "does not contain any stream",

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from engines.ct2_weights import ct2_heads, ct2_to_hf, model_bin_bytes, read_ct2
+from audio_hpc.engines.ct2_weights import ct2_heads, ct2_to_hf, model_bin_bytes, read_ct2
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRuntimeError, Ai
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
-from hpc_pipeline.pipeline_contract import (
+from audio_hpc.contract import (
     REPROCESS_MODES, ClipResult, Manifest, Request, day_dir, iter_result_lines)
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,7 @@ def write_globus_credentials(ssh: SlurmHook, config: PipelineConfig, ctx: DayCon
     folder = posixpath.join(posixpath.dirname(ctx.release_root), "secrets")
     path = posixpath.join(folder, "globus.json")
     conn = BaseHook.get_connection(config.globus_conn_id)
-    ssh.makedirs(folder)
-    ssh.run(["chmod", "700", "--", folder])
+    ssh.makedirs(folder, mode=0o700)
     ssh.write_text(path, "", mode=0o600)  # restrict before the secret is written
     ssh.write_text(path, json.dumps({"client_id": conn.login, "client_secret": conn.password}),
                    mode=0o600)
@@ -210,17 +209,15 @@ def cleanup_staging(ssh: SlurmHook, db: ResultsDbHook, ctx: DayContext,
     Results and logs stay (they are small and are the audit trail); only ``audio/`` goes.
     """
     cutoff = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=retention_days)
-    rc, out, err = ssh.run(["find", ctx.staging_root, "-mindepth", "1", "-maxdepth", "1",
-                            "-type", "d", "-name", "????-??-??"])
-    if rc != 0:
-        raise RuntimeError(f"cannot list {ctx.staging_root}: {err.strip()}")
+    out = ssh.check(["find", ctx.staging_root, "-mindepth", "1", "-maxdepth", "1",
+                     "-type", "d", "-name", "????-??-??"], what=f"listing {ctx.staging_root}")
     removed = []
     for path in sorted(filter(None, out.split("\n"))):
         day = posixpath.basename(path)
         summary = db.day_summary(day)
         if day < cutoff.isoformat() and summary and summary["status"] == "complete":
             audio = posixpath.join(path, "audio")
-            ssh.run(["rm", "-rf", "--", audio])
+            ssh.check(["rm", "-rf", "--", audio], what=f"removing {audio}")
             removed.append(audio)
     log.info("Retention %d days: removed %d staged audio dirs", retention_days, len(removed))
     return removed

@@ -15,18 +15,15 @@ greedy decoding runs too: this module only searches the text.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from engines.torch_decode import BatchDecoder, Decoded, Encoded
-    from engines.torch_pack import Layout
+from audio_hpc.engines.torch_pack import Layout
+from audio_hpc.engines.torch_rows import Decoded, Encoded, RowDecoder
 
 
 @torch.inference_mode()
-def beam_search(dec: BatchDecoder, layout: Layout, encoded: Encoded | None = None,
+def beam_search(dec: RowDecoder, layout: Layout, encoded: Encoded | None = None,
                 fixed_tokens: list[int] | None = None) -> list[Decoded]:
     """Beam search at temperature 0 for the chunks of ``layout`` (<= ``dec.max_chunks``);
     ``fixed_tokens`` as in ``BatchDecoder.decode`` (every beam of a chunk ends at that length)."""

@@ -1,4 +1,4 @@
-"""What every transcription engine offers ``hpc_process_day.py``.
+"""What every transcription engine offers ``audio_hpc.process``.
 
 An engine takes a *stream* of decoded clips and yields one outcome per clip as soon as it is
 done, in any order: that lets an engine batch across clips (the torch engine) or go one file
@@ -71,8 +71,8 @@ class TranscriptionEngine(ABC):
         failure (``NoSpeech`` for silence), never raised."""
 
 
-ENGINES = {"whisperx": "engines.whisperx_engine:WhisperXEngine",
-           "torch": "engines.torch_engine:TorchWhisperEngine"}
+ENGINES = {"whisperx": "audio_hpc.engines.whisperx_engine:WhisperXEngine",
+           "torch": "audio_hpc.engines.torch_engine:TorchWhisperEngine"}
 
 
 def load_engine(name: str, options: EngineOptions) -> TranscriptionEngine:

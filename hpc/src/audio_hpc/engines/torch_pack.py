@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engines.base import SAMPLE_RATE
+from audio_hpc.engines.base import SAMPLE_RATE
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 FRAMES = 1500                               # encoder frames per 30 s window

@@ -19,15 +19,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterator
 
-from audio_decode import DecodeError, DecodeJob, DecodePool
-from engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
+from audio_hpc.decode import DecodeError, DecodeJob, DecodePool
+from audio_hpc.engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
                           TranscriptionEngine, load_engine)
-from pipeline_contract import (ClipResult, ContractError, Manifest, ShardSummary,
+from audio_hpc.jobmain import ExitCode, day_parser, run_job
+from audio_hpc.contract import (ClipResult, ContractError, Manifest, ShardSummary,
                                StagingFull, TransferReport, day_dir, iter_result_lines, latest_per_clip,
                                results_dir, shard_results_name, shard_summary_name,
                                write_atomic)
 
-log = logging.getLogger("hpc_process_day")
+log = logging.getLogger("audio_hpc.process")
 
 
 class EngineStartError(RuntimeError):
@@ -127,10 +128,8 @@ class Progress:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--date", required=True)
+    p = day_parser(__doc__, backend=False)
     p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--staging-root", required=True)
     p.add_argument("--plan-id", default="", help="refuse to run on a manifest of another plan")
     p.add_argument("--models-dir", required=True)
     p.add_argument("--model", default="faster-whisper-large-v3")
@@ -278,25 +277,18 @@ def load_manifest(args: argparse.Namespace) -> Manifest:
     return manifest
 
 
+def summary(s: ShardSummary) -> str:
+    return (f"shard {s.shard} done: {s.ok} ok, {s.failed} failed {s.failed_by_reason}, "
+            f"{s.audio_s:.1f} audio s in {s.wall_s:.1f} s (RTF {s.rtf:.2f}) on {s.device}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        summary = ShardRun(args, load_manifest(args)).run()
-    except (ContractError, ValueError) as exc:
-        log.error("cannot run shard %d: %s", args.shard, exc)
-        return 2
-    except EngineStartError as exc:
-        log.error("shard %d cannot run: %s", args.shard, exc)
-        return 3
-    except StagingFull as exc:
-        log.error("shard %d stopped: %s", args.shard, exc)
-        return 4
-    log.info("shard %d done: %d ok, %d failed %s, %.1f audio s in %.1f s (RTF %.2f) on %s",
-             summary.shard, summary.ok, summary.failed, summary.failed_by_reason,
-             summary.audio_s, summary.wall_s, summary.rtf, summary.device)
-    return 0
+    return run_job(f"shard {args.shard}",
+                   lambda: summary(ShardRun(args, load_manifest(args)).run()), [
+        ((ContractError, ValueError), ExitCode.BAD_INPUT),
+        (EngineStartError, ExitCode.ENGINE_START),
+        (StagingFull, ExitCode.STAGING_FULL)])
 
 
 if __name__ == "__main__":

@@ -17,19 +17,17 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline_contract import (Clip, ContractError, Manifest, Request, Shard, day_dir,
+from audio_hpc.jobmain import ExitCode, day_parser, run_job
+from audio_hpc.contract import (Clip, ContractError, Manifest, Request, Shard, day_dir,
                                iter_result_lines, write_atomic)
-from source_listing import list_local
+from audio_hpc.listing import list_local
 
-log = logging.getLogger("master_plan")
+log = logging.getLogger("audio_hpc.plan")
 DEFAULT_PLAN_ID = "adhoc"   # plan id when no request.json exists (a run outside Airflow)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--date", required=True)
-    p.add_argument("--staging-root", required=True)
-    p.add_argument("--backend", choices=("local", "globus"), required=True)
+    p = day_parser(__doc__)
     p.add_argument("--source-root", required=True,
                    help="directory (local) or path on the source collection (globus) "
                         "holding one sub-directory per day")
@@ -100,7 +98,7 @@ def list_source(args: argparse.Namespace) -> tuple[str, list[Clip]]:
     """(manifest ``source`` label, the day's clips) from the chosen backend."""
     if args.backend == "local":
         return f"local:{args.source_root}", list_local(args.source_root, args.date)
-    from transfer_globus import list_day, make_client
+    from audio_hpc.transfer.globus import list_day, make_client
     if not args.source_collection:
         raise ContractError("globus backend needs --source-collection")
     clips = list_day(make_client(args.globus_credentials), args.source_collection,
@@ -124,18 +122,15 @@ def plan(args: argparse.Namespace) -> Manifest:
     return manifest
 
 
+def summary(m: Manifest) -> str:
+    return (f"plan {m.date} plan_id={m.plan_id} listed={m.listed} skipped={m.skipped} "
+            f"to_process={len(m.clips)} shards={len(m.shards)}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        m = plan(args)
-    except (ContractError, FileNotFoundError, PermissionError, ValueError) as exc:
-        log.error("cannot plan %s: %s", args.date, exc)
-        return 2
-    print(f"plan {m.date} plan_id={m.plan_id} listed={m.listed} skipped={m.skipped} "
-          f"to_process={len(m.clips)} shards={len(m.shards)}", flush=True)
-    return 0
+    return run_job(f"plan {args.date}", lambda: summary(plan(args)), [
+        ((ContractError, FileNotFoundError, PermissionError, ValueError), ExitCode.BAD_INPUT)])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import torch  # noqa: E402
 import whisperx  # noqa: E402
 
-from engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,  # noqa: E402
+from audio_hpc.engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,  # noqa: E402
                           TranscriptionEngine)
 
 

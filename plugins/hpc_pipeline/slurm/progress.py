@@ -3,7 +3,7 @@
 One line per change, e.g. ``8 indices: pending 3 (2 JobArrayTaskLimit, 1 Priority), running 1,
 done 3, failed 1 | clips 230/400 done (57%), 4 failed``: the array's indices by state (pending
 with SLURM's reason) and, for the audio step, the day's clips done / total counted from the
-shards' result lines (one line per finished clip, see ``pipeline_contract``).
+shards' result lines (one line per finished clip, see ``audio_hpc.contract``).
 
 Accounting (``sacct``) often keeps no reason for the pending part of an array: the trigger
 asks the controller for those (``pending_without_reason``, then ``with_reasons``) in the same
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from hpc_pipeline.hooks.slurm import JobState
-from hpc_pipeline.pipeline_contract import shard_results_name
-from hpc_pipeline.slurm_states import Verdict, verdict
+from hpc_pipeline.slurm.jobs import JobState
+from audio_hpc.contract import shard_results_name
+from hpc_pipeline.slurm.states import Verdict, verdict
 
 # Waiting states in which the job's processes exist (a shard may be writing results).
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"})

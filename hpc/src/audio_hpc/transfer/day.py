@@ -14,16 +14,14 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline_contract import ContractError, Manifest, TransferReport, day_dir, write_atomic
+from audio_hpc.jobmain import ExitCode, day_parser, run_job
+from audio_hpc.contract import ContractError, Manifest, TransferReport, day_dir, write_atomic
 
-log = logging.getLogger("transfer_day")
+log = logging.getLogger("audio_hpc.transfer")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--date", required=True)
-    p.add_argument("--staging-root", required=True)
-    p.add_argument("--backend", choices=("local", "globus"), required=True)
+    p = day_parser(__doc__)
     p.add_argument("--globus-credentials", default=None,
                    help="0600 JSON file {client_id, client_secret}; else GLOBUS_CLIENT_ID/SECRET")
     p.add_argument("--source-collection", default="", help="globus: source collection id")
@@ -43,10 +41,10 @@ def run(args: argparse.Namespace) -> TransferReport:
     manifest = Manifest.from_json((day / "manifest.json").read_text(encoding="utf-8"))
     report = TransferReport(date=args.date, plan_id=manifest.plan_id, backend=args.backend)
     if args.backend == "local":
-        from transfer_local import transfer_all
+        from audio_hpc.transfer.local import transfer_all
         report.files = transfer_all(manifest.clips, day / "audio")
     else:
-        from transfer_globus import GlobusTransfer, make_client
+        from audio_hpc.transfer.globus import GlobusTransfer, make_client
         if not (args.source_collection and args.dest_collection):
             raise ContractError("globus backend needs --source-collection and --dest-collection")
         gt = GlobusTransfer(
@@ -61,23 +59,18 @@ def run(args: argparse.Namespace) -> TransferReport:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        report = run(args)
-    except (ContractError, FileNotFoundError, PermissionError) as exc:
-        log.error("transfer for %s cannot run: %s", args.date, exc)
-        return 2
-    except RuntimeError as exc:   # GlobusTransferError, StagingFull
-        log.error("transfer for %s failed: %s", args.date, exc)
-        return 1
+def summary(report: TransferReport) -> str:
     counts = collections.Counter(f.status for f in report.files)
-    print(f"transfer {args.date} plan={report.plan_id} backend={report.backend} "
-          f"files={len(report.files)} transferred={counts['transferred']} "
-          f"skipped={counts['skipped']} failed={counts['failed']}", flush=True)
-    return 0
+    return (f"transfer {report.date} plan={report.plan_id} backend={report.backend} "
+            f"files={len(report.files)} transferred={counts['transferred']} "
+            f"skipped={counts['skipped']} failed={counts['failed']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_job(f"transfer {args.date}", lambda: summary(run(args)), [
+        ((ContractError, FileNotFoundError, PermissionError), ExitCode.BAD_INPUT),
+        (RuntimeError, ExitCode.FAILED)])   # GlobusTransferError, StagingFull
 
 
 if __name__ == "__main__":

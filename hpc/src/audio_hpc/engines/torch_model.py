@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engines.torch_attention import FP8, attend, store
-from engines.torch_checkpoint import Dims
+from audio_hpc.engines.torch_attention import FP8, attend, store
+from audio_hpc.engines.torch_checkpoint import Dims
 
 N_FFT, HOP = 400, 160
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from pipeline_contract import AUDIO_EXTENSIONS, Clip
+from audio_hpc.contract import AUDIO_EXTENSIONS, Clip
 
 
 def is_audio(name: str) -> bool:
