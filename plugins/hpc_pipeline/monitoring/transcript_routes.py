@@ -73,12 +73,13 @@ def router(db: ResultsDbHook) -> APIRouter:
         _check_range(start, end)
         if format not in export.FORMATS:
             raise HTTPException(400, f"format {format!r}: use parquet or jsonl")
+        fmt: export.Format = "parquet" if format == "parquet" else "jsonl"
         if (end - start).days >= MAX_EXPORT_DAYS:
             raise HTTPException(400, f"at most {MAX_EXPORT_DAYS} days per export")
 
         def body() -> Iterator[bytes]:
             with db.reading() as cur:
-                yield from export.stream(cur, start, end, format, segments)   # type: ignore[arg-type]
+                yield from export.stream(cur, start, end, fmt, segments)
 
         name = f"transcripts_{start}_{end}{'_segments' if segments else ''}.{format}"
         return StreamingResponse(body(), media_type=export.MEDIA_TYPES[format],

@@ -20,10 +20,13 @@
   };
 
   async function getJson(path) {
-    const resp = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const resp = await fetch(path, {
+      credentials: "same-origin", headers: { Accept: "application/json" } });
     if (resp.status === 401) { window.location.reload(); throw new Error("login expired"); }
     const body = await resp.json().catch(() => ({}));
-    if (!resp.ok) throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${resp.status}`);
+    if (!resp.ok) {
+      throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${resp.status}`);
+    }
     return body;
   }
 
@@ -53,7 +56,8 @@
     $("transcript-panel").hidden = false;
     $("transcript-panel").dataset.clip = t.clip_id;
     $("transcript-clip").textContent = t.clip_id;
-    $("transcript-meta").textContent = `${t.language || ""} · ${t.model || ""} · ${t.word_count} words`;
+    $("transcript-meta").textContent =
+      `${t.language || ""} · ${t.model || ""} · ${t.word_count} words`;
     const words = [...new Set(hit.snippet.filter((p) => p.match).map((p) => p.text.toLowerCase()))];
     $("transcript-segments").tBodies[0].replaceChildren(...t.segments.map((s) => {
       const tr = el("tr");
@@ -68,22 +72,30 @@
   function showHit(hit) {
     const li = el("li");
     const link = el("a", hit.clip_id, { class: "clip", href: "#" });
-    link.addEventListener("click", (ev) => { ev.preventDefault(); openTranscript(hit).catch(showError); });
+    link.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      openTranscript(hit).catch(showError);
+    });
     const snippet = el("span", null, { class: "snippet" });
     hit.snippet.forEach((p) => snippet.append(p.match ? el("mark", p.text) : p.text));
     li.append(link, " — ", snippet);
     const group = dayGroup(hit.day);
     group.querySelector("ul").append(li);
-    group.querySelector("h3").textContent = `${hit.day} · ${group.querySelectorAll("li").length} shown`;
+    const shown = group.querySelectorAll("li").length;
+    group.querySelector("h3").textContent = `${hit.day} · ${shown} shown`;
   }
 
-  function showError(err) { $("search-error").hidden = false; $("search-error").textContent = String(err.message || err); }
+  function showError(err) {
+    $("search-error").hidden = false;
+    $("search-error").textContent = String(err.message || err);
+  }
 
   async function run(reset) {
     $("search-error").hidden = true;
     $("search-results").dataset.state = "loading";
     if (reset) {
-      const params = new URLSearchParams({ q: $("search-q").value, order: $("search-order").value, limit: "50" });
+      const params = new URLSearchParams({
+        q: $("search-q").value, order: $("search-order").value, limit: "50" });
       if ($("search-start").value) params.set("start", $("search-start").value);
       if ($("search-end").value) params.set("end", $("search-end").value);
       search.params = params;
@@ -99,7 +111,8 @@
       search.after = page.next_after;
       $("search-more").hidden = !page.next_after;
       const shown = $("search-results").querySelectorAll("li").length;
-      $("search-info").textContent = `${shown} matches shown${page.next_after ? " (more)" : ""} · query: ${page.tsquery}`;
+      const more = page.next_after ? " (more)" : "";
+      $("search-info").textContent = `${shown} matches shown${more} · query: ${page.tsquery}`;
     } catch (err) {
       $("search-more").hidden = true;
       $("search-info").textContent = "";
