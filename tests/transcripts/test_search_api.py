@@ -77,12 +77,12 @@ def q(path: str, **params: str) -> str:
 
 
 def test_search_answers_ranked_pages_with_snippets(token: str) -> None:
-    status, _, body = get(q(SEARCH, q='"climate change"', limit="1"), token)
+    status, _, body = get(q(SEARCH, q='"climate change"', order="rank", limit="1"), token)
     assert status == 200
     page = json.loads(body)
     assert [h["clip_id"] for h in page["hits"]] == ["2025-03-02/b.m4a"]
     assert any(p["match"] for p in page["hits"][0]["snippet"]) and page["next_after"]
-    status, _, body = get(q(SEARCH, q='"climate change"', limit="1",
+    status, _, body = get(q(SEARCH, q='"climate change"', order="rank", limit="1",
                             after=page["next_after"]), token)
     second = json.loads(body)
     assert [h["clip_id"] for h in second["hits"]] == ["2025-03-01/a.m4a"]

@@ -39,7 +39,9 @@ def router(db: ResultsDbHook) -> APIRouter:
             status: Annotated[ClipStatus | None, Query()] = None,
             language: Annotated[str | None, Query(max_length=16)] = None,
             order: Annotated[search.Order, Query(
-                description="rank: best first; recent: newest day first")] = "rank",
+                description="recent: newest day first (fast at any volume); rank: best "
+                            "ts_rank first (seconds for a common word over months: "
+                            "bench/results/year.json)")] = "recent",
             limit: Annotated[int, Query(ge=1, le=100)] = 20,
             after: Annotated[str | None, Query(
                 max_length=512, description="next_after of the previous page")] = None,
