@@ -132,16 +132,31 @@ with DAG(
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
             return steps.read_plan(ssh, steps.DayContext(**day_ctx))
 
-    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[TRANSCRIPTS])
+    # With exports on, the day's Asset event comes from export_day (its extra names the file).
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
+          outlets=[] if CONFIG.export_dir else [TRANSCRIPTS])
     def record_results(day_ctx: dict[str, str], **context: Any) -> dict[str, Any]:
         job_ids = {step: (context["ti"].xcom_pull(task_ids=step, key=XCOM_KEY) or {})
                    .get("job_ids", []) for step in ("master", "transfer", "audio")}
         with SlurmHook(CONFIG.ssh_conn_id) as ssh:
             summary = steps.record_results(ssh, ResultsDbHook(CONFIG.results_conn_id),
                                            steps.DayContext(**day_ctx), job_ids)
-        context["outlet_events"][TRANSCRIPTS].extra = transcripts_extra(summary,
-                                                                         day_ctx["run_id"])
+        if not CONFIG.export_dir:
+            context["outlet_events"][TRANSCRIPTS].extra = transcripts_extra(summary,
+                                                                             day_ctx["run_id"])
         return summary
+
+    @task(outlets=[TRANSCRIPTS])
+    def export_day(day_ctx: dict[str, str], **context: Any) -> dict[str, Any]:
+        """The day's transcripts as Parquet in ``export_dir`` (config), for analysis."""
+        from hpc_pipeline.transcripts.export import export_day_file   # pyarrow: not at parse
+
+        summary = context["ti"].xcom_pull(task_ids="record_results")
+        written = export_day_file(ResultsDbHook(CONFIG.results_conn_id), day_ctx["day"],
+                                  CONFIG.export_dir)
+        context["outlet_events"][TRANSCRIPTS].extra = {
+            **transcripts_extra(summary, day_ctx["run_id"]), **written}
+        return written
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report_day(**context: Any) -> dict[str, Any]:
@@ -207,3 +222,5 @@ with DAG(
     # The day is red when any step failed, even though recording ran to keep partial results.
     [recorded, audio] >> cleanup_staging(day_ctx)
     recorded >> report_day()
+    if CONFIG.export_dir:
+        recorded >> export_day(day_ctx)

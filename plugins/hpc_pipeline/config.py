@@ -134,6 +134,9 @@ class PipelineConfig:
     max_job_count: int | None = None
     # Housekeeping.
     retention_days: int = 7                  # staging of a day is removed this long after success
+    # Analysis exports: the DAG's export_day step writes <export_dir>/<day>.parquet after
+    # record_results (and the day's Asset event names the file); None = no such step.
+    export_dir: str | None = None
     # Monitoring: alerts, and the REST API connection that writes each run's note.
     alerts: AlertConfig = field(default_factory=AlertConfig)
     api_conn_id: str = "airflow_api"         # http connection: host = Airflow's URL, login/password

@@ -19,7 +19,7 @@ from psycopg import OperationalError
 
 from hpc_pipeline.config import load_config
 from hpc_pipeline.hooks.results_db import ResultsDbHook
-from hpc_pipeline.monitoring import metrics
+from hpc_pipeline.monitoring import metrics, transcript_routes
 from hpc_pipeline.monitoring.auth import (
     LoginRequired, login_redirect, page_access, require_pipeline_reader)
 from hpc_pipeline.monitoring.models import (
@@ -173,4 +173,5 @@ def create_app() -> FastAPI:
         return Response(metrics.render(db.metrics_snapshot),
                         media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(transcript_routes.router(db), dependencies=reader)
     return app

@@ -109,3 +109,26 @@ class Health(BaseModel):
     days_not_complete: list[dt.date] = Field(default_factory=list,
                                              description="days of the window partial or incomplete")
     error: str | None = None
+
+
+class SnippetPart(BaseModel):
+    text: str
+    match: bool = Field(description="a word the query matched (the page highlights it)")
+
+
+class SearchHit(BaseModel):
+    clip_id: str
+    day: dt.date
+    status: ClipStatus
+    language: str | None
+    duration_s: float | None
+    rank: float = Field(description="ts_rank of the transcript for the query")
+    snippet: list[SnippetPart] = Field(description="ts_headline: fragments of the transcript")
+
+
+class SearchPage(BaseModel):
+    q: str
+    tsquery: str = Field(description="the query as PostgreSQL understood it")
+    order: Literal["rank", "recent"]
+    hits: list[SearchHit]
+    next_after: str | None = Field(description="pass as `after` for the next page; None at the end")
