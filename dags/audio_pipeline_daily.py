@@ -152,6 +152,7 @@ with DAG(
         from hpc_pipeline.transcripts.export import export_day_file   # pyarrow: not at parse
 
         summary = context["ti"].xcom_pull(task_ids="record_results")
+        assert CONFIG.export_dir, "the step exists only with export_dir set"
         written = export_day_file(ResultsDbHook(CONFIG.results_conn_id), day_ctx["day"],
                                   CONFIG.export_dir)
         context["outlet_events"][TRANSCRIPTS].extra = {

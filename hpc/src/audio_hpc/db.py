@@ -14,7 +14,8 @@ import psycopg
 def test_connection(dsn: str, timeout_s: int) -> str:
     """The server's version string; raises psycopg.Error when it cannot be reached."""
     with psycopg.connect(dsn, connect_timeout=timeout_s) as conn:
-        return conn.execute("SHOW server_version").fetchone()[0]
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 from audio_hpc.decode import DecodeError, DecodeJob, DecodePool
 from audio_hpc.engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
@@ -39,7 +39,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def slurm_identity() -> dict[str, object]:
+def slurm_identity() -> dict[str, Any]:
     """Job id (``<array job>_<index>`` for array tasks), array index and node from SLURM."""
     env = os.environ
     index = int(env.get("SLURM_ARRAY_TASK_ID", "-1"))
@@ -163,7 +163,7 @@ class ShardRun:
         self.summary_path = out / shard_summary_name(args.shard)
         self.engine_name = args.engine
 
-    def _line(self, clip_id: str, **fields: object) -> ClipResult:
+    def _line(self, clip_id: str, **fields: Any) -> ClipResult:
         return ClipResult(clip_id=clip_id, date=self.args.date, engine=self.engine_name,
                           model=self.args.model, finished_at=_now(), **self.ident, **fields)
 
@@ -240,9 +240,10 @@ class ShardRun:
                     device = engine.device_name
                     log.info("engine %s ready on %s after %.1f s", engine.name, device,
                              time.monotonic() - start)
-                    for clip, outcome in engine.transcribe_stream(self._decoded(pool, progress)):
-                        self._record(clip, outcome)
-                        progress.add(clip.duration_s)
+                    for decoded, outcome in engine.transcribe_stream(
+                            self._decoded(pool, progress)):
+                        self._record(decoded, outcome)
+                        progress.add(decoded.duration_s)
             audio_s = progress.audio_s
         self.ledger.close()
         return self._summary(start, audio_s, len(self.shard.clips) - len(todo), device)

@@ -33,6 +33,9 @@ class GlobusListingHook:
     def client(self) -> globus_sdk.TransferClient:
         if self._client is None:
             conn = BaseHook.get_connection(self.globus_conn_id)
+            if not conn.login or not conn.password:
+                raise ValueError(f"connection {self.globus_conn_id!r} needs the Globus client id "
+                                 "(login) and secret (password)")
             auth = globus_sdk.ConfidentialAppAuthClient(client_id=conn.login,
                                                         client_secret=conn.password)
             authorizer = globus_sdk.ClientCredentialsAuthorizer(

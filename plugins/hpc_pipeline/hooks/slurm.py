@@ -28,6 +28,10 @@ from hpc_pipeline.slurm.states import MAY_BE_REQUEUED
 
 # Failures of the transport (not of SLURM): the caller may reconnect and retry.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko.SSHException)
+# A poll that could not reach SLURM at all (transport, or neither sacct nor squeue answered).
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, SlurmUnavailable)
+# Anything a remote call can raise: the outages and SLURM's own refusals.
+REMOTE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, SlurmError)
 
 
 class SlurmHook(RemoteFiles, BaseHook):

@@ -23,7 +23,7 @@ from hpc_pipeline.monitoring import metrics, transcript_routes
 from hpc_pipeline.monitoring.auth import (
     LoginRequired, login_redirect, page_access, require_pipeline_reader)
 from hpc_pipeline.monitoring.models import (
-    ClipPage, ClipStatus, DayDetail, DayList, DaySummary, Health, Transcript)
+    Clip, ClipPage, ClipStatus, DayDetail, DayList, DaySummary, Health, Transcript)
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_RANGE_DAYS = 3660      # ten years of days in one /days answer
@@ -65,7 +65,8 @@ def create_app() -> FastAPI:
                     "Airflow login (the UI's session or `Authorization: Bearer <JWT from "
                     "POST /auth/token>`) allowed to read the runs of `audio_pipeline_daily`.",
         version="1", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_exception_handler(LoginRequired, login_redirect)
+    # Starlette types handlers as taking any Exception; this one takes its LoginRequired.
+    app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]
     reader = [require_pipeline_reader]
     page = [Depends(page_access)]
 
@@ -133,7 +134,7 @@ def create_app() -> FastAPI:
         (keyset pagination: stable while the day is being re-recorded)."""
         total, rows = db.day_clips(day, status=status, error_kind=error_kind, after=after,
                                        limit=limit)
-        return ClipPage(day=day, total=total, clips=rows,
+        return ClipPage(day=day, total=total, clips=[Clip.model_validate(r) for r in rows],
                         next_after=rows[-1]["clip_id"] if len(rows) == limit else None)
 
     @app.get("/api/clips/{clip_id:path}/transcript", response_model=Transcript,

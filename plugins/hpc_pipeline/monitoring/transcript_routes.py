@@ -16,7 +16,7 @@ from hpc_pipeline.monitoring.models import ClipStatus, SearchPage
 from hpc_pipeline.transcripts import export, search
 
 MAX_EXPORT_DAYS = 366
-BAD_REQUEST = {400: {"description": "the request cannot run; `detail` says why"}}
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {400: {"description": "the request cannot run; `detail` says why"}}
 
 
 def _check_range(start: dt.date | None, end: dt.date | None) -> None:

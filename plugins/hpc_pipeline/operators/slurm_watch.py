@@ -75,7 +75,7 @@ class SlurmWatchMixin:
     :param tail_lines: lines of each shown job's log copied into the task log.
     """
 
-    log: logging.Logger
+    log: Any    # the operator's or sensor's own logger (Airflow's LoggingMixin)
 
     def __init__(self, *, ssh_conn_id: str = SlurmHook.default_conn_name,
                  poll_interval: float = 10, max_poll_interval: float = 120,

@@ -35,7 +35,7 @@ class ResultsConnection(PostgresHook):
 
         The connection goes back to the idle stack afterwards when ``keep_readers`` allows;
         an idle one that died (server restart) is noticed by a ping and replaced."""
-        conn = None
+        conn: Any = None    # psycopg 3's Connection (the provider types it as a DB-API one)
         while conn is None:
             try:
                 conn = self._idle.get_nowait()

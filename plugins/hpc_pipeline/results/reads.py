@@ -84,7 +84,7 @@ class MonitoringReads(ResultsConnection):
     def health(self, since: dt.date, until: dt.date) -> dict[str, Any]:
         """Last complete day, and the days of [since, until] never recorded / not complete."""
         with self.reading() as cur:
-            out = {"last_complete_day": self._last_complete(cur, None)}
+            out: dict[str, Any] = {"last_complete_day": self._last_complete(cur, None)}
             cur.execute("SELECT max(day) AS day FROM audio_days")
             out["last_recorded_day"] = cur.fetchone()["day"]
             cur.execute("""SELECT g.day::date AS day, d.status

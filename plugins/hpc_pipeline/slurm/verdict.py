@@ -34,7 +34,8 @@ def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = Non
     unlisted = [i for i in range(array_size or 0) if i not in reported]
     rows = {(j.array_job_id, j.array_index) for j in jobs}
     unlisted += sorted(i for job, spec in (job_indices or {}).items()
-                       for _, i in expand_job_id(f"{job}_[{spec}]") if (job, i) not in rows)
+                       for _, i in expand_job_id(f"{job}_[{spec}]")
+                       if i is not None and (job, i) not in rows)
     if missing or unknown or unlisted:
         why = (f"jobs unknown to SLURM: {missing}" if missing else
                f"unknown states: {unknown}" if unknown else

@@ -32,8 +32,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from audio_hpc.contract import FAILED_LINE_MARK
-from hpc_pipeline.hooks.slurm import TRANSIENT_ERRORS, SlurmHook
-from hpc_pipeline.slurm.errors import SlurmError, SlurmUnavailable
+from hpc_pipeline.hooks.slurm import OUTAGE_ERRORS, REMOTE_ERRORS, SlurmHook
+from hpc_pipeline.slurm.errors import SlurmError
 from hpc_pipeline.slurm.jobs import JobState, with_offsets
 from hpc_pipeline.slurm.progress import (ShardLines, array_counts, format_progress,
                                          pending_without_reason, with_reasons)
@@ -115,7 +115,7 @@ class SlurmJobTrigger(BaseTrigger):
         a loaded scheduler (apache/airflow#72716: the task is marked failed)."""
         try:
             jobs = with_offsets(hook.query(self.job_ids, self.array_size), self.index_offsets)
-        except (*TRANSIENT_ERRORS, SlurmUnavailable, SlurmError):
+        except REMOTE_ERRORS:
             return None  # the trigger's polls ride this out (or report it)
         overall, tasks, problem = judge(self.job_ids, jobs, self.array_size, self.job_indices)
         event = None if problem else self._final(overall, tasks)
@@ -139,7 +139,7 @@ class SlurmJobTrigger(BaseTrigger):
                 tasks = with_reasons(tasks, probe.reasons)
                 if self._shards is not None and probe.counts is not None:
                     self._shards.record(tasks, names, probe.counts)
-            except (*TRANSIENT_ERRORS, SlurmError) as exc:
+            except REMOTE_ERRORS as exc:
                 self.log.warning("Cannot read progress: %s: %s", type(exc).__name__, exc)
         clips = self._shards.clips() if self._shards is not None else None
         line = format_progress(array_counts(tasks, self.array_size), clips)
@@ -155,19 +155,20 @@ class SlurmJobTrigger(BaseTrigger):
             while True:
                 tasks: list[JobState] = []
                 try:
-                    hook = hook or await asyncio.to_thread(self._hook)
+                    if hook is None:
+                        hook = await asyncio.to_thread(self._hook)
                     jobs = with_offsets(await asyncio.to_thread(
                         hook.query, self.job_ids, self.array_size), self.index_offsets)
                     overall, tasks, problem = judge(self.job_ids, jobs, self.array_size,
                                                     self.job_indices)
                     if tasks:
                         await self._log_progress(hook, tasks)
-                except (*TRANSIENT_ERRORS, SlurmUnavailable) as exc:
+                except OUTAGE_ERRORS as exc:
                     overall, problem = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"
                     if hook is not None:
                         await asyncio.to_thread(hook.close)
                     hook = None
-                except SlurmError as exc:  # SLURM refused the query itself: polling again won't help
+                except SlurmError as exc:  # SLURM refused the query: polling again won't help
                     yield self._event("error", str(exc), tasks)
                     return
                 if problem is None:

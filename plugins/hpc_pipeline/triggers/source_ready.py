@@ -23,16 +23,19 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hpc_pipeline.config import Readiness
 from hpc_pipeline.hooks.globus import GlobusListingHook
-from hpc_pipeline.hooks.slurm import TRANSIENT_ERRORS, SlurmHook
-from hpc_pipeline.slurm.errors import SlurmError, SlurmUnavailable
+from hpc_pipeline.hooks.slurm import OUTAGE_ERRORS, REMOTE_ERRORS, SlurmHook
 from hpc_pipeline.triggers.backoff import next_interval
 from hpc_pipeline.readiness import (Listing, ReadinessWatch, SourceFile, deadline_message,
                                     describe)
 
 
+# What a listing can fail with, through either backend.
+LISTING_ERRORS: tuple[type[BaseException], ...] = (*REMOTE_ERRORS, globus_sdk.GlobusError)
+
+
 def transient(exc: BaseException) -> bool:
     """Worth polling again: the transport failed, not the listing itself."""
-    if isinstance(exc, (*TRANSIENT_ERRORS, SlurmUnavailable, globus_sdk.NetworkError)):
+    if isinstance(exc, (*OUTAGE_ERRORS, globus_sdk.NetworkError)):
         return True
     return isinstance(exc, globus_sdk.GlobusAPIError) and (
         exc.http_status >= 500 or exc.http_status == 429)
@@ -78,9 +81,10 @@ class SourceReadyTrigger(BaseTrigger):
         try:
             while True:
                 try:
-                    hook = hook or await asyncio.to_thread(self._hook)
+                    if hook is None:
+                        hook = await asyncio.to_thread(self._hook)
                     entries = await asyncio.to_thread(hook.list_tree, self.where)
-                except (SlurmError, globus_sdk.GlobusError, *TRANSIENT_ERRORS) as exc:
+                except LISTING_ERRORS as exc:
                     if not transient(exc):  # the listing itself was refused: waiting won't help
                         yield self._event("error", f"day {self.day}: cannot list {self.where}: "
                                           f"{type(exc).__name__}: {exc}", watch)

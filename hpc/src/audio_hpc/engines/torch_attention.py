@@ -47,7 +47,7 @@ def store_reference(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: i
     """What ``store`` does, with torch ops (any device)."""
     kv = kv.permute(3, 2, 0, 4, 1, 5)             # (2, L, B, H, T, D)
     windows = slice(first, first + kv.shape[2])
-    if k_scale is None:
+    if k_scale is None or v_scale is None:
         k[:, windows], v[:, windows] = kv[0], kv[1]
         return
     for i in range(kv.shape[1]):      # layer by layer: float32 temporaries stay small
@@ -65,7 +65,7 @@ def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.Ten
               v_scale: torch.Tensor | None = None) -> torch.Tensor:
     """What ``attend`` computes, with torch ops (any device)."""
     kr, vr = (_rows(x, slot).to(q.dtype) for x in (k, v))
-    if k_scale is not None:
+    if k_scale is not None and v_scale is not None:
         kr = kr * k_scale[slot][..., None].to(q.dtype)
         vr = vr * v_scale[slot][..., None].to(q.dtype)
     t = torch.arange(k.shape[2], device=q.device)[None, :]
@@ -175,8 +175,8 @@ def triton_store(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int,
     """``store`` by the Triton kernel (on CPU tensors too under ``TRITON_INTERPRET=1``)."""
     b, frames, layers, _, heads, dim = kv.shape
     quant = k_scale is not None
-    for which, (out, scale) in enumerate(((k, k_scale), (v, v_scale))):
-        scale = scale if quant else out
+    for which, (out, given) in enumerate(((k, k_scale), (v, v_scale))):
+        scale = given if given is not None else out     # pointer unused when not quantizing
         _store_kernel[(b * triton.cdiv(frames, STORE_FRAMES), layers * heads)](
             kv, out, scale, which, first, frames, heads, kv.stride(0), kv.stride(1),
             out.stride(0), out.stride(1), out.stride(2), out.stride(3),
@@ -205,8 +205,8 @@ def triton_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch
     """``attend`` by the Triton kernel (on CPU tensors too under ``TRITON_INTERPRET=1``)."""
     n, heads, dim = q.shape
     out = torch.empty_like(q)
-    scaled = k_scale is not None
-    ks, vs = (k_scale, v_scale) if scaled else (q, q)     # pointers unused when not scaled
+    scaled = k_scale is not None and v_scale is not None
+    ks, vs = (k_scale, v_scale) if k_scale is not None and v_scale is not None else (q, q)
     _attend_kernel[(n, heads)](
         q, k, v, ks, vs, slot, ranges, out,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2),

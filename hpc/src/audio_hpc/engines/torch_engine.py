@@ -27,7 +27,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -117,7 +117,7 @@ class TorchWhisperEngine(TranscriptionEngine):
 
     def _finish(self, c: _Clip) -> Transcript | Exception:
         o = self.decoder.options
-        segments = [{"start": round(s / SAMPLE_RATE, 3), "end": round(e / SAMPLE_RATE, 3),
+        segments: list[dict[str, Any]] = [{"start": round(s / SAMPLE_RATE, 3), "end": round(e / SAMPLE_RATE, 3),
                      "text": d.text, "words": []}
                     for i, (s, e) in enumerate(c.chunks)
                     if not (d := c.decoded[i]).silent(o) and d.text]

@@ -214,6 +214,12 @@ class DecodeState:
         self.cross_ranges[first:] = self.parked_range
 
     @torch.inference_mode()
+    def _cross_scales(self, layer: int) -> tuple[torch.Tensor, ...]:
+        """The layer's float8 scales when cross K/V is stored as float8, else nothing."""
+        if self.k_scale is None or self.v_scale is None:
+            return ()
+        return self.k_scale[layer], self.v_scale[layer]
+
     def step(self, n: int) -> torch.Tensor:
         """One decoder step for rows ``[:n]`` (token ``tokens[i]`` at ``positions[i]``);
         returns float32 logits (n, vocab)."""
@@ -234,6 +240,6 @@ class DecodeState:
             x = x + c.out_proj(attend(
                 c.q_proj(h).view(n, heads, dh), self.cross_k[i], self.cross_v[i], window,
                 self.cross_ranges[:n],
-                *((self.k_scale[i], self.v_scale[i]) if self.cross_fp8 else ())).view(n, -1))
+                *self._cross_scales(i)).view(n, -1))
             x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
         return F.linear(dec.layer_norm(x), dec.embed_tokens.weight).float()
