@@ -24,12 +24,10 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from airflow_api import AirflowApi
 from sample_clips import BAD_CLIPS
+from support import REPO
 from wer_score import corpus_wer
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("AUDIO_COMPOSE_E2E") != "1",

@@ -26,8 +26,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CONTAINERS = REPO / "containers"
 DEFS = {"audio_processing": CONTAINERS / "audio_processing.def",
         "pipeline_utils": CONTAINERS / "pipeline_utils.def"}

@@ -8,57 +8,29 @@ must see the run succeed.
 """
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import uuid
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
 
-from dag_support import REPO, write_config
-from tests.testbed import wait_until
+from airflow_api import AirflowApi
+from support import REPO, AirflowStack, wait_until
 
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
-
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
 ARTIFACTS = REPO / ".artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], postgres: str,
-          source_day: tuple[str, dict[str, str]]) -> Iterator[dict[str, str]]:
-    """A whole Airflow instance of its own (home, port, metadata DB, results DB)."""
-    results_db = f"results_stack_{uuid.uuid4().hex[:8]}"
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                    f"CREATE DATABASE {results_db} OWNER audio"], check=True)
-    home = REPO / ".airflow" / "test-stack"
-    # On demand (no scheduled run competing for the 2 cores) and one retry: under a loaded
-    # CI machine a task may fail to report its state once, which is what retries are for.
-    config = write_config(tmp_path_factory.mktemp("stack") / "site.json", uuid.uuid4().hex[:8],
-                          schedule=None, retries=1)
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-           "AIRFLOW_DB": f"airflow_stack_test{os.environ.get('AUDIO_TEST_NS', '')}", "RESULTS_DB": results_db,
-           "AUDIO_PIPELINE_CONFIG": str(config)}
-    for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
-        del env[key]  # the stack writes its own; the test process's must not leak in
-    script = str(REPO / "scripts" / "airflow_stack.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        yield {"home": str(home), "results_dsn": f"{postgres}/{results_db}", "day": source_day[0]}
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
-        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                        f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)"], check=False)
+def stack(airflow_stack: AirflowStack, source_day: tuple[str, dict[str, str]]) -> dict[str, str]:
+    """The session's Airflow; this module's day is ``source_day`` (no other test runs it)."""
+    return {"home": str(airflow_stack.home), "results_dsn": airflow_stack.results_dsn,
+            "day": source_day[0], "base": airflow_stack.base_url}
 
 
 def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]) -> None:
-    api = AirflowApi(f"http://127.0.0.1:{PORT}")
+    api = AirflowApi(stack["base"])
     api.wait_for_dag("audio_pipeline_daily")
     api.unpause("audio_pipeline_daily")
     run_id = api.trigger("audio_pipeline_daily", {"date": stack["day"], "reprocess": "none"})
@@ -66,8 +38,10 @@ def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]
     tasks = api.task_states("audio_pipeline_daily", run_id)
     assert state == "success", tasks
     with psycopg.connect(stack["results_dsn"]) as conn:
-        ok = conn.execute("SELECT count(*) FROM transcripts").fetchone()[0]
-        jobs = conn.execute("SELECT step, state FROM slurm_jobs ORDER BY step").fetchall()
+        ok = conn.execute("SELECT count(*) FROM transcripts WHERE clip_id LIKE %s",
+                          (f"{stack['day']}/%",)).fetchone()[0]
+        jobs = conn.execute("SELECT step, state FROM slurm_jobs WHERE day = %s ORDER BY step",
+                            (stack["day"],)).fetchall()
     assert ok == 6
     assert {step for step, _ in jobs} == {"master", "transfer", "audio"}
     # The waits really deferred: each SLURM step has a trigger log written by the triggerer.
@@ -81,7 +55,7 @@ def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]
 def test_marking_a_waiting_task_failed_cancels_its_slurm_job(stack: dict[str, str]) -> None:
     """The triggerer calls the trigger's on_kill on a user action; the job must not run on."""
     dag = "audio_pipeline_daily"
-    api = AirflowApi(f"http://127.0.0.1:{PORT}")
+    api = AirflowApi(stack["base"])
     api.unpause(dag)
     run_id = api.trigger(dag, {"date": stack["day"], "reprocess": "all"})
     job_ids = wait_until(lambda: api.task_states(dag, run_id).get("audio") == "deferred"
@@ -110,7 +84,7 @@ def test_browser_trigger_with_a_date_succeeds(stack: dict[str, str]) -> None:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    base = f"http://127.0.0.1:{PORT}"
+    base = stack["base"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})

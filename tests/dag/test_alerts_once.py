@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from dag_support import Inbox, free_port, smtp_conn, smtp_server
+from support import Inbox, free_port, smtp_conn, smtp_server
 from hpc_pipeline.config import PipelineConfig, load_config
 from hpc_pipeline.hooks.results_db import DayLoad, ResultsDbHook
 from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard

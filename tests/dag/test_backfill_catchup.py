@@ -15,10 +15,8 @@ days that do mail are in test_monitoring_live).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from typing import Any, Iterator
@@ -27,27 +25,20 @@ import psycopg
 import pytest
 
 import sample_clips
-from dag_support import REPO, SOURCE_ROOT, Inbox, smtp_conn, smtp_server, write_config
-
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
+from airflow_api import AirflowApi
+from dag_support import ALERT_TO, SOURCE_ROOT, write_config
+from support import (REPO, TEST_NS, AirflowStack, Inbox, running, smtp_conn, smtp_server,
+                     stack_port)
 
 # Five runs on a shared 2-core bed: the stack fixture alone can outlast the suite's 900 s.
 pytestmark = pytest.mark.timeout(2400)
 DAG = "audio_pipeline_daily"
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 1  # test_airflow_stack has +0
-NS = os.environ.get("AUDIO_TEST_NS", "")
 SOURCE = SOURCE_ROOT.with_name(f"{SOURCE_ROOT.name}-backfill")  # days of its own
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 START = TODAY - dt.timedelta(days=1)          # catchup: runs dated START and TODAY
 CATCHUP_DAYS = [(START + dt.timedelta(days=i - 1)).isoformat() for i in range(2)]
 BACKFILL_RUN_DATES = [START - dt.timedelta(days=i) for i in (4, 3, 2)]
 BACKFILL_DAYS = [(d - dt.timedelta(days=1)).isoformat() for d in BACKFILL_RUN_DATES]
-ALERT_TO = "data-team@example.org"
-
-
-def _psql(sql: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
     for day in CATCHUP_DAYS + BACKFILL_DAYS:
         sample_clips.make_day(SOURCE, day, clips=1, bad=False, sentences_per_clip=1)
     subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
-    results_db = f"results_backfill_{uuid.uuid4().hex[:8]}"
-    metadata_db = f"airflow_backfill_test{NS}"
-    _psql(f"DROP DATABASE IF EXISTS {metadata_db} WITH (FORCE)")  # runs of an earlier session
-    _psql(f"CREATE DATABASE {results_db} OWNER audio")
-    home = REPO / ".airflow" / f"test-backfill{NS}"
+    home = REPO / ".airflow" / f"test-backfill{TEST_NS}"
     shutil.rmtree(home, ignore_errors=True)
     tag = uuid.uuid4().hex[:8]
     # Scheduled and backfill run ids repeat across sessions (scheduled__<date>): a prefix of
@@ -84,26 +71,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
                              "array_parallelism": 1}},
         alerts={"to": [ALERT_TO], "smtp_conn_id": "alerts_smtp", "from_email": "airflow@example.org",
                 "max_failed_ratio": 0.0, "days_without_complete": 1})   # as strict as can be
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-           "AIRFLOW_DB": metadata_db, "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config)}
-    for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
-        del env[key]  # the stack writes its own; the test process's must not leak in
-    env["AIRFLOW_CONN_ALERTS_SMTP"] = smtp_conn(smtp[1])
-    script = str(REPO / "scripts" / "airflow_stack.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        api = AirflowApi(f"http://127.0.0.1:{PORT}")
+    # Its own instance: the DAG's schedule and catchup are this test's subject.
+    stack = AirflowStack(home=home, port=stack_port(1),
+                         metadata_db=f"airflow_backfill_test{TEST_NS}",
+                         results_db=f"results_backfill{TEST_NS}", config=config,
+                         env={"AIRFLOW_CONN_ALERTS_SMTP": smtp_conn(smtp[1])})
+    with running(stack):
+        api = AirflowApi(stack.base_url)
         api.wait_for_dag(DAG)
         api.unpause(DAG)  # the scheduler now creates the missed (catchup) runs
         backfill = api.backfill(DAG, f"{BACKFILL_RUN_DATES[0]}T00:00:00Z",
                                 f"{BACKFILL_RUN_DATES[-1]}T00:00:00Z", {"reprocess": "all"})
         runs = _wait_all_done(api, expected=5, timeout_s=2100)
         yield {"api": api, "runs": runs, "backfill": backfill,
-               "results_dsn": f"{postgres}/{results_db}", "inbox": smtp[0]}
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
-        _psql(f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)")
-        _psql(f"DROP DATABASE IF EXISTS {metadata_db} WITH (FORCE)")
+               "results_dsn": stack.results_dsn, "inbox": smtp[0]}
 
 
 def _wait_all_done(api: AirflowApi, expected: int, timeout_s: float) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ import psycopg
 import pytest
 
 import sample_clips
-from dag_support import REPO, SOURCE_ROOT, write_config
+from dag_support import SOURCE_ROOT, write_config
+from support import REPO, create_db, drop_db
 from hpc_pipeline.release import release_id
 
 DIST = "audio-pipeline-airflow"
@@ -73,8 +74,7 @@ def site(fresh_venv: Path, tmp_path_factory: pytest.TempPathFactory, ssh_conn_id
     sample_clips.make_day(SOURCE, DAY, clips=1, bad=False, sentences_per_clip=2)
     subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
     results_db = f"results_dist_{uuid.uuid4().hex[:8]}"
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                    f"CREATE DATABASE {results_db} OWNER audio"], check=True)
+    create_db(results_db)
     config = write_config(home / "site.json", uuid.uuid4().hex[:8], schedule=None,
                           source_root=str(SOURCE))
     env = {k: v for k, v in os.environ.items()
@@ -94,8 +94,7 @@ def site(fresh_venv: Path, tmp_path_factory: pytest.TempPathFactory, ssh_conn_id
     })
     _run(["airflow", "db", "migrate"], env)
     yield {"env": env, "results_dsn": f"{postgres}/{results_db}"}
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                    f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)"], check=False)
+    drop_db(results_db)
 
 
 def airflow_json(site: dict, *args: str) -> list[dict]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dag_support import REPO, write_config
+from dag_support import write_config
+from support import REPO
 
 
 def _audio_args(config: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:

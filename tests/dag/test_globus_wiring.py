@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dag_support import REPO, write_config
+from dag_support import write_config
+from support import REPO
 from hpc_pipeline.config import load_config
 from hpc_pipeline.day import DayContext, write_globus_credentials
 from hpc_pipeline.hooks.slurm import SlurmHook

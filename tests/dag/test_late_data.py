@@ -21,7 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from dag_support import REPO, SOURCE_ROOT, write_config
+from dag_support import SOURCE_ROOT, write_config
+from support import REPO
 from hpc_pipeline.hooks.slurm import SlurmHook
 
 LATE_ROOT = SOURCE_ROOT.with_name(SOURCE_ROOT.name + "-late")

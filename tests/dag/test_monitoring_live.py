@@ -10,27 +10,22 @@ counts. (A clean day mails nothing: test_backfill_catchup, whose days are all co
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from dag_support import REPO, Inbox, smtp_conn, smtp_server, write_config
+import sample_clips
+from airflow_api import AirflowApi
+from dag_support import ALERT_TO, SOURCE_ROOT
+from support import AirflowStack, Inbox
 
-sys.path.insert(0, str(REPO / "scripts"))
-from airflow_api import AirflowApi  # noqa: E402
-
-# The plain stack test uses AUDIO_TEST_STACK_PORT, the status page test the next port.
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 2
 DAG = "audio_pipeline_daily"
+DAY = "2024-01-17"              # 6 speech clips and the 4 bad ones: partial
 FAILING_DAY = "2024-01-16"      # no source directory: the master job fails
-ALERT_TO = "data-team@example.org"
 
 
 def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
@@ -56,52 +51,18 @@ def _wait_run(api: AirflowApi, run_id: str, timeout_s: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], postgres: str,
-          source_day: tuple[str, dict[str, str]], smtp: tuple[Inbox, int]) -> Iterator[dict[str, Any]]:
-    """An Airflow of its own (home, port, metadata DB, results DB) with alerts to ``smtp``."""
-    results_db = f"results_live_{uuid.uuid4().hex[:8]}"
-    airflow_db = f"airflow_live_test{os.environ.get('AUDIO_TEST_NS', '')}"
-    for sql in (f"DROP DATABASE IF EXISTS {airflow_db} WITH (FORCE)",  # no runs of a past session
-                f"CREATE DATABASE {results_db} OWNER audio"):
-        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
-    home = REPO / ".airflow" / "test-live"
-    config = write_config(
-        tmp_path_factory.mktemp("mon") / "site.json", uuid.uuid4().hex[:8], schedule=None,
-        retries=1, retry_delay_s=2, max_retry_delay_s=5,
-        # plan at once: the failing day must reach its master job (no late-data wait for a
-        # source directory that never comes)
-        readiness={"rule": "none"},
-        alerts={"to": [ALERT_TO], "smtp_conn_id": "alerts_smtp", "from_email": "airflow@example.org",
-                "max_failed_ratio": 0.1, "days_without_complete": 3})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-                "AIRFLOW_DB": airflow_db,
-                "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config),
-                # A loaded CI box can take tens of seconds to answer a task's start; a client
-                # that gives up sooner retries into "already running" and fails the task.
-                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
-                "AIRFLOW_CONN_ALERTS_SMTP": smtp_conn(smtp[1])})
-    script = str(REPO / "scripts" / "airflow_stack.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        api = AirflowApi(f"http://127.0.0.1:{PORT}")
-        api.wait_for_dag(DAG)
-        api.unpause(DAG)
-        runs = {"partial": api.trigger(DAG, {"date": source_day[0], "reprocess": "none"}),
-                "failed": api.trigger(DAG, {"date": FAILING_DAY, "reprocess": "none"})}
-        states = {name: _wait_run(api, run_id, timeout_s=1200) for name, run_id in runs.items()}
-        yield {"home": home, "api": api, "runs": runs, "states": states, "day": source_day[0],
-               "inbox": smtp[0]}
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
-        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                        f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)"], check=False)
+def stack(airflow_stack: AirflowStack, alert_inbox: tuple[Inbox, int]) -> dict[str, Any]:
+    """Both days run at once on the session's Airflow (alerts to ``alert_inbox``)."""
+    sample_clips.make_day(SOURCE_ROOT, DAY, clips=6)
+    subprocess.run(["chmod", "-R", "a+rX", str(SOURCE_ROOT)], check=True)
+    api = AirflowApi(airflow_stack.base_url)
+    api.wait_for_dag(DAG)
+    api.unpause(DAG)
+    runs = {"partial": api.trigger(DAG, {"date": DAY, "reprocess": "none"}),
+            "failed": api.trigger(DAG, {"date": FAILING_DAY, "reprocess": "none"})}
+    states = {name: _wait_run(api, run_id, timeout_s=1200) for name, run_id in runs.items()}
+    return {"home": airflow_stack.home, "api": api, "runs": runs, "states": states, "day": DAY,
+            "inbox": alert_inbox[0]}
 
 
 def _task_states(api: AirflowApi, run_id: str) -> dict[str, str]:
@@ -161,6 +122,8 @@ def test_run_note_holds_the_day_summary(stack: dict[str, Any]) -> None:
 
 def test_transcripts_asset_event_carries_the_day(stack: dict[str, Any]) -> None:
     events = _get(stack["api"], f"/api/v2/assets/events?source_dag_id={DAG}")["asset_events"]
+    # other tests' runs on the shared stack emit events too: only this module's runs count
+    events = [e for e in events if e["source_run_id"] in stack["runs"].values()]
     assert [e["source_run_id"] for e in events] == [stack["runs"]["partial"]]  # not the failed day
     (event,) = events
     assert event["uri"] == "audio-pipeline://transcripts/"

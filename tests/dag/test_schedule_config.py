@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dag_support import REPO
+from support import REPO
 from hpc_pipeline.config import PipelineConfig, load_config
 
 

@@ -3,9 +3,9 @@
 Two days go through the whole DAG (``dag.test()`` on the test bed): one partial (bad clips),
 one whose audio step fails on SLURM (a model that does not exist: every shard exits 3). A
 complete day is added through the hook's own load path, with SLURM rows written the way they
-were before queue waits were recorded. Then an api-server alone (scripts/airflow_stack.sh)
-serves the plugin, and the API, its auth, the metrics and the page in headless Chromium are
-checked against the results DB.
+were before queue waits were recorded, into the results DB of the session's Airflow
+(``airflow_stack``), whose api-server serves the plugin; the API, its auth, the metrics and
+the page in headless Chromium are checked against that DB.
 """
 from __future__ import annotations
 
@@ -27,13 +27,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import sample_clips
-from dag_support import REPO, SOURCE_ROOT, write_config
+from dag_support import SOURCE_ROOT, write_config
+from support import REPO, AirflowStack, stack_port
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
 from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
 
-NS = os.environ.get("AUDIO_TEST_NS", "")
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 1
-BASE = f"http://127.0.0.1:{PORT}"
+BASE = f"http://127.0.0.1:{stack_port(0)}"   # the session's Airflow (airflow_stack)
 ARTIFACTS = REPO / ".artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -41,10 +40,6 @@ TODAY = dt.datetime.now(dt.timezone.utc).date()
 PARTIAL, FAILED, COMPLETE = (TODAY - dt.timedelta(days=n) for n in (2, 3, 5))
 ENDPOINTS = {"/api/days", "/api/days/{day}", "/api/days/{day}/clips",
              "/api/clips/{clip_id}/transcript", "/api/health", "/metrics"}
-
-
-def _psql(sql: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
 
 
 def _query(dsn: str, sql: str, *args: Any) -> list[tuple]:
@@ -86,15 +81,14 @@ def _complete_day(day: dt.date) -> DayLoad:
 
 
 @pytest.fixture(scope="module")
-def recorded(daily_dag: ModuleType, pipeline_config: Path,
+def recorded(daily_dag: ModuleType, airflow_stack: AirflowStack,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A results DB holding a partial, a failed-step and a complete day."""
-    name = f"results_mon_{uuid.uuid4().hex[:8]}"
-    _psql(f"CREATE DATABASE {name} OWNER audio")
+    """The shared stack's results DB given a partial, a failed-step and a complete day (the
+    other tests sharing it record only days of 2024)."""
     previous = os.environ.get("AIRFLOW_CONN_AUDIO_RESULTS_DB")
     os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = json.dumps({
         "conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "audio",
-        "password": "audio", "schema": name})
+        "password": "audio", "schema": airflow_stack.results_db})
     try:
         hook = ResultsDbHook("audio_results_db")
         hook.migrate()
@@ -112,32 +106,18 @@ def recorded(daily_dag: ModuleType, pipeline_config: Path,
         tasks = {t.task_id: t.state for t in run.get_task_instances()}
         assert (run.state, tasks["audio"], tasks["record_results"]) == (
             "failed", "failed", "success"), tasks
-        yield {"db": name, "dsn": f"postgresql://audio:audio@127.0.0.1:5432/{name}"}
+        yield {"db": airflow_stack.results_db, "dsn": airflow_stack.results_dsn}
     finally:
         if previous is None:
             os.environ.pop("AIRFLOW_CONN_AUDIO_RESULTS_DB", None)
         else:
             os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = previous
-        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="module")
-def server(recorded: dict[str, Any], pipeline_config: Path) -> Iterator[str]:
-    """An api-server alone (one worker) with the plugin, over the results DB above; it shares
-    the test session's (already migrated) metadata DB."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    env.update(AIRFLOW_HOME=str(REPO / ".airflow" / "test-monitoring"), AIRFLOW_PORT=str(PORT),
-               AIRFLOW_DB=f"airflow_test{NS}", RESULTS_DB=recorded["db"],
-               AIRFLOW_COMPONENTS="api-server", AIRFLOW__API__WORKERS="1",
-               # a read-only user, and one logged in without any role (no access to the DAG)
-               AIRFLOW_USERS="admin:admin,viewer:viewer,outsider:",
-               AUDIO_PIPELINE_CONFIG=str(pipeline_config))
-    script = str(REPO / "scripts" / "airflow_stack.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        yield BASE
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
+def server(recorded: dict[str, Any], airflow_stack: AirflowStack) -> AirflowStack:
+    """The session's Airflow serving the plugin over the results DB above."""
+    return airflow_stack
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -165,20 +145,20 @@ def _json(path: str, token: str) -> Any:
     return json.loads(body)
 
 
-def _login(username: str) -> str:
+def _login(server: AirflowStack, username: str) -> str:
     """A JWT of ``username`` from Airflow's own login (passwords: the auth manager's file)."""
-    passwords = json.loads((REPO / ".airflow" / "test-monitoring" / "passwords.json").read_text())
     req = urllib.request.Request(BASE + "/auth/token", method="POST",
                                  data=json.dumps({"username": username,
-                                                  "password": passwords[username]}).encode(),
+                                                  "password": server.password(username)}
+                                                 ).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())["access_token"]
 
 
 @pytest.fixture(scope="module")
-def token(server: str) -> str:
-    return _login("admin")
+def token(server: AirflowStack) -> str:
+    return _login(server, "admin")
 
 
 def test_api_answers_match_the_results_db(recorded: dict[str, Any], token: str) -> None:
@@ -287,13 +267,14 @@ def test_every_route_needs_an_airflow_login(recorded: dict[str, Any], token: str
     assert _get("/audio-pipeline/static/../app.py", cookie=token)[0] == 404
 
 
-def test_a_login_without_access_to_the_dag_gets_403(recorded: dict[str, Any], server: str) -> None:
+def test_a_login_without_access_to_the_dag_gets_403(recorded: dict[str, Any],
+                                                   server: AirflowStack) -> None:
     """Logged in, but the auth manager gives no right to read the pipeline DAG's runs: 403 on
     every route, never a transcript; Airflow's read-only role is enough to read."""
     ok_id, text = _query(recorded["dsn"], "SELECT clip_id, text FROM transcripts "
                                           "ORDER BY clip_id LIMIT 1")[0]
     transcript = f"/audio-pipeline/api/clips/{urllib.parse.quote(ok_id)}/transcript"
-    outsider, viewer = _login("outsider"), _login("viewer")
+    outsider, viewer = _login(server, "outsider"), _login(server, "viewer")
     for path in (transcript, "/audio-pipeline/api/days", f"/audio-pipeline/api/days/{PARTIAL}",
                  f"/audio-pipeline/api/days/{PARTIAL}/clips", "/audio-pipeline/api/health",
                  "/audio-pipeline/metrics", "/audio-pipeline/openapi.json"):
@@ -330,8 +311,13 @@ def test_metrics_parse_and_match_the_db(recorded: dict[str, Any], token: str) ->
     def value(name: str, **labels: str) -> float:
         return samples[(name, tuple(sorted(labels.items())))]
     assert value("audio_pipeline_results_db_up") == 1
-    assert [value("audio_pipeline_days", status=s) for s in ("complete", "partial", "incomplete")
-            ] == [1, 1, 1]
+    # every day of the DB by status (the shared stack's other tests record days of 2024)
+    by_status = dict(_query(recorded["dsn"], "SELECT status, count(*) FROM audio_days "
+                                              "GROUP BY status"))
+    assert {s: value("audio_pipeline_days", status=s) for s in ("complete", "partial",
+                                                               "incomplete")} == {
+        s: by_status.get(s, 0) for s in ("complete", "partial", "incomplete")}
+    assert by_status["complete"] >= 1 and by_status["partial"] >= 1
     (last,) = _query(recorded["dsn"], "SELECT clips_ok, clips_failed, clips_missing, "
                      "failed_by_reason, audio_seconds, gpu_seconds FROM audio_days "
                      "WHERE day = %s", PARTIAL)
@@ -348,7 +334,8 @@ def test_metrics_parse_and_match_the_db(recorded: dict[str, Any], token: str) ->
     assert value("audio_pipeline_last_complete_day_age_seconds") == pytest.approx(age, abs=120)
 
 
-def test_status_page_draws_the_days_in_chromium(recorded: dict[str, Any], server: str) -> None:
+def test_status_page_draws_the_days_in_chromium(recorded: dict[str, Any],
+                                                server: AirflowStack) -> None:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -357,7 +344,7 @@ def test_status_page_draws_the_days_in_chromium(recorded: dict[str, Any], server
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{server}/audio-pipeline/?day={PARTIAL}")      # not logged in: login page
+        page.goto(f"{server.base_url}/audio-pipeline/?day={PARTIAL}")      # not logged in: login page
         page.get_by_label("Username").fill("admin")
         page.get_by_label("Password").fill("admin")
         page.get_by_role("button", name="Sign in").click()
@@ -402,7 +389,7 @@ def test_status_page_draws_the_days_in_chromium(recorded: dict[str, Any], server
 
         # Reachable from the Airflow UI's navigation: the page inside the UI (the UI's own
         # bundle is heavy: generous waits for a loaded CI machine).
-        page.goto(f"{server}/")
+        page.goto(f"{server.base_url}/")
         page.get_by_role("link", name="Audio pipeline").first.click(timeout=120_000)
         page.wait_for_url("**/plugin/audio-pipeline**", timeout=60_000)
         frame = page.frame_locator("iframe").first

@@ -12,14 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import sample_clips  # noqa: E402
-from audio_decode import DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples  # noqa: E402
+import sample_clips
+from audio_decode import DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples
 
 
 def outcomes(pool: DecodePool) -> dict[str, object]:

@@ -15,24 +15,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hpc" / "src"))
-sys.path.insert(0, str(REPO / "hpc" / "devcluster"))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-import sample_clips  # noqa: E402
-from audio_decode import decode  # noqa: E402
-from engines.base import EngineOptions  # noqa: E402
-from engines.torch_checkpoint import Dims, load_checkpoint  # noqa: E402
-from engines.torch_decode import BatchDecoder, Decoded, DecodeOptions  # noqa: E402
-from engines.torch_engine import TorchWhisperEngine  # noqa: E402
-from engines.torch_model import WhisperTorch  # noqa: E402
-from engines.torch_pack import Layout, Packing, pack  # noqa: E402
-from engines.torch_vad import chunk  # noqa: E402
+import sample_clips
+from audio_decode import decode
+from engines.base import EngineOptions
+from engines.torch_checkpoint import Dims, load_checkpoint
+from engines.torch_decode import BatchDecoder, Decoded, DecodeOptions
+from engines.torch_engine import TorchWhisperEngine
+from engines.torch_model import WhisperTorch
+from engines.torch_pack import Layout, Packing, pack
+from engines.torch_vad import chunk
 
 MODELS_DIR = Path("/opt/hpc-models")
 CT2_MODEL = "faster-whisper-tiny.en"

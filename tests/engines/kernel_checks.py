@@ -13,18 +13,17 @@ import sys
 from pathlib import Path
 
 os.environ["TRITON_INTERPRET"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hpc" / "src"))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from engines.torch_attention import (FP8, quantize, reference, store_reference,  # noqa: E402
+from engines.torch_attention import (FP8, quantize, reference, store_reference,
                                      triton_attend, triton_store)
-from engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
-from engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
-from engines.torch_model import WhisperTorch  # noqa: E402
-from engines.torch_pack import FRAMES, SAMPLES_PER_FRAME, Packing, pack  # noqa: E402
+from engines.torch_checkpoint import Dims, load_vocab
+from engines.torch_decode import BatchDecoder, DecodeOptions
+from engines.torch_model import WhisperTorch
+from engines.torch_pack import FRAMES, SAMPLES_PER_FRAME, Packing, pack
 
 TOKENIZER = Path("/opt/hpc-models/faster-whisper-tiny.en/tokenizer.json")
 

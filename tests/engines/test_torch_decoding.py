@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engines.hpc_checks import run_checks
+from hpc_checks import run_checks
 
 
 @pytest.fixture(scope="module")
-def checks() -> dict:
+def checks(engine_runtime: dict[str, str]) -> dict:
     return run_checks("decode_checks.py", timeout=840)
 
 

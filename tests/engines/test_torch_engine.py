@@ -11,8 +11,8 @@ import pytest
 
 import sample_clips
 from pipeline_contract import Clip, ClipResult, Manifest, Shard, ShardSummary, iter_result_lines
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON, MODEL, MODELS_DIR
+from support import REPO
+from support import HPC_PYTHON, MODEL, MODELS_DIR
 from wer_score import corpus_wer
 
 DATE = "2024-03-01"
@@ -58,7 +58,7 @@ def _run_shard(root: Path, engine: str, *extra: str) -> tuple[dict[str, ClipResu
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def day(tmp_path_factory: pytest.TempPathFactory, engine_runtime: dict[str, str]) -> dict:
     root = tmp_path_factory.mktemp("engines")
     expected = _stage(root)
     return {"expected": expected, "torch": _run_shard(root, "torch"),

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 import sample_clips
-from faults_support import CLIPS, DAY, NS, SOURCE_ROOT, SUBMIT_HOME, write_config
+from faults_support import CLIPS, DAY, SOURCE_ROOT, SUBMIT_HOME, site_config
+from support import TEST_NS
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,7 @@ def fault_config(tmp_path: Path, tag: str, ssh_conn_id: str, airflow_db: None,
     counter = iter(range(100))
 
     def make(**overrides: Any) -> Path:
-        return write_config(tmp_path / f"site-{next(counter)}.json", tag, **overrides)
+        return site_config(tmp_path / f"site-{next(counter)}.json", tag, **overrides)
 
     yield make
     shutil.rmtree(SUBMIT_HOME / "audio-pipeline-test" / f"faults-{tag}", ignore_errors=True)
@@ -55,7 +56,7 @@ def private_postgres() -> Iterator[dict[str, str]]:
     the secrets test can grep for it."""
     import glob
     bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
-    data = Path(f"/tmp/faults-pg{NS}")
+    data = Path(f"/tmp/faults-pg{TEST_NS}")
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir()
     shutil.chown(data, "postgres", "postgres")

@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 import psycopg
 
-REPO = Path(__file__).resolve().parents[2]
-NS = os.environ.get("AUDIO_TEST_NS", "")
-SOURCE_ROOT = Path(f"/srv/audio-source-faults{NS}")
+from support import REPO, TEST_NS, merge, write_config
+
+SOURCE_ROOT = Path(f"/srv/audio-source-faults{TEST_NS}")
 DAY = "2026-01-01"
 LOGICAL_DATE = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
 CLIPS = 2   # the smallest day with more than one clip: "every clip once" has to mean something
@@ -37,25 +37,16 @@ def staging_day(tag: str) -> Path:
     return SUBMIT_HOME / "audio-pipeline-test" / f"faults-{tag}" / "staging" / DAY
 
 
-def write_config(path: Path, tag: str, **overrides: Any) -> Path:
-    """config/local.json, isolated under ``tag`` (remote dirs, job names), one shard, no
-    Airflow retries (each test says when a retry happens)."""
-    config = json.loads((REPO / "config" / "local.json").read_text())
-    config.update(source_root=str(SOURCE_ROOT), remote_root=f"audio-pipeline-test/faults-{tag}",
-                  staging_root=f"audio-pipeline-test/faults-{tag}/staging",
-                  job_prefix=f"f{tag}", retries=0, schedule=None, shard_size=10,
-                  poll_interval_s=1, max_poll_interval_s=3,
-                  retention_days=3650)   # DAY is months old: keep its staged audio to look at
-    # One CPU per shard: the bed's 2 CPUs are shared with other jobs.
-    config["resources"]["audio"].update(cpus_per_task=1, mem="2G")
-    for key, value in overrides.items():
-        if key == "resources":
-            for step, res in value.items():
-                config["resources"].setdefault(step, {}).update(res)
-        else:
-            config[key] = value
-    path.write_text(json.dumps(config))
-    return path
+def site_config(path: Path, tag: str, **overrides: Any) -> Path:
+    """A site config isolated under ``faults-<tag>`` (remote dirs, job names), one shard, no
+    Airflow retries (each test says when a retry happens); nested ``overrides`` merge."""
+    defaults: dict[str, Any] = dict(
+        job_prefix=f"f{tag}", schedule=None, shard_size=10, poll_interval_s=1,
+        max_poll_interval_s=3,
+        retention_days=3650,   # DAY is months old: keep its staged audio to look at
+        # One CPU per shard: the bed's 2 CPUs are shared with other jobs.
+        resources={"audio": {"cpus_per_task": 1, "mem": "2G"}})
+    return write_config(path, f"faults-{tag}", SOURCE_ROOT, **merge(defaults, overrides))
 
 
 def load_dag(config: Path) -> ModuleType:

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from faults_support import (DAY, REPO, Background, assert_recorded_once,
-                            live_jobs, load_dag, query, run_day, shard_pids, staging_day)
+from faults_support import (DAY, Background, assert_recorded_once, live_jobs, load_dag, query,
+                            run_day, shard_pids, staging_day)
+from support import REPO
 
 SECOND_RUN = """
 import json, sys
-sys.path[:0] = sys.argv[2:]
 from faults_support import load_dag, run_day, LOGICAL_DATE
 import datetime as dt
 run = run_day(load_dag(sys.argv[1]), logical_date=LOGICAL_DATE + dt.timedelta(hours=2))
@@ -32,8 +32,9 @@ print("RESULT " + json.dumps({"state": run.state, "tasks": run.tasks, "run_id": 
 def test_second_run_of_a_day_is_refused(fault_config: Callable[..., Path], results_db: str,
                                         source_day: list[str], tag: str) -> None:
     config = fault_config()
-    paths = [str(Path(__file__).parent), str(REPO / "plugins"), str(REPO / "hpc" / "src"),
-             str(REPO / "hpc" / "devcluster")]
+    # what the second interpreter imports by name (the paths this session's tests see)
+    paths = [str(Path(__file__).parent), str(REPO / "tests"), str(REPO / "plugins"),
+             str(REPO / "hpc" / "src"), str(REPO / "hpc" / "devcluster")]
 
     def second_run(shards: list[int]) -> subprocess.CompletedProcess:
         """The manual trigger, with the first run's shard frozen meanwhile: a two-clip day
@@ -43,8 +44,9 @@ def test_second_run_of_a_day_is_refused(fault_config: Callable[..., Path], resul
         for pid in shards:
             os.kill(pid, signal.SIGSTOP)
         try:
-            return subprocess.run([sys.executable, "-c", SECOND_RUN, str(config), *paths],
-                                  capture_output=True, text=True, timeout=600)
+            return subprocess.run([sys.executable, "-c", SECOND_RUN, str(config)],
+                                  capture_output=True, text=True, timeout=600,
+                                  env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)})
         finally:
             for pid in shards:
                 os.kill(pid, signal.SIGCONT)

@@ -13,10 +13,11 @@ from typing import Callable, Iterator
 
 import pytest
 
-from faults_support import DAY, NS, assert_modes, assert_recorded_once, load_dag, run_day
+from faults_support import DAY, assert_modes, assert_recorded_once, load_dag, run_day
+from support import TEST_NS
 
-GROUP = f"audio-readers{NS}"
-READER = f"audio-reader{NS}"
+GROUP = f"audio-readers{TEST_NS}"
+READER = f"audio-reader{TEST_NS}"
 OTHER = "nobody"
 
 

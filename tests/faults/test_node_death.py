@@ -35,8 +35,9 @@ from typing import Callable
 
 import pytest
 
-from faults_support import (DAY, REPO, Background, assert_recorded_once, load_dag, query,
+from faults_support import (DAY, Background, assert_recorded_once, load_dag, query,
                             result_lines, run_day, shard_pids, staging_day)
+from support import REPO
 
 PROVISION = REPO / "hpc" / "devcluster" / "provision.sh"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")

@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import Bed
+from support import REPO
+from slurm_jobs import Bed
 
 
 @pytest.fixture(scope="module")

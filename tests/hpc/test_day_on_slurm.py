@@ -23,8 +23,9 @@ from master_plan import select, staged_outcomes
 from pipeline_contract import (ClipResult, Manifest, Request, ShardSummary, TransferReport,
                                iter_result_lines)
 from source_listing import list_local
-from tests.hpc.clips import BROKEN, SPEECH, make_day
-from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, job_states, wait_job
+from clips import BROKEN, SPEECH, make_day
+from slurm_jobs import Bed, job_states, wait_job
+from support import MODEL, MODELS_DIR
 from wer_score import corpus_wer, wer
 
 DATE = "2026-11-20"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import PG_DSN, REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON
+from support import PG_DSN, REPO
+from support import HPC_PYTHON
 
 
 def _run(dsn: str) -> subprocess.CompletedProcess:

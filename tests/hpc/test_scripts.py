@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from support import REPO
 
 SLURM = REPO / "hpc" / "slurm"
 SCRIPTS = ["0_master_scheduler.sh", "1_globus_transfer_job.sh", "2_process_audio_job.sh"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline_contract import Clip, ClipResult, Manifest, Shard, ShardSummary
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON, MODELS_DIR
+from support import REPO
+from support import HPC_PYTHON, MODELS_DIR
 
 DATE = "2024-01-15"
 

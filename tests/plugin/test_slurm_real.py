@@ -20,7 +20,7 @@ from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import LazyDeserializedDAG
 from airflow.utils.session import create_session
 
-from tests.testbed import run_as_submit_user
+from support import run_as_submit_user
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook, SlurmUnavailable
 from hpc_pipeline.operators.slurm import SlurmSubmitOperator
