@@ -9,6 +9,7 @@ Tiers are marks applied from the fixtures a test uses (``pytest_collection_modif
 runtime's torch / WhisperX and the model); every test needing a shared service is also
 ``serial``; a test with none of them is ``unit`` and starts nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -32,8 +33,10 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                      f"postgresql+psycopg2://audio:audio@127.0.0.1:5432/{AIRFLOW_TEST_DB}")
+os.environ.setdefault(
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    f"postgresql+psycopg2://audio:audio@127.0.0.1:5432/{AIRFLOW_TEST_DB}",
+)
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
 sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO / "hpc" / "src"))
@@ -73,8 +76,9 @@ def devcluster() -> dict[str, str]:
     """Bring the single-node SLURM cluster + sshd up (or reuse it); return its facts."""
     _sh("bash", str(PROVISION), "configure", "start")
     out = _sh("bash", str(PROVISION), "env").stdout
-    return {k: v.strip('"') for k, v in (line.split("=", 1) for line in out.splitlines()
-                                         if "=" in line)}
+    return {
+        k: v.strip('"') for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)
+    }
 
 
 @pytest.fixture(scope="session")
@@ -85,9 +89,11 @@ def ssh_conn_id(devcluster: dict[str, str]) -> str:
         "host": devcluster["DEVCLUSTER_SSH_HOST"],
         "port": int(devcluster["DEVCLUSTER_SSH_PORT"]),
         "login": devcluster["DEVCLUSTER_USER"],
-        "extra": {"key_file": devcluster["DEVCLUSTER_KEY"],
-                  "host_key": devcluster["DEVCLUSTER_HOST_KEY"],
-                  "no_host_key_check": False},
+        "extra": {
+            "key_file": devcluster["DEVCLUSTER_KEY"],
+            "host_key": devcluster["DEVCLUSTER_HOST_KEY"],
+            "no_host_key_check": False,
+        },
     }
     os.environ["AIRFLOW_CONN_HPC_SSH"] = json.dumps(conn)
     return "hpc_ssh"
@@ -105,9 +111,16 @@ def results_db(postgres: str) -> Iterator[str]:
     """A fresh, empty results database for one test; registered as `audio_results_db`."""
     name = f"results_{uuid.uuid4().hex[:10]}"
     create_db(name)
-    os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = json.dumps({
-        "conn_type": "postgres", "host": "127.0.0.1", "port": 5432,
-        "login": "audio", "password": "audio", "schema": name})
+    os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "login": "audio",
+            "password": "audio",
+            "schema": name,
+        }
+    )
     yield f"{postgres}/{name}"
     drop_db(name)
 
@@ -118,7 +131,6 @@ def airflow_db(postgres: str) -> None:
     create_db(AIRFLOW_TEST_DB)
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     _sh(sys.executable, "-m", "airflow", "db", "migrate")
-
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ configs, a real SMTP server and a local Airflow (scripts/airflow_stack.sh).
 
 Importable by name (``import support``): pytest.ini puts ``tests/`` on the path.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,9 +16,10 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 
@@ -35,8 +37,12 @@ AIRFLOW_STACK = REPO / "scripts" / "airflow_stack.sh"
 def psql(sql: str, db: str = "postgres") -> str:
     """Run ``sql`` as PostgreSQL's superuser (local socket); return its unaligned output.
     Only for test-made names and literals: nothing untrusted reaches it."""
-    return subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qAt", "-d", db,
-                           "-c", sql], check=True, text=True, capture_output=True).stdout
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-qAt", "-d", db, "-c", sql],
+        check=True,
+        text=True,
+        capture_output=True,
+    ).stdout
 
 
 def create_db(name: str, fresh: bool = False) -> None:
@@ -54,11 +60,25 @@ def drop_db(name: str) -> None:
 def run_as_submit_user(devcluster: dict[str, str], command: str) -> subprocess.CompletedProcess:
     """Run a shell command on the test bed as the submit user, the way Airflow does (SSH)."""
     return subprocess.run(
-        ["ssh", "-i", devcluster["DEVCLUSTER_KEY"], "-p", devcluster["DEVCLUSTER_SSH_PORT"],
-         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-         "-o", f"UserKnownHostsFile={devcluster['DEVCLUSTER_KNOWN_HOSTS']}",
-         f"{devcluster['DEVCLUSTER_USER']}@{devcluster['DEVCLUSTER_SSH_HOST']}", command],
-        text=True, capture_output=True, timeout=120)
+        [
+            "ssh",
+            "-i",
+            devcluster["DEVCLUSTER_KEY"],
+            "-p",
+            devcluster["DEVCLUSTER_SSH_PORT"],
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={devcluster['DEVCLUSTER_KNOWN_HOSTS']}",
+            f"{devcluster['DEVCLUSTER_USER']}@{devcluster['DEVCLUSTER_SSH_HOST']}",
+            command,
+        ],
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float) -> Any:
@@ -92,8 +112,12 @@ def write_config(path: Path, tag: str, source_root: Path, **overrides: Any) -> P
     under ``audio-pipeline-test/<tag>``, no Airflow retries, then ``overrides`` (nested keys
     merge)."""
     config = json.loads((REPO / "config" / "local.json").read_text())
-    config.update(source_root=str(source_root), remote_root=f"audio-pipeline-test/{tag}",
-                  staging_root=f"audio-pipeline-test/{tag}/staging", retries=0)
+    config.update(
+        source_root=str(source_root),
+        remote_root=f"audio-pipeline-test/{tag}",
+        staging_root=f"audio-pipeline-test/{tag}/staging",
+        retries=0,
+    )
     path.write_text(json.dumps(merge(config, overrides)))
     return path
 
@@ -106,8 +130,10 @@ class Inbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         # policy.default builds an EmailMessage (the stubs say Message)
-        msg = cast(email.message.EmailMessage,
-                   email.message_from_bytes(envelope.content, policy=email.policy.default))
+        msg = cast(
+            email.message.EmailMessage,
+            email.message_from_bytes(envelope.content, policy=email.policy.default),
+        )
         msg["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         self.messages.append(msg)
         return "250 Message accepted"
@@ -142,8 +168,14 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 
 def smtp_conn(port: int) -> str:
     """An Airflow SMTP connection (``AIRFLOW_CONN_*`` JSON) to the plain SMTP server on ``port``."""
-    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {
-        "disable_tls": True, "disable_ssl": True, "timeout": 10}})
+    return json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10},
+        }
+    )
 
 
 def stack_port(offset: int) -> int:
@@ -157,6 +189,7 @@ class AirflowStack:
     """One Airflow instance of scripts/airflow_stack.sh (home, port, metadata DB, results DB,
     site config). The test process's own ``AIRFLOW__*`` / ``AIRFLOW_CONN_*`` settings never
     leak into it; ``env`` adds the instance's own (e.g. an SMTP connection)."""
+
     home: Path
     port: int
     metadata_db: str
@@ -173,11 +206,17 @@ class AirflowStack:
         return f"{PG_DSN}/{self.results_db}"
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-        env.update(AIRFLOW_HOME=str(self.home), AIRFLOW_PORT=str(self.port),
-                   AIRFLOW_DB=self.metadata_db, RESULTS_DB=self.results_db,
-                   AUDIO_PIPELINE_CONFIG=str(self.config), **self.env)
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))
+        }
+        env.update(
+            AIRFLOW_HOME=str(self.home),
+            AIRFLOW_PORT=str(self.port),
+            AIRFLOW_DB=self.metadata_db,
+            RESULTS_DB=self.results_db,
+            AUDIO_PIPELINE_CONFIG=str(self.config),
+            **self.env,
+        )
         return env
 
     def start(self) -> None:

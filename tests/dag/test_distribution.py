@@ -6,6 +6,7 @@ is listed by ``airflow providers``, a DAGs folder holding only the DAG file pars
 ``airflow dags test`` runs a day on the test bed into PostgreSQL (the cluster code it deploys
 is the copy bundled in the wheel).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ import pytest
 
 import sample_clips
 from dag_support import SOURCE_ROOT, write_config
-from support import REPO, create_db, drop_db
 from hpc_pipeline.release import release_id
+from support import REPO, create_db, drop_db
 
 DIST = "audio-pipeline-airflow"
 DAY = "2024-02-01"  # one clip: this test is about packaging, not transcription
@@ -32,14 +33,16 @@ PLUGIN_MODULE = REPO / "plugins" / "hpc_pipeline" / "monitoring" / "plugin.py"
 
 def _uv() -> str:
     """uv (requirements-dev.txt) installs a fresh venv from its cache in seconds, not minutes."""
-    found = shutil.which("uv", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                     os.environ.get("PATH", "")]))
+    found = shutil.which(
+        "uv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     assert found, "uv is missing: pip install -r requirements-dev.txt"
     return found
 
 
-def _run(args: list[str], env: dict[str, str] | None = None,
-         timeout: float = 600) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, env=env, text=True, capture_output=True, timeout=timeout)
     assert proc.returncode == 0, f"{args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -57,14 +60,26 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "constraints.txt").write_text(freeze)
     venv = work / "venv"
     _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)])
-    _run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-          "--constraint", str(work / "constraints.txt"), str(wheel)])
+    _run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--constraint",
+            str(work / "constraints.txt"),
+            str(wheel),
+        ]
+    )
     return venv
 
 
 @pytest.fixture(scope="module")
-def site(fresh_venv: Path, tmp_path_factory: pytest.TempPathFactory, ssh_conn_id: str,
-         postgres: str) -> dict[str, str]:
+def site(
+    fresh_venv: Path, tmp_path_factory: pytest.TempPathFactory, ssh_conn_id: str, postgres: str
+) -> dict[str, str]:
     """A site's Airflow: its own home and SQLite DB, a DAGs folder with only the DAG file, an
     empty plugins folder, the two connections and the site config."""
     home = tmp_path_factory.mktemp("site")
@@ -75,23 +90,36 @@ def site(fresh_venv: Path, tmp_path_factory: pytest.TempPathFactory, ssh_conn_id
     subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
     results_db = f"results_dist_{uuid.uuid4().hex[:8]}"
     create_db(results_db)
-    config = write_config(home / "site.json", uuid.uuid4().hex[:8], schedule=None,
-                          source_root=str(SOURCE))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "PYTHON", "VIRTUAL_ENV", "AUDIO_"))}
-    env.update({
-        "PATH": f"{fresh_venv / 'bin'}{os.pathsep}{env['PATH']}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW_CONN_HPC_SSH": os.environ["AIRFLOW_CONN_HPC_SSH"],
-        "AIRFLOW_CONN_AUDIO_RESULTS_DB": json.dumps({
-            "conn_type": "postgres", "host": "127.0.0.1", "port": 5432,
-            "login": "audio", "password": "audio", "schema": results_db}),
-        "AUDIO_PIPELINE_CONFIG": str(config),
-    })
+    config = write_config(
+        home / "site.json", uuid.uuid4().hex[:8], schedule=None, source_root=str(SOURCE)
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "PYTHON", "VIRTUAL_ENV", "AUDIO_"))
+    }
+    env.update(
+        {
+            "PATH": f"{fresh_venv / 'bin'}{os.pathsep}{env['PATH']}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW_CONN_HPC_SSH": os.environ["AIRFLOW_CONN_HPC_SSH"],
+            "AIRFLOW_CONN_AUDIO_RESULTS_DB": json.dumps(
+                {
+                    "conn_type": "postgres",
+                    "host": "127.0.0.1",
+                    "port": 5432,
+                    "login": "audio",
+                    "password": "audio",
+                    "schema": results_db,
+                }
+            ),
+            "AUDIO_PIPELINE_CONFIG": str(config),
+        }
+    )
     _run(["airflow", "db", "migrate"], env)
     yield {"env": env, "results_dsn": f"{postgres}/{results_db}"}
     drop_db(results_db)
@@ -104,16 +132,21 @@ def airflow_json(site: dict, *args: str) -> list[dict]:
 
 
 def test_the_wheel_carries_the_package_and_the_cluster_release(fresh_venv: Path) -> None:
-    probe = ("import json, hpc_pipeline, hpc_pipeline.pipeline_contract as c\n"
-             "from hpc_pipeline.release import release_id\n"
-             "print(json.dumps([hpc_pipeline.__file__, c.__file__,"
-             " release_id(hpc_pipeline.CLUSTER_CODE_DIR)]))")
+    probe = (
+        "import json, hpc_pipeline, hpc_pipeline.pipeline_contract as c\n"
+        "from hpc_pipeline.release import release_id\n"
+        "print(json.dumps([hpc_pipeline.__file__, c.__file__,"
+        " release_id(hpc_pipeline.CLUSTER_CODE_DIR)]))"
+    )
     package, contract, release = json.loads(
-        _run([str(fresh_venv / "bin" / "python"), "-I", "-c", probe]).stdout)
+        _run([str(fresh_venv / "bin" / "python"), "-I", "-c", probe]).stdout
+    )
     site_packages = str(fresh_venv / "lib")
     assert package.startswith(site_packages) and contract.startswith(site_packages)
     assert contract.endswith("hpc_pipeline/cluster/src/pipeline_contract.py")
-    assert Path(contract).read_bytes() == (REPO / "hpc" / "src" / "pipeline_contract.py").read_bytes()
+    assert (
+        Path(contract).read_bytes() == (REPO / "hpc" / "src" / "pipeline_contract.py").read_bytes()
+    )
     migrations = list(Path(package).parent.glob("sql/migrations/*.sql"))
     assert migrations, "SQL migrations are package data"
     assert release == release_id(REPO / "hpc"), "the wheel deploys the checkout's release"
@@ -125,8 +158,10 @@ def test_airflow_lists_the_provider(site: dict) -> None:
     assert {"apache-airflow-providers-ssh", "apache-airflow-providers-postgres"} <= set(listed)
     info = airflow_json(site, "providers", "get", DIST, "--full")[0]
     assert info["package-name"] == DIST
-    modules = {kind: [m for entry in info[kind] for m in entry["python-modules"]]
-               for kind in ("hooks", "operators", "sensors", "triggers")}
+    modules = {
+        kind: [m for entry in info[kind] for m in entry["python-modules"]]
+        for kind in ("hooks", "operators", "sensors", "triggers")
+    }
     assert modules["operators"] == ["hpc_pipeline.operators.slurm"]
     assert modules["triggers"] == ["hpc_pipeline.triggers.slurm"]
     assert "hpc_pipeline.hooks.results_db" in modules["hooks"]
@@ -136,29 +171,39 @@ def test_airflow_lists_the_provider(site: dict) -> None:
 
 def test_the_monitoring_plugin_is_registered_once(site: dict, fresh_venv: Path) -> None:
     """From the entry point, also when the repository's plugins folder is configured too."""
-    probe = ("from importlib.metadata import entry_points\n"
-             "print([e.value for e in entry_points(group='airflow.plugins')])")
+    probe = (
+        "from importlib.metadata import entry_points\n"
+        "print([e.value for e in entry_points(group='airflow.plugins')])"
+    )
     declared = _run([str(fresh_venv / "bin" / "python"), "-I", "-c", probe]).stdout
     assert "hpc_pipeline.monitoring.plugin:AudioPipelinePlugin" in declared
     if not PLUGIN_MODULE.exists():  # the monitoring plugin lands with its own branch
         return
     for plugins_folder in (site["env"]["AIRFLOW__CORE__PLUGINS_FOLDER"], str(REPO / "plugins")):
         env = {**site["env"], "AIRFLOW__CORE__PLUGINS_FOLDER": plugins_folder}
-        ours = [p["source"] for p in airflow_json({"env": env}, "plugins")
-                if "hpc_pipeline.monitoring" in p["source"] or "audio_pipeline_plugin" in p["source"]]
+        ours = [
+            p["source"]
+            for p in airflow_json({"env": env}, "plugins")
+            if "hpc_pipeline.monitoring" in p["source"] or "audio_pipeline_plugin" in p["source"]
+        ]
         assert len(ours) == 1 and ours[0].startswith(f"{DIST}=="), (plugins_folder, ours)
 
 
 def test_dags_folder_with_only_the_dag_file_parses_and_runs_a_day(site: dict) -> None:
     """``dags test`` parses the DAG from the DAGs folder (no plugins, no repository)."""
-    proc = subprocess.run(["airflow", "dags", "test", "audio_pipeline_daily",
-                           "--conf", json.dumps({"date": DAY})],
-                          env=site["env"], text=True, capture_output=True, timeout=900)
+    proc = subprocess.run(
+        ["airflow", "dags", "test", "audio_pipeline_daily", "--conf", json.dumps({"date": DAY})],
+        env=site["env"],
+        text=True,
+        capture_output=True,
+        timeout=900,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     with psycopg.connect(site["results_dsn"]) as conn:
-        day = conn.execute("SELECT status, clips_ok, clips_failed FROM audio_days WHERE day = %s",
-                           (DAY,)).fetchone()
+        day = conn.execute(
+            "SELECT status, clips_ok, clips_failed FROM audio_days WHERE day = %s", (DAY,)
+        ).fetchone()
         texts = conn.execute("SELECT text FROM transcripts").fetchall()
     assert day == ("complete", 1, 0), log[-5000:]
     assert len(texts) == 1 and texts[0][0].strip()

@@ -8,6 +8,7 @@ the reason; ``report_day`` cleared and run again mails nothing more; each run's 
 the day's summary and the status page link; the transcripts Asset event carries the day's
 counts. (A clean day mails nothing: test_backfill_catchup, whose days are all complete.)
 """
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,8 @@ from dag_support import ALERT_TO, SOURCE_ROOT
 from support import AirflowStack, Inbox
 
 DAG = "audio_pipeline_daily"
-DAY = "2024-01-17"              # 6 speech clips and the 4 bad ones: partial
-FAILING_DAY = "2024-01-16"      # no source directory: the master job fails
+DAY = "2024-01-17"  # 6 speech clips and the 4 bad ones: partial
+FAILING_DAY = "2024-01-16"  # no source directory: the master job fails
 
 
 def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
@@ -34,7 +35,7 @@ def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
     while True:
         try:
             return api._call("GET", path)
-        except OSError:         # URLError, TimeoutError
+        except OSError:  # URLError, TimeoutError
             if time.monotonic() > deadline:
                 raise
             time.sleep(5)
@@ -43,7 +44,9 @@ def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
 def _wait_run(api: AirflowApi, run_id: str, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while (state := _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}")["state"]) not in (
-            "success", "failed"):
+        "success",
+        "failed",
+    ):
         if time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still {state} after {timeout_s:.0f} s")
         time.sleep(5)
@@ -58,11 +61,19 @@ def stack(airflow_stack: AirflowStack, alert_inbox: tuple[Inbox, int]) -> dict[s
     api = AirflowApi(airflow_stack.base_url)
     api.wait_for_dag(DAG)
     api.unpause(DAG)
-    runs = {"partial": api.trigger(DAG, {"date": DAY, "reprocess": "none"}),
-            "failed": api.trigger(DAG, {"date": FAILING_DAY, "reprocess": "none"})}
+    runs = {
+        "partial": api.trigger(DAG, {"date": DAY, "reprocess": "none"}),
+        "failed": api.trigger(DAG, {"date": FAILING_DAY, "reprocess": "none"}),
+    }
     states = {name: _wait_run(api, run_id, timeout_s=1200) for name, run_id in runs.items()}
-    return {"home": airflow_stack.home, "api": api, "runs": runs, "states": states, "day": DAY,
-            "inbox": alert_inbox[0]}
+    return {
+        "home": airflow_stack.home,
+        "api": api,
+        "runs": runs,
+        "states": states,
+        "day": DAY,
+        "inbox": alert_inbox[0],
+    }
 
 
 def _task_states(api: AirflowApi, run_id: str) -> dict[str, str]:
@@ -79,21 +90,32 @@ def test_runs_end_as_expected(stack: dict[str, Any]) -> None:
 
 
 def test_audio_trigger_log_shows_progress(stack: dict[str, Any]) -> None:
-    logs = Path(stack["home"], "logs", f"dag_id={DAG}", f"run_id={stack['runs']['partial']}",
-                "task_id=audio")
+    logs = Path(
+        stack["home"],
+        "logs",
+        f"dag_id={DAG}",
+        f"run_id={stack['runs']['partial']}",
+        "task_id=audio",
+    )
     text = "\n".join(f.read_text() for f in logs.glob("attempt=*.log.trigger.*.log"))
     lines = [line for line in text.splitlines() if "Progress: " in line]
     assert lines, text[-3000:]
     # 10 clips in 2 shards of 8, one shard at a time (array_parallelism 1): the second waits,
     # and SLURM says why (accounting reports no reason for it: the controller's, via squeue).
-    assert all(re.search(r"2 indices: pending \d+.*, running \d, done \d, failed \d", ln)
-               for ln in lines), lines
+    assert all(
+        re.search(r"2 indices: pending \d+.*, running \d, done \d, failed \d", ln) for ln in lines
+    ), lines
     assert any("pending 1 (1 JobArrayTaskLimit), running 1, done 0" in ln for ln in lines), lines
-    clips = [tuple(map(int, m.groups())) for ln in lines
-             if (m := re.search(r"clips (\d+)/(\d+) done", ln))]
+    clips = [
+        tuple(map(int, m.groups()))
+        for ln in lines
+        if (m := re.search(r"clips (\d+)/(\d+) done", ln))
+    ]
     assert clips and all(total == 10 for _, total in clips), lines
-    assert clips[-1][0] == 10 and "done 2, failed 0 | clips 10/10 done (100%), 4 failed" in lines[-1]
-    assert [done for done, _ in clips] == sorted(done for done, _ in clips)   # it moves forward
+    assert (
+        clips[-1][0] == 10 and "done 2, failed 0 | clips 10/10 done (100%), 4 failed" in lines[-1]
+    )
+    assert [done for done, _ in clips] == sorted(done for done, _ in clips)  # it moves forward
 
 
 def test_alert_mails_name_day_step_and_reason(stack: dict[str, Any]) -> None:
@@ -103,7 +125,7 @@ def test_alert_mails_name_day_step_and_reason(stack: dict[str, Any]) -> None:
     subject, body = failed[0]
     assert "SLURM job failed" in subject
     assert f"Day {FAILING_DAY}: step master of {DAG} failed" in body
-    assert "does not exist" in body   # the job log's tail: the reason
+    assert "does not exist" in body  # the job log's tail: the reason
     partial = inbox.find(f"{stack['day']}: day {stack['day']} is partial")
     assert len(partial) == 1, [m["Subject"] for m in inbox.messages]
     assert "4 clips failed (40.0% &gt; 10.0%" in partial[0][1]
@@ -128,8 +150,13 @@ def test_transcripts_asset_event_carries_the_day(stack: dict[str, Any]) -> None:
     (event,) = events
     assert event["uri"] == "audio-pipeline://transcripts/"
     extra = event["extra"]
-    assert (extra["day"], extra["status"], extra["clips_ok"], extra["clips_failed"],
-            extra["clips_missing"]) == (stack["day"], "partial", 6, 4, 0)
+    assert (
+        extra["day"],
+        extra["status"],
+        extra["clips_ok"],
+        extra["clips_failed"],
+        extra["clips_missing"],
+    ) == (stack["day"], "partial", 6, 4, 0)
     assert sum(extra["failed_by_reason"].values()) == 4
 
 
@@ -140,11 +167,15 @@ def test_report_day_run_again_mails_nothing_more(stack: dict[str, Any]) -> None:
     subject = f"{day}: day {day} is partial"
     assert len(inbox.find(subject)) == 1
     sent = len(inbox.messages)
-    api._call("POST", f"/api/v2/dags/{DAG}/clearTaskInstances", {
-        "dry_run": False, "dag_run_id": run_id, "task_ids": ["report_day"], "only_failed": False})
+    api._call(
+        "POST",
+        f"/api/v2/dags/{DAG}/clearTaskInstances",
+        {"dry_run": False, "dag_run_id": run_id, "task_ids": ["report_day"], "only_failed": False},
+    )
     deadline = time.monotonic() + 600
-    while (ti := _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/report_day")
-           )["try_number"] < 2 or ti["state"] not in ("success", "failed"):
+    while (ti := _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/report_day"))[
+        "try_number"
+    ] < 2 or ti["state"] not in ("success", "failed"):
         assert time.monotonic() < deadline, ti
         time.sleep(3)
     assert ti["state"] == "success"

@@ -5,13 +5,12 @@ The independent reference is the FFmpeg command line: PyAV must give the same sa
 the pool (worker processes) the same outcome per clip, bad clips' reasons included, as the
 FFmpeg threads it replaces.
 """
+
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
-
 
 import numpy as np
 
@@ -34,8 +33,10 @@ def main() -> None:
             a, b = _pyav_samples(day / name, 600), _ffmpeg_samples(day / name, 600)
             diffs.append(float(np.abs(a - b).max()) if a.size == b.size else float("inf"))
         out["pyav_vs_ffmpeg_max_abs_diff"] = max(diffs)
-        out["expected"] = {n: t.removeprefix("error:") if t.startswith("error:") else "ok"
-                           for n, t in expected.items()}
+        out["expected"] = {
+            n: t.removeprefix("error:") if t.startswith("error:") else "ok"
+            for n, t in expected.items()
+        }
         jobs = [DecodeJob(n, day / n) for n in sorted(expected)]
         for name, processes in (("processes", True), ("threads", False)):
             with DecodePool(jobs, 2, 600, processes=processes) as pool:

@@ -1,5 +1,6 @@
 """The shard's decoding: PyAV in worker processes gives FFmpeg's samples and FFmpeg's failure
 reasons (tests/engines/audio_decode_checks.py, under the HPC Python)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,17 +1,18 @@
 """Fixtures for the HPC jobs on the real test bed: a release dir the submit user can read and
 a staging area it owns."""
+
 from __future__ import annotations
 
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from support import REPO
 from slurm_jobs import Bed
+from support import REPO
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,9 @@ def bed(devcluster: dict[str, str]) -> Iterator[Bed]:
     root = Path("/tmp") / f"hpc-tests-{uuid.uuid4().hex[:8]}"
     release, source, staging = root / "release", root / "source", root / "staging"
     shutil.copytree(REPO / "hpc" / "slurm", release / "slurm")
-    shutil.copytree(REPO / "hpc" / "src", release / "src",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "hpc" / "src", release / "src", ignore=shutil.ignore_patterns("__pycache__")
+    )
     source.mkdir()
     staging.mkdir()
     user = devcluster["DEVCLUSTER_USER"]

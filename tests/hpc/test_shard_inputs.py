@@ -2,6 +2,7 @@
 manifest version, a shard not in the plan, another plan's manifest, a missing model), and
 repairs a ledger torn by a kill. Runs in the HPC runtime (numpy; WhisperX for the model
 check)."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,28 @@ from pathlib import Path
 import pytest
 
 from pipeline_contract import Clip, ClipResult, Manifest, Shard, ShardSummary
-from support import REPO
-from support import HPC_PYTHON, MODELS_DIR
+from support import HPC_PYTHON, MODELS_DIR, REPO
 
 DATE = "2024-01-15"
 
 
 def _run(stage: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HPC_PYTHON, str(REPO / "hpc" / "src" / "hpc_process_day.py"),
-                           "--date", DATE, "--staging-root", str(stage),
-                           "--models-dir", MODELS_DIR, *args],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [
+            HPC_PYTHON,
+            str(REPO / "hpc" / "src" / "hpc_process_day.py"),
+            "--date",
+            DATE,
+            "--staging-root",
+            str(stage),
+            "--models-dir",
+            MODELS_DIR,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture
@@ -29,16 +41,23 @@ def stage(tmp_path: Path) -> Path:
     day = tmp_path / DATE
     (day / "audio").mkdir(parents=True)
     (day / "audio" / "a.wav").write_bytes(b"not really audio")
-    m = Manifest(date=DATE, plan_id="p1", source="local",
-                 shards=[Shard(0, [Clip(f"{DATE}/a.wav", "a.wav", "/src/a.wav", 1)])])
+    m = Manifest(
+        date=DATE,
+        plan_id="p1",
+        source="local",
+        shards=[Shard(0, [Clip(f"{DATE}/a.wav", "a.wav", "/src/a.wav", 1)])],
+    )
     (day / "manifest.json").write_text(m.to_json())
     return tmp_path
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--shard", "5"), "shard 5 is not in"),
-    (("--shard", "0", "--plan-id", "p2"), "belongs to plan 'p1', not 'p2'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--shard", "5"), "shard 5 is not in"),
+        (("--shard", "0", "--plan-id", "p2"), "belongs to plan 'p1', not 'p2'"),
+    ],
+)
 def test_bad_shard_or_plan(stage: Path, args: tuple[str, ...], message: str) -> None:
     proc = _run(stage, *args)
     assert proc.returncode == 2 and message in proc.stderr
