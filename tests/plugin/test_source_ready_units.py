@@ -86,7 +86,7 @@ def test_snapshot_and_deadline_message_name_what_was_missing() -> None:
 
 
 def test_parse_tree_keeps_any_file_name() -> None:
-    out = "10 1705388400.5 a b.m4a\00 1705388401.0000000000 sub/we\nird;$(x).wav\0"
+    out = "10 1705388400.5 a b.m4a\x000 1705388401.0000000000 sub/we\nird;$(x).wav\x00"
     assert parse_tree(out) == [
         ("a b.m4a", 10, 1705388400.5),
         ("sub/we\nird;$(x).wav", 0, 1705388401.0),
