@@ -7,7 +7,8 @@ module imports Airflow. Everything runs as root in CI; jobs run as the non-root 
 Tiers are marks applied from the fixtures a test uses (``pytest_collection_modifyitems``):
 ``bed`` (SLURM + sshd), ``postgres``, ``stack`` (a running Airflow), ``engine`` (the HPC
 runtime's torch / WhisperX and the model); every test needing a shared service is also
-``serial``; a test with none of them is ``unit`` and starts nothing.
+``serial``; ``network`` reaches a package index; a test with none of them is ``unit`` and
+starts nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ TIER_FIXTURES = {
     "postgres": {"postgres"},
     "stack": {"airflow_stack", "stack"},
     "engine": {"engine_runtime"},
+    "network": {"package_index"},
 }
 SERIAL_TIERS = {"bed", "postgres", "stack"}
 
@@ -140,3 +142,8 @@ def engine_runtime() -> dict[str, str]:
     if not (Path(HPC_PYTHON).exists() and model.is_dir()):
         pytest.fail(f"engine tier: needs {HPC_PYTHON} and {model} (make install)")
     return {"python": HPC_PYTHON, "models_dir": MODELS_DIR, "model": MODEL}
+
+
+@pytest.fixture(scope="session")
+def package_index() -> None:
+    """The test reaches a package index (PyPI, or the pip/uv index configured): not unit."""

@@ -280,7 +280,7 @@ def _check_release(req: Requirement) -> list[Requirement]:
     return deps
 
 
-def test_pinned_requirements_resolve_on_pypi_and_agree() -> None:
+def test_pinned_requirements_resolve_on_pypi_and_agree(package_index: None) -> None:
     """Each venv's pins exist on PyPI with a wheel for CPython 3.10 manylinux x86_64, and no
     pinned package's dependency rules out another pin of the same venv (e.g. whisperx's
     torch~=2.8.0, or globus-cli's exact globus-sdk: why the CLI has its own venv). Exact pins

@@ -49,7 +49,7 @@ def _run(
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory, package_index: None) -> Path:
     """A new venv with the built wheel, Airflow and providers at the project's versions."""
     work = tmp_path_factory.mktemp("dist")
     uv = _uv()

@@ -71,7 +71,8 @@ def test_unknown_manifest_version(stage: Path) -> None:
     assert "manifest.json: schema_version 2 is not supported" in proc.stderr
 
 
-def test_missing_model_fails_the_shard(stage: Path) -> None:
+def test_missing_model_fails_the_shard(stage: Path, engine_runtime: dict[str, str]) -> None:
+    """Engine tier: the runtime imports torch and WhisperX before it looks for the model."""
     proc = _run(stage, "--shard", "0", "--model", "no-such-model")
     assert proc.returncode == 3
     assert "no CTranslate2 model at" in proc.stderr and "no-such-model" in proc.stderr
