@@ -11,6 +11,7 @@ import contextlib
 import email
 import email.message
 import email.policy
+import importlib.util
 import json
 import os
 import socket
@@ -19,7 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from types import ModuleType
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
@@ -96,6 +98,16 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float) -> Any:
     raise AssertionError(f"not within {timeout_s} s")
 
 
+def import_dag(name: str) -> ModuleType:
+    """dags/audio_pipeline_daily.py imported as module ``name``, the DAG processor's way: it
+    reads the site config named by AUDIO_PIPELINE_CONFIG at import."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "dags" / "audio_pipeline_daily.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Nested keys merge (as the site config file does over the defaults)."""
     merged = dict(base)
@@ -129,11 +141,7 @@ class Inbox:
         self.messages: list[email.message.EmailMessage] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        # policy.default builds an EmailMessage (the stubs say Message)
-        msg = cast(
-            email.message.EmailMessage,
-            email.message_from_bytes(envelope.content, policy=email.policy.default),
-        )
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         msg["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         self.messages.append(msg)
         return "250 Message accepted"

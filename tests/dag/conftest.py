@@ -3,7 +3,6 @@ DAG module loaded with it, and the session's one Airflow stack."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import uuid
@@ -15,7 +14,17 @@ import pytest
 
 import sample_clips
 from dag_support import ALERT_TO, DAY, SOURCE_ROOT, write_config
-from support import REPO, TEST_NS, AirflowStack, Inbox, running, smtp_conn, smtp_server, stack_port
+from support import (
+    REPO,
+    TEST_NS,
+    AirflowStack,
+    Inbox,
+    import_dag,
+    running,
+    smtp_conn,
+    smtp_server,
+    stack_port,
+)
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +45,7 @@ def pipeline_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def daily_dag(pipeline_config: Path, ssh_conn_id: str, airflow_db: None) -> ModuleType:
     """The DAG module, imported the way the DAG processor does, with the test's config."""
-    spec = importlib.util.spec_from_file_location(
-        "audio_pipeline_daily", REPO / "dags" / "audio_pipeline_daily.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag("audio_pipeline_daily")
     return module
 
 

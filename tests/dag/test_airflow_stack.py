@@ -51,9 +51,9 @@ def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]
     tasks = api.task_states("audio_pipeline_daily", run_id)
     assert state == "success", tasks
     with psycopg.connect(stack["results_dsn"]) as conn:
-        ok = conn.execute(
+        (ok,) = conn.execute(
             "SELECT count(*) FROM transcripts WHERE clip_id LIKE %s", (f"{stack['day']}/%",)
-        ).fetchone()[0]
+        ).fetchall()[0]
         jobs = conn.execute(
             "SELECT step, state FROM slurm_jobs WHERE day = %s ORDER BY step", (stack["day"],)
         ).fetchall()

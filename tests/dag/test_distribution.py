@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -79,7 +81,7 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory, package_index: None) ->
 @pytest.fixture(scope="module")
 def site(
     fresh_venv: Path, tmp_path_factory: pytest.TempPathFactory, ssh_conn_id: str, postgres: str
-) -> dict[str, str]:
+) -> Iterator[dict[str, Any]]:
     """A site's Airflow: its own home and SQLite DB, a DAGs folder with only the DAG file, an
     empty plugins folder, the two connections and the site config."""
     home = tmp_path_factory.mktemp("site")

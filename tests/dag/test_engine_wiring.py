@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from pathlib import Path
 
 import pytest
 
 from dag_support import write_config
-from support import REPO
+from support import import_dag
 
 
 def _audio_args(config: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("AUDIO_PIPELINE_CONFIG", str(config))
-    spec = importlib.util.spec_from_file_location(
-        f"daily_{uuid.uuid4().hex}", REPO / "dags" / "audio_pipeline_daily.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag(f"daily_{uuid.uuid4().hex}")
     return [str(a) for a in module.dag.get_task("audio").script_args]
 
 

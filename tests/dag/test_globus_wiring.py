@@ -3,7 +3,6 @@ file written from the Airflow connection, 0600 on the real cluster (never argv o
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import stat
 import uuid
@@ -15,7 +14,7 @@ from dag_support import write_config
 from hpc_pipeline.config import load_config
 from hpc_pipeline.day import DayContext, write_globus_credentials
 from hpc_pipeline.hooks.slurm import SlurmHook
-from support import REPO
+from support import import_dag
 
 SOURCE, DEST = str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -41,11 +40,7 @@ def globus_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_dag_passes_collections_and_credentials_path(globus_config: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "audio_pipeline_daily_globus", REPO / "dags" / "audio_pipeline_daily.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag("audio_pipeline_daily_globus")
     dag = module.dag
     master, transfer = dag.get_task("master"), dag.get_task("transfer")
     assert "globus_credentials" in master.upstream_task_ids

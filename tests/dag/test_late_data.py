@@ -8,7 +8,6 @@ deferred state): the plan is what late data changes; transcribing adds nothing h
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import pytest
 
 from dag_support import SOURCE_ROOT, write_config
 from hpc_pipeline.hooks.slurm import SlurmHook
-from support import REPO
+from support import import_dag
 
 LATE_ROOT = SOURCE_ROOT.with_name(SOURCE_ROOT.name + "-late")
 STABLE_S = 8
@@ -63,11 +62,7 @@ def load_dag(tmp_path: Path, tag: str, readiness: dict[str, Any], **overrides: A
     before = os.environ.get("AUDIO_PIPELINE_CONFIG")
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(config)
     try:
-        spec = importlib.util.spec_from_file_location(
-            f"late_dag_{tag}", REPO / "dags" / "audio_pipeline_daily.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = import_dag(f"late_dag_{tag}")
     finally:
         if before is None:
             del os.environ["AUDIO_PIPELINE_CONFIG"]
@@ -202,6 +197,7 @@ def test_listing_over_ssh_reads_any_file_name_and_a_missing_day(
     with SlurmHook(ssh_conn_id) as ssh:
         entries = ssh.list_tree(str(day_dir))
         assert ssh.list_tree(str(root / "2024-03-04")) is None
+        assert entries is not None, "the day's directory exists"
         assert not ssh.exists("pwned")
     assert sorted(rel for rel, _, _ in entries) == sorted(odd)
     assert {size for _, size, _ in entries} == {64}

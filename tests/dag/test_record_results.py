@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import posixpath
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -51,7 +52,7 @@ def _line(i: int, status: str, when: str, text: str = "") -> str:
 
 
 @pytest.fixture
-def staged(ssh_conn_id: str) -> tuple[SlurmHook, steps.DayContext]:
+def staged(ssh_conn_id: str) -> Iterator[tuple[SlurmHook, steps.DayContext]]:
     """Two plans' results for one day on the bed's staging; removed afterwards."""
     hook = SlurmHook(ssh_conn_id)
     root = hook.resolve(f"record-tests/{uuid.uuid4().hex[:8]}")

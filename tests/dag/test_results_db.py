@@ -112,7 +112,7 @@ def test_failed_clip_that_succeeds_later_is_updated(hook: ResultsDbHook, results
     assert hook.done_clips(DAY) == {f"{DAY}/a.mp4": "ok"}
     rows = _snapshot(results_db)["transcripts"]
     assert [r[1] for r in rows] == ["fixed"]
-    assert hook.day_summary(DAY)["status"] == "complete"
+    assert (hook.day_summary(DAY) or {}).get("status") == "complete"
 
 
 def test_failure_never_replaces_a_transcript(hook: ResultsDbHook, results_db: str) -> None:
@@ -135,7 +135,7 @@ def test_hostile_text_is_stored_verbatim(hook: ResultsDbHook, results_db: str) -
 
 def test_planned_clip_without_outcome_makes_the_day_incomplete(hook: ResultsDbHook) -> None:
     load = _load([_result("a.mp4"), _result("b.mp4")])
-    load.results = load.results[:1]  # b.mp4 was planned but its shard never reported
+    load.results = list(load.results)[:1]  # b.mp4 was planned but its shard never reported
     summary = hook.record_day(load)
     assert (summary["status"], summary["clips_missing"], summary["clips_ok"]) == (
         "incomplete",

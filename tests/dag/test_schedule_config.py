@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from hpc_pipeline.config import PipelineConfig, load_config
-from support import REPO
+from support import import_dag
 
 
 def _parse_dag(config: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AUDIO_PIPELINE_CONFIG", str(config))
-    spec = importlib.util.spec_from_file_location(
-        "dag_under_test", REPO / "dags" / "audio_pipeline_daily.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag("dag_under_test")
     return module.dag
 
 

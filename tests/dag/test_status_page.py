@@ -11,7 +11,6 @@ the page in headless Chromium are checked against that DB.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import subprocess
@@ -32,7 +31,7 @@ import sample_clips
 from dag_support import SOURCE_ROOT, write_config
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
 from hpc_pipeline.pipeline_contract import Clip, ClipResult, Manifest, Shard
-from support import REPO, AirflowStack, stack_port
+from support import REPO, AirflowStack, import_dag, stack_port
 
 BASE = f"http://127.0.0.1:{stack_port(0)}"  # the session's Airflow (airflow_stack)
 ARTIFACTS = REPO / ".artifacts"
@@ -68,11 +67,7 @@ def _import_dag(config: Path) -> ModuleType:
     previous = os.environ.get("AUDIO_PIPELINE_CONFIG")
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(config)
     try:
-        spec = importlib.util.spec_from_file_location(
-            "audio_pipeline_daily_failing", REPO / "dags" / "audio_pipeline_daily.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = import_dag("audio_pipeline_daily_failing")
         return module
     finally:
         if previous is not None:
@@ -528,6 +523,7 @@ def test_status_page_draws_the_days_in_chromium(
 
         # A click on the calendar opens that day.
         box = page.locator("#chart-calendar").bounding_box()
+        assert box, "the calendar is drawn"
         x, y = page.evaluate(f"""() => audioStatus.charts.calendar.convertToPixel(
             {{calendarIndex: 0}}, '{FAILED}')""")
         page.mouse.click(box["x"] + x, box["y"] + y)

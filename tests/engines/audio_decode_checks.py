@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 
 import sample_clips
-from audio_decode import DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples
+from audio_decode import DecodeError, DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples
 
 
 def outcomes(pool: DecodePool) -> dict[str, object]:
-    return {job.clip_id: getattr(o, "kind", None) or round(o.duration_s, 3) for job, o in pool}
+    return {
+        job.clip_id: o.kind if isinstance(o, DecodeError) else round(o.duration_s, 3)
+        for job, o in pool
+    }
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ def no_speech_verdicts(model: WhisperTorch, vocab, pieces: list[np.ndarray]) -> 
     ]
     layout = pack(pieces + quiet, Packing())
     rows = len(layout.spans) * BEAM
-    out = {"speech_chunks": len(pieces)}
+    out: dict[str, Any] = {"speech_chunks": len(pieces)}
     for name, beam in (("greedy", 1), ("beam", BEAM)):
         options = DecodeOptions(beam_size=beam)
         decoded = BatchDecoder(model, vocab, rows, "en", options).transcribe(layout)

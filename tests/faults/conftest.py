@@ -52,7 +52,7 @@ PG_PORT = 55432
 
 
 @pytest.fixture(scope="session")
-def private_postgres() -> Iterator[dict[str, str]]:
+def private_postgres() -> Iterator[dict[str, Any]]:
     """A PostgreSQL server of these tests alone (initdb + pg_ctl, port 55432), so a test may
     restart it without touching the shared server. Its role's password is distinctive, so
     the secrets test can grep for it."""

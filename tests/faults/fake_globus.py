@@ -18,11 +18,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import globus_sdk
-from globus_sdk.testing import get_response_set
+from globus_sdk.testing import RegisteredResponse, get_response_set
 
 
 def _fixture(method: Any) -> dict[str, Any]:
-    return dict(get_response_set(method).lookup("default").json)
+    """globus_sdk.testing's canned answer of ``method`` (a JSON object)."""
+    response = get_response_set(method).lookup("default")
+    assert isinstance(response, RegisteredResponse) and isinstance(response.json, dict)
+    return dict(response.json)
 
 
 class FakeGlobus:
@@ -121,7 +124,7 @@ class FakeGlobus:
             for i in doc["DATA"]
         ]
         self.submissions.append(items)
-        task = {"ok": [], "errors": []}
+        task: dict[str, list[dict[str, str]]] = {"ok": [], "errors": []}
         for item in items:
             if Path(item["source_path"]).name in self.fail:
                 task["errors"].append(

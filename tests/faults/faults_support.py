@@ -10,7 +10,6 @@ Finished SLURM steps are reattached, failed ones resubmitted (only their failed 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from support import REPO, TEST_NS, merge, write_config
+from support import TEST_NS, import_dag, merge, write_config
 
 SOURCE_ROOT = Path(f"/srv/audio-source-faults{TEST_NS}")
 DAY = "2026-01-01"
@@ -59,9 +58,7 @@ def load_dag(config: Path) -> ModuleType:
     """The DAG module imported with ``config`` (read at import, as the DAG processor does)."""
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(config)
     name = f"audio_pipeline_daily_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, REPO / "dags" / "audio_pipeline_daily.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag(name)
     return module
 
 

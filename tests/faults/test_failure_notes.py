@@ -4,6 +4,9 @@ full staging filesystem named only when it is full."""
 
 from __future__ import annotations
 
+from typing import cast
+
+from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import full_disk_note
 from hpc_pipeline.slurm_states import explain
 
@@ -33,11 +36,17 @@ class _Df:
         return self.space
 
 
+def _df(free: int, total: int) -> SlurmHook:
+    """A hook whose filesystem has ``free`` of ``total`` bytes (the one call the note makes)."""
+    return cast(SlurmHook, _Df(free, total))
+
+
 def test_full_disk_note_only_when_full() -> None:
     tib = 1 << 40
-    assert full_disk_note(_Df(0, 4 << 20), "/scratch/d/logs").startswith(  # type: ignore[arg-type]
+    note = full_disk_note(_df(0, 4 << 20), "/scratch/d/logs")
+    assert note and note.startswith(
         "STAGING FULL: the filesystem holding /scratch/d/logs (mounted at /scratch) has 0 KiB"
     )
-    assert full_disk_note(_Df(10 << 20, 100 * tib), "/s") is not None  # type: ignore[arg-type]
-    assert full_disk_note(_Df(tib, 100 * tib), "/s") is None  # 1 % free: not full
-    assert full_disk_note(_Df(3 << 20, 100 << 20), "/s") is None  # 3 % of a small disk
+    assert full_disk_note(_df(10 << 20, 100 * tib), "/s") is not None
+    assert full_disk_note(_df(tib, 100 * tib), "/s") is None  # 1 % free: not full
+    assert full_disk_note(_df(3 << 20, 100 << 20), "/s") is None  # 3 % of a small disk

@@ -31,6 +31,11 @@ from faults_support import (
 )
 
 
+def _freeze(pid: int) -> int:
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
 def test_out_of_memory_then_time_limit(
     fault_config: Callable[..., Path],
     results_db: str,
@@ -57,7 +62,7 @@ def test_out_of_memory_then_time_limit(
     # 2. Memory raised, time limit 1 minute; the shard hangs after its first clip.
     hung = Background(
         lambda: result_lines(day_dir) and shard_pids(str(day_dir.parent)),
-        lambda pids: [os.kill(pid, signal.SIGSTOP) for pid in pids],
+        lambda pids: [_freeze(pid) for pid in pids],
         poll_s=0.05,
     )
     run = run_day(load_dag(fault_config(resources={"audio": {"time": "1"}})))

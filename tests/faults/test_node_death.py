@@ -61,8 +61,15 @@ def _sh(*argv: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
+def _field(pattern: str, text: str, flags: int = 0) -> str:
+    """The first group of ``pattern`` in ``text`` (which must hold it)."""
+    found = re.search(pattern, text, flags)
+    assert found, f"{pattern!r} not in {text[:2000]!r}"
+    return found.group(1)
+
+
 def _slurm_config(key: str) -> str:
-    return re.search(rf"^{key}\s*=\s*(\S+)", _sh("scontrol", "show", "config"), re.M).group(1)
+    return _field(rf"^{key}\s*=\s*(\S+)", _sh("scontrol", "show", "config"), re.M)
 
 
 def audio_job(prefix: str) -> tuple[str, str] | None:
@@ -210,11 +217,9 @@ def node_dies(prefix: str, slurmd_pidfile: Path, shard: list[int]) -> dict[str, 
             "job_id": jid,
             "node": node,
             "killed": str(len(killed)),
-            "state": re.search(r"JobState=(\S+)", job).group(1),
-            "restarts": re.search(r"Restarts=(\d+)", job).group(1),
-            "node_state": re.search(
-                r"State=(\S+)", _sh("scontrol", "-o", "show", "node", node)
-            ).group(1),
+            "state": _field(r"JobState=(\S+)", job),
+            "restarts": _field(r"Restarts=(\d+)", job),
+            "node_state": _field(r"State=(\S+)", _sh("scontrol", "-o", "show", "node", node)),
         }
     finally:
         how = restore(node)
@@ -274,7 +279,9 @@ def test_node_dies_under_a_running_shard(
             logs = list((day_dir / "logs").glob(f"*-{job[0]}_0.out")) if job else []
             started = logs and "1 already done" in logs[0].read_text()
             return (
-                shard_pids(str(day_dir.parent)) if started and job[0] != first["job_id"] else None
+                shard_pids(str(day_dir.parent))
+                if job and started and job[0] != first["job_id"]
+                else None
             )
 
         died = Background(

@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import globus_sdk
 import pytest
@@ -101,14 +102,17 @@ def _transfer(tmp_path: Path, timeout_s: float = 60) -> GlobusTransfer:
     )
 
 
-def _posted() -> dict:
+def _posted() -> dict[str, Any]:
     """The body of the (single) POST /transfer."""
-    return json.loads(next(c.request.body for c in responses.calls if c.request.method == "POST"))
+    body = next(c.request.body for c in responses.calls if c.request.method == "POST")
+    assert isinstance(body, (str, bytes)), body
+    posted: dict[str, Any] = json.loads(body)
+    return posted
 
 
 def _calls(method: str, path: str) -> int:
     return sum(
-        c.request.method == method and c.request.url.split("?")[0].endswith(path)
+        c.request.method == method and str(c.request.url).split("?")[0].endswith(path)
         for c in responses.calls
     )
 
@@ -120,6 +124,7 @@ def test_submit_wait_and_per_file_outcomes(tmp_path: Path) -> None:
     _outcomes(task)
     gt = _transfer(tmp_path)
     state, files = gt.run(_manifest())
+    assert state is not None  # a day with clips has a task
 
     body = _posted()
     assert body["submission_id"] == sub == state.submission_id and state.task_id == task
@@ -167,6 +172,7 @@ def test_retry_reattaches_and_never_submits_twice(tmp_path: Path) -> None:
     _task(task, "SUCCEEDED")
     _outcomes(task)
     state, files = _transfer(tmp_path).run(_manifest())
+    assert state is not None  # a day with clips has a task
     assert _calls("POST", "/transfer") == 0 and _calls("GET", "/submission_id") == 0
     assert (state.submission_id, state.task_id) == (first["submission_id"], first["task_id"])
     assert len(files) == 3
@@ -193,6 +199,7 @@ def test_crash_between_storing_and_submitting_reuses_the_submission_id(tmp_path:
     _task(task, "SUCCEEDED")
     _outcomes(task)
     state, _ = gt.run(_manifest())
+    assert state is not None  # a day with clips has a task
     body = _posted()
     assert body["submission_id"] == stored and state.task_id == task
     assert _calls("GET", "/submission_id") == 0
@@ -220,6 +227,7 @@ def test_failed_task_fails_the_job_and_its_retry_submits_anew(tmp_path: Path) ->
     _task(new_task, "SUCCEEDED")
     _outcomes(new_task)
     state, _ = _transfer(tmp_path).run(_manifest())
+    assert state is not None  # a day with clips has a task
     assert (state.submission_id, state.task_id) == (fresh, new_task)
     assert _posted()["submission_id"] == fresh
 

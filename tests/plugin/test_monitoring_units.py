@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 from hpc_pipeline.alerts import Problem, day_alert, day_problems, failed_ratio
 from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
 from hpc_pipeline.config import AlertConfig, load_config
-from hpc_pipeline.hooks.slurm import JobState, ProgressProbe, parse_progress_probe
+from hpc_pipeline.hooks.slurm import JobState, ProgressProbe, SlurmHook, parse_progress_probe
 from hpc_pipeline.pipeline_contract import FAILED_LINE_MARK, ClipResult
 from hpc_pipeline.progress import (
     ClipCounts,
@@ -208,7 +209,8 @@ class _CountingHook:
     result-line counts, the way the controller and ``find``/``awk`` give them), calls recorded."""
 
     def __init__(self, polls: list[list[JobState]], probes: list[ProgressProbe]) -> None:
-        self.polls, self.probes, self.calls = polls, probes, []
+        self.polls, self.probes = polls, probes
+        self.calls: list[tuple[str, Any]] = []
 
     def query(self, job_ids: list[str], array_size: int | None = None) -> list[JobState]:
         self.calls.append(("query", None))
@@ -241,8 +243,10 @@ def _fast_trigger(fake: _CountingHook, **kw) -> SlurmJobTrigger:
     trig = SlurmJobTrigger(
         ssh_conn_id="x", job_ids=["9"], poll_interval_s=0.01, max_poll_interval_s=0.01, **kw
     )
-    trig._hook = lambda: fake  # type: ignore[method-assign]
-    trig._log = logging.getLogger("test.progress")  # a stdlib logger caplog sees
+    # the trigger's hook and logger replaced by test doubles: a scripted hook, and a stdlib
+    # logger that caplog sees
+    trig._hook = lambda: cast(SlurmHook, fake)  # type: ignore[method-assign]
+    trig._log = logging.getLogger("test.progress")  # type: ignore[assignment]
     return trig
 
 

@@ -4,12 +4,13 @@ Airflow (``dag.test()``, which runs the deferred trigger inline)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -29,7 +30,7 @@ from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 from support import run_as_submit_user
 
 TOKEN = uuid.uuid4().hex[:8]
-FAST = dict(poll_interval_s=1, max_poll_interval_s=2)
+FAST: dict[str, Any] = dict(poll_interval_s=1, max_poll_interval_s=2)
 # Short limits let the backfill scheduler slot test jobs in front of big pending ones.
 RES = SlurmResources(time="1", mem="100M")
 SSHD_PIDFILE = "/run/devcluster-sshd.pid"
@@ -140,6 +141,11 @@ def sacct_rows(*selector: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines()]
 
 
+def _cancelled(job_id: str) -> bool:
+    rows = sacct_rows("-j", job_id)
+    return bool(rows) and rows[0][1].startswith("CANCELLED")
+
+
 def wait_running(job_id: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -161,17 +167,23 @@ def watched_job_id() -> str:
     return max(ids, key=lambda i: int(i.split("_")[0])) if ids else ""
 
 
-def in_background(action: Callable[[], None]) -> threading.Thread:
-    errors: list[BaseException] = []
+class Background(threading.Thread):
+    """``action`` in a daemon thread; what it raises is kept in ``errors`` for the test."""
 
-    def target() -> None:
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.action = action
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
         try:
-            action()
+            self.action()
         except BaseException as exc:  # reported by the test after join
-            errors.append(exc)
+            self.errors.append(exc)
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.errors = errors  # type: ignore[attr-defined]
+
+def in_background(action: Callable[[], None]) -> Background:
+    thread = Background(action)
     thread.start()
     return thread
 
@@ -376,7 +388,12 @@ def test_command_cut_off_by_sshd_is_an_outage(remote: tuple[SlurmHook, str]) -> 
     hook, _ = remote
     cut = SlurmHook(hook.ssh_conn_id)
     cut.run(["true"])  # connected before the outage starts
-    killer = in_background(lambda: (time.sleep(2), stop_sshd_and_our_sessions()))
+
+    def cut_off() -> None:
+        time.sleep(2)
+        stop_sshd_and_our_sessions()
+
+    killer = in_background(cut_off)
     try:
         started = time.monotonic()
         with pytest.raises(SlurmUnavailable, match="session ended before the command finished"):
@@ -503,7 +520,12 @@ def test_progress_probe_reads_pending_reasons_and_result_lines_in_one_call(
     hook.write_text(f"{results}/notes.txt", ok)
     calls: list[list[str]] = []
     real_run = hook.run
-    hook.run = lambda argv, timeout=None: calls.append(argv) or real_run(argv, timeout)
+
+    def recording_run(argv: Sequence[str], timeout: float | None = None) -> tuple[int, str, str]:
+        calls.append(list(argv))
+        return real_run(argv, timeout)
+
+    hook.run = recording_run  # type: ignore[method-assign]  # counts the probe's SSH commands
     try:
         wait_running(f"{job}_0", timeout=300)  # then %1 holds the other two back
         probe = hook.progress_probe([job], results, None, FAILED_LINE_MARK)
@@ -546,9 +568,7 @@ def test_on_kill_cancels_the_job(remote: tuple[SlurmHook, str]) -> None:
     op.on_kill()
     for job_id in job_ids:
         until(
-            lambda job_id=job_id: (
-                (rows := sacct_rows("-j", job_id)) and rows[0][1].startswith("CANCELLED")
-            ),
+            functools.partial(_cancelled, job_id),
             timeout=30,
         )
 

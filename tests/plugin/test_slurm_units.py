@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -285,7 +285,7 @@ def _run_trigger(script: list[Any], outage_timeout_s: float) -> tuple[dict[str, 
         max_poll_interval_s=0.02,
         outage_timeout_s=outage_timeout_s,
     )
-    trig._hook = lambda: fake  # type: ignore[method-assign]
+    trig._hook = lambda: cast(SlurmHook, fake)  # type: ignore[method-assign]  # scripted hook
 
     async def first_event() -> dict[str, Any]:
         async for event in trig.run():
