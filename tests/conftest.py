@@ -41,6 +41,10 @@ os.environ.setdefault(
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
 sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO / "hpc" / "src"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs a worker per core: one torch / OpenMP thread per worker (inherited by
+    # the engines' subprocesses), so two workers never fight over the same cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # tier mark -> the fixtures that put a test in it (their closure: indirect use counts)
 TIER_FIXTURES = {
