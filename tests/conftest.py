@@ -50,7 +50,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 TIER_FIXTURES = {
     "bed": {"devcluster"},
     "postgres": {"postgres"},
-    "stack": {"airflow_stack", "stack"},
+    "stack": {"airflow_stack", "stack"},  # the shared Airflow, or a module's own `stack`
     "engine": {"engine_runtime"},
     "network": {"package_index"},
 }
