@@ -4,8 +4,19 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow/demo
+# What `make check` lints (ruff) and type-checks (mypy): the product and its tests (bench/ is
+# measured code, run by hand; `ruff check bench` reports on it).
+LINT_PATHS ?= plugins hpc/src dags tests
+TYPE_PATHS ?= plugins hpc/src dags tests
+# Workers for the tiers that share nothing (unit, engine): one per core of the 2-core box.
+# loadfile keeps a module on one worker, so its module fixtures (models run, wheels built)
+# are set up once.
+XDIST ?= -n 2 --dist loadfile
+TEST_PARALLEL = $(PY) -m pytest -m "not serial" $(XDIST)
+TEST_SERIAL = $(PY) -m pytest -m serial
 
-.PHONY: install up down demo test compose-test bench cluster-up cluster-down cluster-test
+.PHONY: install up down demo check test test-parallel test-serial compose-test bench \
+        cluster-up cluster-down cluster-test
 
 install:            ## Debian packages, the HPC runtime (/opt/hpc-venv) and the Airflow venv
 	bash hpc/devcluster/provision.sh install
@@ -25,8 +36,20 @@ down:               ## stop the local stack
 demo: up            ## run one whole day end to end on sample clips, print its summary
 	bash scripts/demo.sh run
 
-test: up            ## the whole test suite on the real local test bed
-	$(PY) -m pytest
+check:              ## lint, format check, types, then the unit tier: no services, < 1 min
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(TYPE_PATHS)
+	$(PY) -m pytest -q -m unit $(XDIST)
+
+test: up            ## the whole suite on the real local stack: the two parts below
+	rc=0; $(TEST_PARALLEL) || rc=$$?; $(TEST_SERIAL) || rc=$$?; exit $$rc
+
+test-parallel:      ## unit and engine tiers, in parallel (after `make install`; no services)
+	$(TEST_PARALLEL)
+
+test-serial:        ## bed, postgres and stack tiers, one test at a time (after `make up`)
+	$(TEST_SERIAL)
 
 # Needs no native stack: its own dockerd (scripts/docker_engine.sh), base images pulled or
 # stood in for (docker/standins/), the project's images, one day through the compose stack.

@@ -101,14 +101,19 @@ class AirflowApi:
                    {"new_state": state})
 
     def wait(self, dag_id: str, run_id: str, timeout_s: float = 1200) -> str:
+        """The run's final state. A poll the api-server is too busy to answer in time (a
+        loaded machine) is not the run's failure: it is polled again until the deadline."""
         deadline = time.monotonic() + timeout_s
-        state = self.run_state(dag_id, run_id)
-        while state not in ("success", "failed"):
+        while True:
+            try:
+                state = self.run_state(dag_id, run_id)
+            except OSError as exc:  # URLError, TimeoutError, ConnectionError
+                state = f"unknown ({exc})"
+            if state in ("success", "failed"):
+                return state
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {state} after {timeout_s:.0f} s")
             time.sleep(3)
-            state = self.run_state(dag_id, run_id)
-        return state
 
 
 def main() -> None:

@@ -1,9 +1,16 @@
 """Shared fixtures: the real local test bed (SLURM + sshd via the project's provisioning
-script, PostgreSQL) and an Airflow environment pointed at it.
+script, PostgreSQL) and an Airflow environment pointed at it, and the test tiers.
 
 Airflow reads its configuration at import, so the environment is set here, before any test
 module imports Airflow. Everything runs as root in CI; jobs run as the non-root submit user.
+
+Tiers are marks applied from the fixtures a test uses (``pytest_collection_modifyitems``):
+``bed`` (SLURM + sshd), ``postgres``, ``stack`` (a running Airflow), ``engine`` (the HPC
+runtime's torch / WhisperX and the model); every test needing a shared service is also
+``serial``; ``network`` reaches a package index; a test with none of them is ``unit`` and
+starts nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,17 +18,15 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from support import HPC_PYTHON, MODEL, MODELS_DIR, PG_DSN, REPO, TEST_NS, create_db, drop_db
+
 PROVISION = REPO / "hpc" / "devcluster" / "provision.sh"
 AIRFLOW_HOME = REPO / ".airflow" / "test"
-PG_DSN = "postgresql://audio:audio@127.0.0.1:5432"
-# AUDIO_TEST_NS suffixes the shared names (metadata DBs, source dirs) so that two checkouts can
-# run their suites side by side on one test bed; CI leaves it empty.
-TEST_NS = os.environ.get("AUDIO_TEST_NS", "")
 AIRFLOW_TEST_DB = f"airflow_test{TEST_NS}"
 
 os.environ.setdefault("AIRFLOW_HOME", str(AIRFLOW_HOME))
@@ -29,17 +34,45 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                      f"postgresql+psycopg2://audio:audio@127.0.0.1:5432/{AIRFLOW_TEST_DB}")
+os.environ.setdefault(
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    f"postgresql+psycopg2://audio:audio@127.0.0.1:5432/{AIRFLOW_TEST_DB}",
+)
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs a worker per core: one torch / OpenMP thread per worker (inherited by
+    # the engines' subprocesses), so two workers never fight over the same cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# tier mark -> the fixtures that put a test in it (their closure: indirect use counts)
+TIER_FIXTURES = {
+    "bed": {"devcluster"},
+    "postgres": {"postgres"},
+    "stack": {"airflow_stack", "stack"},  # the shared Airflow, or a module's own `stack`
+    "engine": {"engine_runtime"},
+    "network": {"package_index"},
+}
+SERIAL_TIERS = {"bed", "postgres", "stack"}
 
 
-def _sh(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=True, text=True, capture_output=True, **kw)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tiers from the fixtures it uses, so none can be forgotten;
+    run the tests of the session's shared Airflow last, so that it is up only while they
+    run (modules stay whole: a stable sort)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        tiers = {tier for tier, fixtures in TIER_FIXTURES.items() if used & fixtures}
+        if tiers & SERIAL_TIERS:
+            tiers.add("serial")
+        if not tiers and not item.get_closest_marker("serial"):
+            tiers.add("unit")
+        for tier in sorted(tiers):
+            item.add_marker(tier)
+    items.sort(key=lambda item: "airflow_stack" in getattr(item, "fixturenames", ()))
 
 
-def _psql(db: str, sql: str) -> None:
-    _sh("runuser", "-u", "postgres", "--", "psql", "-qAt", "-d", db, "-c", sql)
+def _sh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=True, text=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +80,9 @@ def devcluster() -> dict[str, str]:
     """Bring the single-node SLURM cluster + sshd up (or reuse it); return its facts."""
     _sh("bash", str(PROVISION), "configure", "start")
     out = _sh("bash", str(PROVISION), "env").stdout
-    return {k: v.strip('"') for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)}
+    return {
+        k: v.strip('"') for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)
+    }
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +93,11 @@ def ssh_conn_id(devcluster: dict[str, str]) -> str:
         "host": devcluster["DEVCLUSTER_SSH_HOST"],
         "port": int(devcluster["DEVCLUSTER_SSH_PORT"]),
         "login": devcluster["DEVCLUSTER_USER"],
-        "extra": {"key_file": devcluster["DEVCLUSTER_KEY"],
-                  "host_key": devcluster["DEVCLUSTER_HOST_KEY"],
-                  "no_host_key_check": False},
+        "extra": {
+            "key_file": devcluster["DEVCLUSTER_KEY"],
+            "host_key": devcluster["DEVCLUSTER_HOST_KEY"],
+            "no_host_key_check": False,
+        },
     }
     os.environ["AIRFLOW_CONN_HPC_SSH"] = json.dumps(conn)
     return "hpc_ssh"
@@ -74,24 +111,41 @@ def postgres() -> str:
 
 
 @pytest.fixture
-def results_db(postgres: str) -> str:
+def results_db(postgres: str) -> Iterator[str]:
     """A fresh, empty results database for one test; registered as `audio_results_db`."""
     name = f"results_{uuid.uuid4().hex[:10]}"
-    _psql("postgres", f"CREATE DATABASE {name} OWNER audio")
-    os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = json.dumps({
-        "conn_type": "postgres", "host": "127.0.0.1", "port": 5432,
-        "login": "audio", "password": "audio", "schema": name})
+    create_db(name)
+    os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "login": "audio",
+            "password": "audio",
+            "schema": name,
+        }
+    )
     yield f"{postgres}/{name}"
-    _psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    drop_db(name)
 
 
 @pytest.fixture(scope="session")
 def airflow_db(postgres: str) -> None:
     """Airflow's metadata DB (PostgreSQL, so LocalExecutor works), migrated once."""
-    exists = _sh("runuser", "-u", "postgres", "--", "psql", "-qAt", "-c",
-                 f"SELECT 1 FROM pg_database WHERE datname = '{AIRFLOW_TEST_DB}'").stdout.strip()
-    if not exists:
-        _psql("postgres", f"CREATE DATABASE {AIRFLOW_TEST_DB} OWNER audio")
+    create_db(AIRFLOW_TEST_DB)
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
-    _sh(sys.executable, "-m", "airflow", "db", "migrate", env=os.environ.copy())
+    _sh(sys.executable, "-m", "airflow", "db", "migrate")
 
+
+@pytest.fixture(scope="session")
+def engine_runtime() -> dict[str, str]:
+    """The HPC runtime's engines (torch, WhisperX) and the tiny.en model: the engine tier."""
+    model = Path(MODELS_DIR) / MODEL
+    if not (Path(HPC_PYTHON).exists() and model.is_dir()):
+        pytest.fail(f"engine tier: needs {HPC_PYTHON} and {model} (make install)")
+    return {"python": HPC_PYTHON, "models_dir": MODELS_DIR, "model": MODEL}
+
+
+@pytest.fixture(scope="session")
+def package_index() -> None:
+    """The test reaches a package index (PyPI, or the pip/uv index configured): not unit."""

@@ -12,7 +12,7 @@ sshd and slurmdbd stopped and started. A test module opts in by importing the fi
 needs (``world_devcluster`` and ``world_ssh_conn_id`` override the root conftest's
 ``devcluster`` and ``ssh_conn_id`` for the module)::
 
-    from tests.slurm_worlds import slurm_world, world_devcluster, world_ssh_conn_id  # noqa
+    from slurm_worlds import slurm_world, world_devcluster, world_ssh_conn_id  # noqa
 """
 from __future__ import annotations
 

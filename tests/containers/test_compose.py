@@ -5,6 +5,7 @@ the Airflow connections pin the cluster's host key, which a throwaway sshd prove
 the right key passes, a wrong or missing one fails. The stack started for real, a whole day
 through it: test_compose_e2e.py (`make compose-test`).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from support import REPO
+
 COMPOSE = REPO / "docker-compose.yaml"
-AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler",
-                    "airflow-dag-processor", "airflow-triggerer"}
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+}
 DESIGN_SERVICES = AIRFLOW_SERVICES | {"postgres", "hpc"}
 
 
@@ -31,8 +38,13 @@ def compose(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProcess:
         pytest.fail("docker-compose is not installed (apt-get install -y docker-compose)")
     # Only PATH and HOME: the file's ${VAR:-default}s resolve to their defaults.
     env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
-    return subprocess.run(["docker-compose", "-f", str(file), "--project-directory", str(REPO), *args],
-                          capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        ["docker-compose", "-f", str(file), "--project-directory", str(REPO), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +80,9 @@ def test_a_broken_copy_fails_validation(tmp_path: Path, breakage: str) -> None:
     if breakage == "ports":
         doc["services"]["airflow-apiserver"]["ports"] = [{"bogus": 1}]
     else:
-        doc["services"]["airflow-scheduler"]["depends_on"]["airflow-init"]["condition"] = "service_done"
+        doc["services"]["airflow-scheduler"]["depends_on"]["airflow-init"]["condition"] = (
+            "service_done"
+        )
     broken = tmp_path / "docker-compose.yaml"
     broken.write_text(yaml.safe_dump(doc))
     proc = compose("config", "-q", file=broken)
@@ -87,7 +101,10 @@ def test_every_service_of_the_design_exists(resolved: dict) -> None:
     assert services["airflow-apiserver"]["command"] == "api-server"
     assert services["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080/tcp"]  # loopback only
     # One PostgreSQL for Airflow's metadata and the results DB.
-    assert "@postgres:5432/airflow" in env_of(services["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert (
+        "@postgres:5432/airflow"
+        in env_of(services["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    )
     results = json.loads(env_of(services["airflow-scheduler"])["AIRFLOW_CONN_AUDIO_RESULTS_DB"])
     assert (results["host"], results["schema"]) == ("postgres", "audio_results")
     init_sql = (REPO / "docker" / "postgres-init.sql").read_text()
@@ -115,9 +132,13 @@ def test_hpc_image_is_built_by_the_provisioning_script(resolved: dict) -> None:
     assert "hpc/devcluster/provision.sh /opt/audio-pipeline/hpc/devcluster/provision.sh" in copies
     # Besides trusting a proxy's CAs (EXTRA_CA_CERTS, a no-op by default), only provision.sh.
     runs = [args for op, args in steps if op == "RUN" and args != "install-extra-ca"]
-    assert runs and all("/opt/audio-pipeline/hpc/devcluster/provision.sh install" in r for r in runs)
+    assert runs and all(
+        "/opt/audio-pipeline/hpc/devcluster/provision.sh install" in r for r in runs
+    )
     # ... and nothing of its own: no package managers or service setup outside provision.sh.
-    assert not re.search(r"apt-get install|pip install|useradd|slurm\.conf|ssh-keygen", " ".join(runs))
+    assert not re.search(
+        r"apt-get install|pip install|useradd|slurm\.conf|ssh-keygen", " ".join(runs)
+    )
     entry = (REPO / "docker" / "hpc-entrypoint.sh").read_text()
     assert re.search(r'bash "\$PROVISION" configure start', entry)
     assert "/opt/audio-pipeline/hpc/devcluster/provision.sh" in entry
@@ -129,7 +150,9 @@ def test_hpc_image_is_built_by_the_provisioning_script(resolved: dict) -> None:
     assert sample["image"] == hpc["image"]
 
 
-DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile")) + sorted((REPO / "docker" / "standins").glob("*.Dockerfile"))
+DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile")) + sorted(
+    (REPO / "docker" / "standins").glob("*.Dockerfile")
+)
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
@@ -149,12 +172,17 @@ def test_compose_passes_extra_cas_to_every_build(resolved: dict) -> None:
 
 
 def _install_extra_ca(value: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", str(REPO / "docker" / "install-extra-ca.sh")], capture_output=True, text=True,
-                          env={"PATH": os.environ["PATH"], "EXTRA_CA_CERTS": value}, timeout=30)
+    return subprocess.run(
+        ["sh", str(REPO / "docker" / "install-extra-ca.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "EXTRA_CA_CERTS": value},
+        timeout=30,
+    )
 
 
 def test_install_extra_ca_is_a_no_op_without_certs_and_rejects_text_without_any() -> None:
-    assert _install_extra_ca("").returncode == 0   # nothing to do: writes nothing
+    assert _install_extra_ca("").returncode == 0  # nothing to do: writes nothing
     proc = _install_extra_ca("not a certificate\n")
     assert proc.returncode == 1 and "holds no PEM certificate" in proc.stderr
 
@@ -164,6 +192,7 @@ def test_jobs_run_without_a_container_runtime_on_the_provisioned_venv(resolved: 
     config_path = env_of(scheduler)["AUDIO_PIPELINE_CONFIG"]
     host_dir = mounts(scheduler)[str(Path(config_path).parent)].split(":")[0]
     from hpc_pipeline.config import load_config  # plugins/ is on sys.path (conftest)
+
     config = load_config(str(Path(host_dir) / Path(config_path).name))
     assert config.container_runtime == "none"
     assert config.hpc_python == "/opt/hpc-venv/bin/python"  # provision.sh's HPC_VENV
@@ -176,15 +205,25 @@ def test_jobs_run_without_a_container_runtime_on_the_provisioned_venv(resolved: 
 def test_connections_are_json_and_pin_the_host_key(resolved: dict) -> None:
     services = resolved["services"]
     for name in AIRFLOW_SERVICES:
-        conns = {k: json.loads(v) for k, v in env_of(services[name]).items() if k.startswith("AIRFLOW_CONN_")}
+        conns = {
+            k: json.loads(v)
+            for k, v in env_of(services[name]).items()
+            if k.startswith("AIRFLOW_CONN_")
+        }
         assert {"AIRFLOW_CONN_HPC_SSH", "AIRFLOW_CONN_AUDIO_RESULTS_DB"} <= set(conns), name
         ssh = conns["AIRFLOW_CONN_HPC_SSH"]
         extra = ssh["extra"]
         hpc_env = env_of(services["hpc"])
-        assert (ssh["host"], str(ssh["port"]), ssh["login"]) == \
-            (services["hpc"]["hostname"], hpc_env["DEVCLUSTER_SSH_PORT"], hpc_env["DEVCLUSTER_USER"])
+        assert (ssh["host"], str(ssh["port"]), ssh["login"]) == (
+            services["hpc"]["hostname"],
+            hpc_env["DEVCLUSTER_SSH_PORT"],
+            hpc_env["DEVCLUSTER_USER"],
+        )
         init_env = env_of(services["airflow-init"])
-        assert (init_env["HPC_SSH_HOST"], init_env["HPC_SSH_PORT"]) == (ssh["host"], str(ssh["port"]))
+        assert (init_env["HPC_SSH_HOST"], init_env["HPC_SSH_PORT"]) == (
+            ssh["host"],
+            str(ssh["port"]),
+        )
         assert str(extra.get("no_host_key_check", False)).lower() != "true"
         assert str(extra.get("allow_host_key_change", False)).lower() != "true"
         assert extra["key_file"].startswith("/home/airflow/.ssh/")
@@ -193,11 +232,15 @@ def test_connections_are_json_and_pin_the_host_key(resolved: dict) -> None:
         assert ssh_mount == ("airflow-ssh:rw" if name == "airflow-init" else "airflow-ssh:ro")
     # The cluster's state volume (host private key, slurmdbd password) reaches Airflow only
     # through airflow-init, read-only.
-    holders = {n: m for n, s in services.items() for m in mounts(s).values() if m.startswith("hpc-state")}
+    holders = {
+        n: m for n, s in services.items() for m in mounts(s).values() if m.startswith("hpc-state")
+    }
     assert holders == {"hpc": "hpc-state:rw", "airflow-init": "hpc-state:ro"}
 
 
-def test_ssh_hook_from_the_compose_connection_verifies_host_keys(resolved: dict, monkeypatch) -> None:
+def test_ssh_hook_from_the_compose_connection_verifies_host_keys(
+    resolved: dict, monkeypatch
+) -> None:
     from airflow.providers.ssh.hooks.ssh import SSHHook
 
     conn = env_of(resolved["services"]["airflow-scheduler"])["AIRFLOW_CONN_HPC_SSH"]
@@ -205,7 +248,11 @@ def test_ssh_hook_from_the_compose_connection_verifies_host_keys(resolved: dict,
     hook = SSHHook(ssh_conn_id="compose_hpc_ssh")
     # No host_key extra, no skip, no change allowed: get_conn() loads ~/.ssh/known_hosts and
     # keeps paramiko's default RejectPolicy for hosts not found there.
-    assert (hook.no_host_key_check, hook.host_key, hook.allow_host_key_change) == (False, None, False)
+    assert (hook.no_host_key_check, hook.host_key, hook.allow_host_key_change) == (
+        False,
+        None,
+        False,
+    )
 
 
 # ---------------------------------------------------------------------------- the pin, for real
@@ -215,16 +262,28 @@ def _fake_state(state: Path, port: int) -> None:
     """What provision.sh configure_ssh leaves in DEVCLUSTER_STATE."""
     state.mkdir()
     for key in ("ssh_host_ed25519_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(state / key)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(state / key)], check=True
+        )
     host_pub = (state / "ssh_host_ed25519_key.pub").read_text().split()
     (state / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
 
 
 def _pin(state: Path, ssh_dir: Path, host: str, port: int) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(REPO / "docker" / "airflow-init.sh"), "pin"], capture_output=True,
-                          text=True, timeout=30,
-                          env={**os.environ, "DEVCLUSTER_STATE": str(state), "AIRFLOW_SSH_DIR": str(ssh_dir),
-                               "HPC_SSH_HOST": host, "HPC_SSH_PORT": str(port), "AIRFLOW_UID": "12345"})
+    return subprocess.run(
+        ["bash", str(REPO / "docker" / "airflow-init.sh"), "pin"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={
+            **os.environ,
+            "DEVCLUSTER_STATE": str(state),
+            "AIRFLOW_SSH_DIR": str(ssh_dir),
+            "HPC_SSH_HOST": host,
+            "HPC_SSH_PORT": str(port),
+            "AIRFLOW_UID": "12345",
+        },
+    )
 
 
 def test_airflow_init_rewrites_the_pin_for_the_compose_host_name(tmp_path: Path) -> None:
@@ -239,7 +298,9 @@ def test_airflow_init_rewrites_the_pin_for_the_compose_host_name(tmp_path: Path)
     assert (pinned_key.stat().st_uid, pinned_key.stat().st_mode & 0o777) == (12345, 0o600)
     assert (ssh_dir.stat().st_uid, ssh_dir.stat().st_mode & 0o777) == (12345, 0o700)
     assert _pin(tmp_path / "state", ssh_dir, "hpc", 22).returncode == 0
-    assert (ssh_dir / "known_hosts").read_text().startswith("hpc ssh-ed25519 ")  # default port: bare name
+    assert (
+        (ssh_dir / "known_hosts").read_text().startswith("hpc ssh-ed25519 ")
+    )  # default port: bare name
     proc = _pin(tmp_path / "missing", ssh_dir, "hpc", 2222)
     assert proc.returncode == 1 and "has the hpc service started once?" in proc.stderr
 
@@ -259,19 +320,24 @@ def throwaway_sshd(tmp_path: Path):
     state = tmp_path / "state"
     _fake_state(state, port)
     config = tmp_path / "sshd_config"
-    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {state}/ssh_host_ed25519_key\n"
-                      "PidFile none\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-                      "AllowUsers nobody-may-log-in\n")
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {state}/ssh_host_ed25519_key\n"
+        "PidFile none\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "AllowUsers nobody-may-log-in\n"
+    )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode()
+            assert proc.poll() is None, proc.communicate()[1].decode()
             assert time.monotonic() < deadline, "sshd did not start"
             time.sleep(0.1)
     yield state, port
@@ -279,7 +345,9 @@ def throwaway_sshd(tmp_path: Path):
     proc.wait(timeout=10)
 
 
-def test_the_pinned_host_key_is_verified(throwaway_sshd, tmp_path: Path, resolved: dict, monkeypatch) -> None:
+def test_the_pinned_host_key_is_verified(
+    throwaway_sshd, tmp_path: Path, resolved: dict, monkeypatch
+) -> None:
     import paramiko
     from airflow.providers.ssh.hooks.ssh import SSHHook
 
@@ -289,8 +357,10 @@ def test_the_pinned_host_key_is_verified(throwaway_sshd, tmp_path: Path, resolve
     monkeypatch.setenv("HOME", str(home))
     conn = json.loads(env_of(resolved["services"]["airflow-scheduler"])["AIRFLOW_CONN_HPC_SSH"])
     conn.update(host="127.0.0.1", port=port)
-    conn["extra"].update(key_file=str(home / ".ssh" / "devcluster_key"),
-                         known_hosts=str(home / ".ssh" / "known_hosts"))
+    conn["extra"].update(
+        key_file=str(home / ".ssh" / "devcluster_key"),
+        known_hosts=str(home / ".ssh" / "known_hosts"),
+    )
     monkeypatch.setenv("AIRFLOW_CONN_PIN_TEST", json.dumps(conn))
 
     def connect() -> Exception:

@@ -27,7 +27,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-REPO = Path(__file__).resolve().parents[2]
+from support import REPO
+
 CONTAINERS = REPO / "containers"
 DEFS = {"audio_processing": CONTAINERS / "audio_processing.def",
         "pipeline_utils": CONTAINERS / "pipeline_utils.def"}

@@ -1,18 +1,30 @@
 """Fixtures for the whole-DAG tests: a source day of synthesized clips, a site config, the
-DAG module loaded with it."""
+DAG module loaded with it, and the session's one Airflow stack."""
+
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 import sample_clips
-from dag_support import DAY, REPO, SOURCE_ROOT, write_config
+from dag_support import ALERT_TO, DAY, SOURCE_ROOT, write_config
+from support import (
+    REPO,
+    TEST_NS,
+    AirflowStack,
+    Inbox,
+    import_dag,
+    running,
+    smtp_conn,
+    smtp_server,
+    stack_port,
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +45,59 @@ def pipeline_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def daily_dag(pipeline_config: Path, ssh_conn_id: str, airflow_db: None) -> ModuleType:
     """The DAG module, imported the way the DAG processor does, with the test's config."""
-    spec = importlib.util.spec_from_file_location("audio_pipeline_daily",
-                                                  REPO / "dags" / "audio_pipeline_daily.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag("audio_pipeline_daily")
     return module
 
+
+@pytest.fixture(scope="session")
+def alert_inbox() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) the shared stack mails its alerts to: (inbox, port)."""
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    devcluster: dict[str, str],
+    postgres: str,
+    alert_inbox: tuple[Inbox, int],
+) -> Iterator[AirflowStack]:
+    """The session's one real Airflow (api-server, scheduler, dag-processor, triggerer) for
+    every test that can share it; each uses days and DAG runs of its own. Tests run last
+    (tests/conftest.py), so it is up only while they run. Manual runs only, one retry (a
+    loaded machine may fail a task's state report once), planned at once (no late-data wait:
+    a day without a source directory must reach its master job), alerts to ``alert_inbox``,
+    a read-only user and one without any role."""
+    config = write_config(
+        tmp_path_factory.mktemp("stack") / "site.json",
+        uuid.uuid4().hex[:8],
+        schedule=None,
+        retries=1,
+        retry_delay_s=2,
+        max_retry_delay_s=5,
+        readiness={"rule": "none"},
+        alerts={
+            "to": [ALERT_TO],
+            "smtp_conn_id": "alerts_smtp",
+            "from_email": "airflow@example.org",
+            "max_failed_ratio": 0.1,
+            "days_without_complete": 3,
+        },
+    )
+    stack = AirflowStack(
+        home=REPO / ".airflow" / f"test-stack{TEST_NS}",
+        port=stack_port(0),
+        metadata_db=f"airflow_stack_test{TEST_NS}",
+        results_db=f"results_stack{TEST_NS}",
+        config=config,
+        env={
+            "AIRFLOW_USERS": "admin:admin,viewer:viewer,outsider:",
+            "AIRFLOW_CONN_ALERTS_SMTP": smtp_conn(alert_inbox[1]),
+            # A loaded CI box can take tens of seconds to answer a task's start; a client
+            # that gives up sooner retries into "already running" and fails the task.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
+        },
+    )
+    with running(stack):
+        yield stack

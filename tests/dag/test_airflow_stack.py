@@ -6,58 +6,44 @@ rows in PostgreSQL; marking a waiting SLURM task failed (as from the UI) must ca
 a person triggering the DAG with a date from the UI (headless Chromium)
 must see the run succeed.
 """
+
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import uuid
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
 
-from dag_support import REPO, write_config
-from tests.testbed import wait_until
-
 from airflow_api import AirflowApi
+from support import REPO, AirflowStack, wait_until
 
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
 ARTIFACTS = REPO / ".artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], postgres: str,
-          source_day: tuple[str, dict[str, str]]) -> Iterator[dict[str, str]]:
-    """A whole Airflow instance of its own (home, port, metadata DB, results DB)."""
-    results_db = f"results_stack_{uuid.uuid4().hex[:8]}"
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                    f"CREATE DATABASE {results_db} OWNER audio"], check=True)
-    home = REPO / ".airflow" / "test-stack"
-    # On demand (no scheduled run competing for the 2 cores) and one retry: under a loaded
-    # CI machine a task may fail to report its state once, which is what retries are for.
-    config = write_config(tmp_path_factory.mktemp("stack") / "site.json", uuid.uuid4().hex[:8],
-                          schedule=None, retries=1)
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-           "AIRFLOW_DB": f"airflow_stack_test{os.environ.get('AUDIO_TEST_NS', '')}", "RESULTS_DB": results_db,
-           "AUDIO_PIPELINE_CONFIG": str(config)}
-    for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
-        del env[key]  # the stack writes its own; the test process's must not leak in
-    script = str(REPO / "scripts" / "airflow_stack.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        yield {"home": str(home), "results_dsn": f"{postgres}/{results_db}", "day": source_day[0]}
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
-        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                        f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)"], check=False)
+def stack(airflow_stack: AirflowStack, source_day: tuple[str, dict[str, str]]) -> dict[str, str]:
+    """The session's Airflow; this module's day is ``source_day`` (no other test runs it)."""
+    return {
+        "home": str(airflow_stack.home),
+        "results_dsn": airflow_stack.results_dsn,
+        "day": source_day[0],
+        "base": airflow_stack.base_url,
+    }
 
 
 def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]) -> None:
-    api = AirflowApi(f"http://127.0.0.1:{PORT}")
+    api = AirflowApi(stack["base"])
     api.wait_for_dag("audio_pipeline_daily")
     api.unpause("audio_pipeline_daily")
     run_id = api.trigger("audio_pipeline_daily", {"date": stack["day"], "reprocess": "none"})
@@ -65,8 +51,12 @@ def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]
     tasks = api.task_states("audio_pipeline_daily", run_id)
     assert state == "success", tasks
     with psycopg.connect(stack["results_dsn"]) as conn:
-        ok = conn.execute("SELECT count(*) FROM transcripts").fetchone()[0]
-        jobs = conn.execute("SELECT step, state FROM slurm_jobs ORDER BY step").fetchall()
+        (ok,) = conn.execute(
+            "SELECT count(*) FROM transcripts WHERE clip_id LIKE %s", (f"{stack['day']}/%",)
+        ).fetchall()[0]
+        jobs = conn.execute(
+            "SELECT step, state FROM slurm_jobs WHERE day = %s ORDER BY step", (stack["day"],)
+        ).fetchall()
     assert ok == 6
     assert {step for step, _ in jobs} == {"master", "transfer", "audio"}
     # The waits really deferred: each SLURM step has a trigger log written by the triggerer.
@@ -80,36 +70,50 @@ def test_rest_trigger_runs_through_scheduler_and_triggerer(stack: dict[str, str]
 def test_marking_a_waiting_task_failed_cancels_its_slurm_job(stack: dict[str, str]) -> None:
     """The triggerer calls the trigger's on_kill on a user action; the job must not run on."""
     dag = "audio_pipeline_daily"
-    api = AirflowApi(f"http://127.0.0.1:{PORT}")
+    api = AirflowApi(stack["base"])
     api.unpause(dag)
     run_id = api.trigger(dag, {"date": stack["day"], "reprocess": "all"})
-    job_ids = wait_until(lambda: api.task_states(dag, run_id).get("audio") == "deferred"
-                    and api.xcom(dag, run_id, "audio", "slurm_job")["job_ids"], timeout_s=600)
+    job_ids = wait_until(
+        lambda: (
+            api.task_states(dag, run_id).get("audio") == "deferred"
+            and api.xcom(dag, run_id, "audio", "slurm_job")["job_ids"]
+        ),
+        timeout_s=600,
+    )
     # Step in once the triggerer runs the wait (a trigger never started has no on_kill to call).
     audio_logs = Path(stack["home"], "logs", f"dag_id={dag}", f"run_id={run_id}", "task_id=audio")
-    wait_until(lambda: any(" starting" in f.read_text()
-                      for f in audio_logs.glob("attempt=*.log.trigger.*.log")), timeout_s=120)
+    wait_until(
+        lambda: any(
+            " starting" in f.read_text() for f in audio_logs.glob("attempt=*.log.trigger.*.log")
+        ),
+        timeout_s=120,
+    )
     assert _sacct_states(job_ids) <= {"PENDING", "RUNNING"}  # still working when we step in
     api.set_task_state(dag, run_id, "audio", "failed")
     wait_until(lambda: _sacct_states(job_ids) == {"CANCELLED"}, timeout_s=90)
-    assert any(f"Cancelling SLURM jobs {job_ids}" in f.read_text()
-               for f in audio_logs.glob("attempt=*.log.trigger.*.log"))
+    assert any(
+        f"Cancelling SLURM jobs {job_ids}" in f.read_text()
+        for f in audio_logs.glob("attempt=*.log.trigger.*.log")
+    )
     assert api.wait(dag, run_id, timeout_s=300) == "failed"
     assert api.task_states(dag, run_id)["audio"] == "failed"
 
 
 def _sacct_states(job_ids: list[str]) -> set[str]:
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", ",".join(job_ids)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "State", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {line.split()[0] for line in out.splitlines() if line}
-
 
 
 def test_browser_trigger_with_a_date_succeeds(stack: dict[str, str]) -> None:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    base = f"http://127.0.0.1:{PORT}"
+    base = stack["base"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -125,11 +129,15 @@ def test_browser_trigger_with_a_date_succeeds(stack: dict[str, str]) -> None:
         page.wait_for_timeout(2000)
         api = AirflowApi(base)
         api.unpause("audio_pipeline_daily")
-        runs = api._call("GET", "/api/v2/dags/audio_pipeline_daily/dagRuns?order_by=-run_after&limit=1")
+        runs = api._call(
+            "GET", "/api/v2/dags/audio_pipeline_daily/dagRuns?order_by=-run_after&limit=1"
+        )
         run = runs["dag_runs"][0]
         assert run["conf"]["date"] == stack["day"]
         state = api.wait("audio_pipeline_daily", run["dag_run_id"], timeout_s=600)
-        page.goto(f"{base}/dags/audio_pipeline_daily/runs/{run['dag_run_id']}", wait_until="networkidle")
+        page.goto(
+            f"{base}/dags/audio_pipeline_daily/runs/{run['dag_run_id']}", wait_until="networkidle"
+        )
         page.wait_for_timeout(2000)
         page.screenshot(path=str(ARTIFACTS / "browser_trigger_run.png"), full_page=True)
         browser.close()

@@ -12,41 +12,34 @@ Every day ends ``complete``, so these runs are also the clean days of the alerti
 alerts mailed to a real SMTP server (aiosmtpd), not one mail arrives (the partial and failed
 days that do mail are in test_monitoring_live).
 """
+
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
 import sample_clips
-from dag_support import REPO, SOURCE_ROOT, Inbox, smtp_conn, smtp_server, write_config
-
 from airflow_api import AirflowApi
+from dag_support import ALERT_TO, SOURCE_ROOT, write_config
+from support import REPO, TEST_NS, AirflowStack, Inbox, running, smtp_conn, smtp_server, stack_port
 
 # Five runs on a shared 2-core bed: the stack fixture alone can outlast the suite's 900 s.
 pytestmark = pytest.mark.timeout(2400)
 DAG = "audio_pipeline_daily"
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 1  # test_airflow_stack has +0
-NS = os.environ.get("AUDIO_TEST_NS", "")
 SOURCE = SOURCE_ROOT.with_name(f"{SOURCE_ROOT.name}-backfill")  # days of its own
 TODAY = dt.datetime.now(dt.timezone.utc).date()
-START = TODAY - dt.timedelta(days=1)          # catchup: runs dated START and TODAY
+START = TODAY - dt.timedelta(days=1)  # catchup: runs dated START and TODAY
 CATCHUP_DAYS = [(START + dt.timedelta(days=i - 1)).isoformat() for i in range(2)]
 BACKFILL_RUN_DATES = [START - dt.timedelta(days=i) for i in (4, 3, 2)]
 BACKFILL_DAYS = [(d - dt.timedelta(days=1)).isoformat() for d in BACKFILL_RUN_DATES]
-ALERT_TO = "data-team@example.org"
-
-
-def _psql(sql: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,53 +49,73 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str],
-          postgres: str, smtp: tuple[Inbox, int]) -> Iterator[dict[str, Any]]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    devcluster: dict[str, str],
+    postgres: str,
+    smtp: tuple[Inbox, int],
+) -> Iterator[dict[str, Any]]:
     """A fresh Airflow of its own (home, port, metadata DB, results DB, cluster dirs), its
     alerts mailed to ``smtp``."""
     for day in CATCHUP_DAYS + BACKFILL_DAYS:
         sample_clips.make_day(SOURCE, day, clips=1, bad=False, sentences_per_clip=1)
     subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
-    results_db = f"results_backfill_{uuid.uuid4().hex[:8]}"
-    metadata_db = f"airflow_backfill_test{NS}"
-    _psql(f"DROP DATABASE IF EXISTS {metadata_db} WITH (FORCE)")  # runs of an earlier session
-    _psql(f"CREATE DATABASE {results_db} OWNER audio")
-    home = REPO / ".airflow" / f"test-backfill{NS}"
+    home = REPO / ".airflow" / f"test-backfill{TEST_NS}"
     shutil.rmtree(home, ignore_errors=True)
     tag = uuid.uuid4().hex[:8]
     # Scheduled and backfill run ids repeat across sessions (scheduled__<date>): a prefix of
     # its own keeps the operator from reattaching to an earlier session's jobs of that name.
     config = write_config(
-        tmp_path_factory.mktemp("backfill") / "site.json", tag, job_prefix=f"bf{tag}",
-        source_root=str(SOURCE), schedule="@daily", catchup=True, start_date=START.isoformat(),
+        tmp_path_factory.mktemp("backfill") / "site.json",
+        tag,
+        job_prefix=f"bf{tag}",
+        source_root=str(SOURCE),
+        schedule="@daily",
+        catchup=True,
+        start_date=START.isoformat(),
         # Retries: Airflow 3.3 can fail a deferred task whose trigger fires within seconds when
         # the scheduler is slow (apache/airflow#72716, seen here); a retry reattaches to the job.
-        max_active_runs=1, retries=3,
+        max_active_runs=1,
+        retries=3,
         # Two lanes (catchup, backfill) share the bed's 2 CPUs: one CPU per audio job.
-        resources={"audio": {"time": "00:30:00", "mem": "2G", "cpus_per_task": 1,
-                             "array_parallelism": 1}},
-        alerts={"to": [ALERT_TO], "smtp_conn_id": "alerts_smtp", "from_email": "airflow@example.org",
-                "max_failed_ratio": 0.0, "days_without_complete": 1})   # as strict as can be
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-           "AIRFLOW_DB": metadata_db, "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config)}
-    for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
-        del env[key]  # the stack writes its own; the test process's must not leak in
-    env["AIRFLOW_CONN_ALERTS_SMTP"] = smtp_conn(smtp[1])
-    script = str(REPO / "scripts" / "airflow_stack.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        api = AirflowApi(f"http://127.0.0.1:{PORT}")
+        resources={
+            "audio": {"time": "00:30:00", "mem": "2G", "cpus_per_task": 1, "array_parallelism": 1}
+        },
+        alerts={
+            "to": [ALERT_TO],
+            "smtp_conn_id": "alerts_smtp",
+            "from_email": "airflow@example.org",
+            "max_failed_ratio": 0.0,
+            "days_without_complete": 1,
+        },
+    )  # as strict as can be
+    # Its own instance: the DAG's schedule and catchup are this test's subject.
+    stack = AirflowStack(
+        home=home,
+        port=stack_port(1),
+        metadata_db=f"airflow_backfill_test{TEST_NS}",
+        results_db=f"results_backfill{TEST_NS}",
+        config=config,
+        env={"AIRFLOW_CONN_ALERTS_SMTP": smtp_conn(smtp[1])},
+    )
+    with running(stack):
+        api = AirflowApi(stack.base_url)
         api.wait_for_dag(DAG)
         api.unpause(DAG)  # the scheduler now creates the missed (catchup) runs
-        backfill = api.backfill(DAG, f"{BACKFILL_RUN_DATES[0]}T00:00:00Z",
-                                f"{BACKFILL_RUN_DATES[-1]}T00:00:00Z", {"reprocess": "all"})
+        backfill = api.backfill(
+            DAG,
+            f"{BACKFILL_RUN_DATES[0]}T00:00:00Z",
+            f"{BACKFILL_RUN_DATES[-1]}T00:00:00Z",
+            {"reprocess": "all"},
+        )
         runs = _wait_all_done(api, expected=5, timeout_s=2100)
-        yield {"api": api, "runs": runs, "backfill": backfill,
-               "results_dsn": f"{postgres}/{results_db}", "inbox": smtp[0]}
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
-        _psql(f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)")
-        _psql(f"DROP DATABASE IF EXISTS {metadata_db} WITH (FORCE)")
+        yield {
+            "api": api,
+            "runs": runs,
+            "backfill": backfill,
+            "results_dsn": stack.results_dsn,
+            "inbox": smtp[0],
+        }
 
 
 def _wait_all_done(api: AirflowApi, expected: int, timeout_s: float) -> list[dict[str, Any]]:
@@ -115,13 +128,16 @@ def _wait_all_done(api: AirflowApi, expected: int, timeout_s: float) -> list[dic
         if len(runs) >= expected and all(r["state"] in ("success", "failed") for r in runs):
             return runs
         if time.monotonic() > deadline:
-            raise AssertionError(f"runs not done in {timeout_s} s: "
-                                 f"{[(r['dag_run_id'], r['state']) for r in runs]}")
+            raise AssertionError(
+                f"runs not done in {timeout_s} s: {[(r['dag_run_id'], r['state']) for r in runs]}"
+            )
         time.sleep(5)
 
 
 def _day_of(run: dict[str, Any]) -> str:
-    return (dt.datetime.fromisoformat(run["logical_date"]).date() - dt.timedelta(days=1)).isoformat()
+    return (
+        dt.datetime.fromisoformat(run["logical_date"]).date() - dt.timedelta(days=1)
+    ).isoformat()
 
 
 def _assert_one_at_a_time(runs: list[dict[str, Any]]) -> None:
@@ -141,7 +157,8 @@ def _recorded(dsn: str) -> dict[str, tuple]:
             " (SELECT count(DISTINCT j.job_id) FROM slurm_jobs j"
             "   WHERE j.day = d.day AND j.step = 'audio'),"
             " (SELECT count(*) FROM transcripts t WHERE t.clip_id LIKE d.day::text || '/%')"
-            " FROM audio_days d").fetchall()
+            " FROM audio_days d"
+        ).fetchall()
     return {day: tuple(rest) for day, *rest in rows}
 
 
@@ -160,8 +177,9 @@ def test_backfill_processes_each_day_once_one_run_at_a_time(stack: dict[str, Any
         assert recorded[day] == ("complete", 1, 1, 1), (day, recorded.get(day))
     # The scheduler closes a backfill on a later loop than its last run's end.
     deadline = time.monotonic() + 120
-    while (backfill := api._call("GET", f"/api/v2/backfills/{stack['backfill']['id']}")
-           )["completed_at"] is None and time.monotonic() < deadline:
+    while (backfill := api._call("GET", f"/api/v2/backfills/{stack['backfill']['id']}"))[
+        "completed_at"
+    ] is None and time.monotonic() < deadline:
         time.sleep(3)
     assert backfill["completed_at"] is not None and backfill["max_active_runs"] == 1
 

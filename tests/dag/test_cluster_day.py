@@ -17,8 +17,9 @@ import psycopg
 import pytest
 
 import sample_clips
-from dag_support import DAY, REPO, write_config
-from tests.slurm_worlds import SlurmWorld, open_world
+from dag_support import DAY, write_config
+from support import REPO
+from slurm_worlds import SlurmWorld, open_world
 
 _spec = importlib.util.spec_from_file_location("airflow_api", REPO / "scripts" / "airflow_api.py")
 airflow_api = importlib.util.module_from_spec(_spec)

@@ -2,6 +2,7 @@
 
 Runs with ``dag.test()`` (deferrable operators defer and their trigger runs inline).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,12 +23,12 @@ WER_THRESHOLD = 0.15
 
 SNAPSHOT_SQL = {
     "audio_clips": "SELECT clip_id, status, error_kind, error, duration_s, engine, model, "
-                   "job_id, array_index, finished_at FROM audio_clips ORDER BY clip_id",
+    "job_id, array_index, finished_at FROM audio_clips ORDER BY clip_id",
     "transcripts": "SELECT clip_id, text, segments, recorded_at FROM transcripts ORDER BY clip_id",
     "slurm_jobs": "SELECT job_id, array_index, step, state, exit_code, elapsed_s, gpu_seconds "
-                  "FROM slurm_jobs ORDER BY job_id, array_index",
+    "FROM slurm_jobs ORDER BY job_id, array_index",
     "audio_days": "SELECT day, clips_ok, clips_failed, failed_by_reason, audio_seconds, "
-                  "gpu_seconds FROM audio_days",
+    "gpu_seconds FROM audio_days",
 }
 
 
@@ -49,8 +50,11 @@ def test_bad_date_fails_fast_with_a_clear_message(daily_dag: ModuleType, results
     state, tasks = run_day(daily_dag, date="2024-02-30")
     assert state == "failed"
     assert tasks["resolve_day"] == "failed"
-    assert all(s in ("upstream_failed", "skipped", None) for t, s in tasks.items()
-               if t not in ("resolve_day", "ensure_schema"))
+    assert all(
+        s in ("upstream_failed", "skipped", None)
+        for t, s in tasks.items()
+        if t not in ("resolve_day", "ensure_schema")
+    )
     with pytest.raises(AirflowFailException, match="calendar date YYYY-MM-DD, got '2024-02-30'"):
         parse_day("2024-02-30", None, dt.date(2026, 1, 1))
     with pytest.raises(AirflowFailException, match="in the future"):
@@ -59,14 +63,19 @@ def test_bad_date_fails_fast_with_a_clear_message(daily_dag: ModuleType, results
         run_day(daily_dag, date="yesterday")  # rejected by the param's schema at trigger
 
 
-def test_a_day_end_to_end_then_rerun_and_reprocess(daily_dag: ModuleType, results_db: str,
-                                                   source_day: tuple[str, dict[str, str]]) -> None:
+def test_a_day_end_to_end_then_rerun_and_reprocess(
+    daily_dag: ModuleType, results_db: str, source_day: tuple[str, dict[str, str]]
+) -> None:
     day, expected = source_day
     state, tasks = run_day(daily_dag, date=day)
     assert state == "success", tasks
 
-    clips = {cid.split("/", 1)[1]: (status, kind) for cid, status, kind in query(
-        results_db, "SELECT clip_id, status, error_kind FROM audio_clips WHERE day = %s", day)}
+    clips = {
+        cid.split("/", 1)[1]: (status, kind)
+        for cid, status, kind in query(
+            results_db, "SELECT clip_id, status, error_kind FROM audio_clips WHERE day = %s", day
+        )
+    }
     assert set(clips) == set(expected), "every clip at the source is accounted for"
     for name, kind in BAD_CLIPS.items():
         assert clips[name] == ("failed", kind), name
@@ -81,9 +90,14 @@ def test_a_day_end_to_end_then_rerun_and_reprocess(daily_dag: ModuleType, result
 
     steps = {step for (step,) in query(results_db, "SELECT step FROM slurm_jobs")}
     assert steps == {"master", "transfer", "audio"}
-    assert all(state == "COMPLETED" for (state,) in query(results_db, "SELECT state FROM slurm_jobs"))
-    (day_row,) = query(results_db, "SELECT status, clips_ok, clips_failed, failed_by_reason, "
-                                   "audio_seconds, gpu_seconds FROM audio_days")
+    assert all(
+        state == "COMPLETED" for (state,) in query(results_db, "SELECT state FROM slurm_jobs")
+    )
+    (day_row,) = query(
+        results_db,
+        "SELECT status, clips_ok, clips_failed, failed_by_reason, "
+        "audio_seconds, gpu_seconds FROM audio_days",
+    )
     assert day_row[:3] == ("partial", len(good), len(BAD_CLIPS))
     assert day_row[3] == {kind: 1 for kind in BAD_CLIPS.values()}
     assert day_row[4] > 10 * len(good) and day_row[5] > 0
@@ -99,7 +113,10 @@ def test_a_day_end_to_end_then_rerun_and_reprocess(daily_dag: ModuleType, result
     state, tasks = run_day(daily_dag, date=day, reprocess="failed")
     assert state == "success", tasks
     assert query(results_db, "SELECT clips_planned, clips_skipped FROM audio_days") == [
-        (len(BAD_CLIPS), len(good))]
+        (len(BAD_CLIPS), len(good))
+    ]
     after = snapshot(results_db)
     assert after["transcripts"] == before["transcripts"]
-    assert {r[0]: r[1:3] for r in after["audio_clips"]} == {r[0]: r[1:3] for r in before["audio_clips"]}
+    assert {r[0]: r[1:3] for r in after["audio_clips"]} == {
+        r[0]: r[1:3] for r in before["audio_clips"]
+    }

@@ -24,7 +24,8 @@ import psycopg
 import pytest
 
 import sample_clips
-from dag_support import REPO, SOURCE_ROOT, write_config
+from dag_support import SOURCE_ROOT, write_config
+from support import REPO
 from hpc_pipeline.release import release_id
 
 DIST = "audio-pipeline-airflow"

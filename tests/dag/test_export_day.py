@@ -14,7 +14,8 @@ import duckdb
 import psycopg
 import pyarrow.parquet as pq
 
-from dag_support import REPO, write_config
+from dag_support import write_config
+from support import REPO
 
 
 def _import_dag(config: Path) -> ModuleType:

@@ -8,28 +8,25 @@ the reason; ``report_day`` cleared and run again mails nothing more; each run's 
 the day's summary and the status page link; the transcripts Asset event carries the day's
 counts. (A clean day mails nothing: test_backfill_catchup, whose days are all complete.)
 """
+
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from dag_support import REPO, Inbox, smtp_conn, smtp_server, write_config
-
+import sample_clips
 from airflow_api import AirflowApi
+from dag_support import ALERT_TO, SOURCE_ROOT
+from support import AirflowStack, Inbox
 
-# The plain stack test uses AUDIO_TEST_STACK_PORT, the status page test the next port.
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 2
 DAG = "audio_pipeline_daily"
-FAILING_DAY = "2024-01-16"      # no source directory: the master job fails
-ALERT_TO = "data-team@example.org"
+DAY = "2024-01-17"  # 6 speech clips and the 4 bad ones: partial
+FAILING_DAY = "2024-01-16"  # no source directory: the master job fails
 
 
 def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
@@ -38,7 +35,7 @@ def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
     while True:
         try:
             return api._call("GET", path)
-        except OSError:         # URLError, TimeoutError
+        except OSError:  # URLError, TimeoutError
             if time.monotonic() > deadline:
                 raise
             time.sleep(5)
@@ -47,7 +44,9 @@ def _get(api: AirflowApi, path: str, timeout_s: float = 180) -> Any:
 def _wait_run(api: AirflowApi, run_id: str, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while (state := _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}")["state"]) not in (
-            "success", "failed"):
+        "success",
+        "failed",
+    ):
         if time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still {state} after {timeout_s:.0f} s")
         time.sleep(5)
@@ -55,52 +54,26 @@ def _wait_run(api: AirflowApi, run_id: str, timeout_s: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, devcluster: dict[str, str], postgres: str,
-          source_day: tuple[str, dict[str, str]], smtp: tuple[Inbox, int]) -> Iterator[dict[str, Any]]:
-    """An Airflow of its own (home, port, metadata DB, results DB) with alerts to ``smtp``."""
-    results_db = f"results_live_{uuid.uuid4().hex[:8]}"
-    airflow_db = f"airflow_live_test{os.environ.get('AUDIO_TEST_NS', '')}"
-    for sql in (f"DROP DATABASE IF EXISTS {airflow_db} WITH (FORCE)",  # no runs of a past session
-                f"CREATE DATABASE {results_db} OWNER audio"):
-        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
-    home = REPO / ".airflow" / "test-live"
-    config = write_config(
-        tmp_path_factory.mktemp("mon") / "site.json", uuid.uuid4().hex[:8], schedule=None,
-        retries=1, retry_delay_s=2, max_retry_delay_s=5,
-        # plan at once: the failing day must reach its master job (no late-data wait for a
-        # source directory that never comes)
-        readiness={"rule": "none"},
-        alerts={"to": [ALERT_TO], "smtp_conn_id": "alerts_smtp", "from_email": "airflow@example.org",
-                "max_failed_ratio": 0.1, "days_without_complete": 3})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-                "AIRFLOW_DB": airflow_db,
-                "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config),
-                # A loaded CI box can take tens of seconds to answer a task's start; a client
-                # that gives up sooner retries into "already running" and fails the task.
-                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
-                "AIRFLOW_CONN_ALERTS_SMTP": smtp_conn(smtp[1])})
-    script = str(REPO / "scripts" / "airflow_stack.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True)
-    try:
-        api = AirflowApi(f"http://127.0.0.1:{PORT}")
-        api.wait_for_dag(DAG)
-        api.unpause(DAG)
-        runs = {"partial": api.trigger(DAG, {"date": source_day[0], "reprocess": "none"}),
-                "failed": api.trigger(DAG, {"date": FAILING_DAY, "reprocess": "none"})}
-        states = {name: _wait_run(api, run_id, timeout_s=1200) for name, run_id in runs.items()}
-        yield {"home": home, "api": api, "runs": runs, "states": states, "day": source_day[0],
-               "inbox": smtp[0]}
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=False)
-        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc",
-                        f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)"], check=False)
+def stack(airflow_stack: AirflowStack, alert_inbox: tuple[Inbox, int]) -> dict[str, Any]:
+    """Both days run at once on the session's Airflow (alerts to ``alert_inbox``)."""
+    sample_clips.make_day(SOURCE_ROOT, DAY, clips=6)
+    subprocess.run(["chmod", "-R", "a+rX", str(SOURCE_ROOT)], check=True)
+    api = AirflowApi(airflow_stack.base_url)
+    api.wait_for_dag(DAG)
+    api.unpause(DAG)
+    runs = {
+        "partial": api.trigger(DAG, {"date": DAY, "reprocess": "none"}),
+        "failed": api.trigger(DAG, {"date": FAILING_DAY, "reprocess": "none"}),
+    }
+    states = {name: _wait_run(api, run_id, timeout_s=1200) for name, run_id in runs.items()}
+    return {
+        "home": airflow_stack.home,
+        "api": api,
+        "runs": runs,
+        "states": states,
+        "day": DAY,
+        "inbox": alert_inbox[0],
+    }
 
 
 def _task_states(api: AirflowApi, run_id: str) -> dict[str, str]:
@@ -117,21 +90,32 @@ def test_runs_end_as_expected(stack: dict[str, Any]) -> None:
 
 
 def test_audio_trigger_log_shows_progress(stack: dict[str, Any]) -> None:
-    logs = Path(stack["home"], "logs", f"dag_id={DAG}", f"run_id={stack['runs']['partial']}",
-                "task_id=audio")
+    logs = Path(
+        stack["home"],
+        "logs",
+        f"dag_id={DAG}",
+        f"run_id={stack['runs']['partial']}",
+        "task_id=audio",
+    )
     text = "\n".join(f.read_text() for f in logs.glob("attempt=*.log.trigger.*.log"))
     lines = [line for line in text.splitlines() if "Progress: " in line]
     assert lines, text[-3000:]
     # 10 clips in 2 shards of 8, one shard at a time (array_parallelism 1): the second waits,
     # and SLURM says why (accounting reports no reason for it: the controller's, via squeue).
-    assert all(re.search(r"2 indices: pending \d+.*, running \d, done \d, failed \d", ln)
-               for ln in lines), lines
+    assert all(
+        re.search(r"2 indices: pending \d+.*, running \d, done \d, failed \d", ln) for ln in lines
+    ), lines
     assert any("pending 1 (1 JobArrayTaskLimit), running 1, done 0" in ln for ln in lines), lines
-    clips = [tuple(map(int, m.groups())) for ln in lines
-             if (m := re.search(r"clips (\d+)/(\d+) done", ln))]
+    clips = [
+        tuple(map(int, m.groups()))
+        for ln in lines
+        if (m := re.search(r"clips (\d+)/(\d+) done", ln))
+    ]
     assert clips and all(total == 10 for _, total in clips), lines
-    assert clips[-1][0] == 10 and "done 2, failed 0 | clips 10/10 done (100%), 4 failed" in lines[-1]
-    assert [done for done, _ in clips] == sorted(done for done, _ in clips)   # it moves forward
+    assert (
+        clips[-1][0] == 10 and "done 2, failed 0 | clips 10/10 done (100%), 4 failed" in lines[-1]
+    )
+    assert [done for done, _ in clips] == sorted(done for done, _ in clips)  # it moves forward
 
 
 def test_alert_mails_name_day_step_and_reason(stack: dict[str, Any]) -> None:
@@ -141,7 +125,7 @@ def test_alert_mails_name_day_step_and_reason(stack: dict[str, Any]) -> None:
     subject, body = failed[0]
     assert "SLURM job failed" in subject
     assert f"Day {FAILING_DAY}: step master of {DAG} failed" in body
-    assert "does not exist" in body   # the job log's tail: the reason
+    assert "does not exist" in body  # the job log's tail: the reason
     partial = inbox.find(f"{stack['day']}: day {stack['day']} is partial")
     assert len(partial) == 1, [m["Subject"] for m in inbox.messages]
     assert "4 clips failed (40.0% &gt; 10.0%" in partial[0][1]
@@ -160,12 +144,19 @@ def test_run_note_holds_the_day_summary(stack: dict[str, Any]) -> None:
 
 def test_transcripts_asset_event_carries_the_day(stack: dict[str, Any]) -> None:
     events = _get(stack["api"], f"/api/v2/assets/events?source_dag_id={DAG}")["asset_events"]
+    # other tests' runs on the shared stack emit events too: only this module's runs count
+    events = [e for e in events if e["source_run_id"] in stack["runs"].values()]
     assert [e["source_run_id"] for e in events] == [stack["runs"]["partial"]]  # not the failed day
     (event,) = events
     assert event["uri"] == "audio-pipeline://transcripts/"
     extra = event["extra"]
-    assert (extra["day"], extra["status"], extra["clips_ok"], extra["clips_failed"],
-            extra["clips_missing"]) == (stack["day"], "partial", 6, 4, 0)
+    assert (
+        extra["day"],
+        extra["status"],
+        extra["clips_ok"],
+        extra["clips_failed"],
+        extra["clips_missing"],
+    ) == (stack["day"], "partial", 6, 4, 0)
     assert sum(extra["failed_by_reason"].values()) == 4
 
 
@@ -176,11 +167,15 @@ def test_report_day_run_again_mails_nothing_more(stack: dict[str, Any]) -> None:
     subject = f"{day}: day {day} is partial"
     assert len(inbox.find(subject)) == 1
     sent = len(inbox.messages)
-    api._call("POST", f"/api/v2/dags/{DAG}/clearTaskInstances", {
-        "dry_run": False, "dag_run_id": run_id, "task_ids": ["report_day"], "only_failed": False})
+    api._call(
+        "POST",
+        f"/api/v2/dags/{DAG}/clearTaskInstances",
+        {"dry_run": False, "dag_run_id": run_id, "task_ids": ["report_day"], "only_failed": False},
+    )
     deadline = time.monotonic() + 600
-    while (ti := _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/report_day")
-           )["try_number"] < 2 or ti["state"] not in ("success", "failed"):
+    while (ti := _get(api, f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/report_day"))[
+        "try_number"
+    ] < 2 or ti["state"] not in ("success", "failed"):
         assert time.monotonic() < deadline, ti
         time.sleep(3)
     assert ti["state"] == "success"

@@ -1,29 +1,30 @@
 """The schedule settings of the typed config reach the DAG: start date, catchup, run limit."""
+
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from dag_support import REPO
 from hpc_pipeline.config import PipelineConfig, load_config
+from support import import_dag
 
 
 def _parse_dag(config: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AUDIO_PIPELINE_CONFIG", str(config))
-    spec = importlib.util.spec_from_file_location("dag_under_test", REPO / "dags" / "audio_pipeline_daily.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag("dag_under_test")
     return module.dag
 
 
 def test_start_date_catchup_and_run_limit_come_from_the_config(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "site.json"
-    config.write_text(json.dumps({"start_date": "2026-11-20", "catchup": True, "max_active_runs": 1}))
+    config.write_text(
+        json.dumps({"start_date": "2026-11-20", "catchup": True, "max_active_runs": 1})
+    )
     dag = _parse_dag(config, monkeypatch)
     assert dag.start_date == dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
     assert dag.catchup is True and dag.max_active_runs == 1

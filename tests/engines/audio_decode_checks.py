@@ -5,23 +5,24 @@ The independent reference is the FFmpeg command line: PyAV must give the same sa
 the pool (worker processes) the same outcome per clip, bad clips' reasons included, as the
 FFmpeg threads it replaces.
 """
+
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import sample_clips  # noqa: E402
-from audio_hpc.decode import DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples  # noqa: E402
+import sample_clips
+from audio_hpc.decode import DecodeError, DecodeJob, DecodePool, _ffmpeg_samples, _pyav_samples
 
 
 def outcomes(pool: DecodePool) -> dict[str, object]:
-    return {job.clip_id: getattr(o, "kind", None) or round(o.duration_s, 3) for job, o in pool}
+    return {
+        job.clip_id: o.kind if isinstance(o, DecodeError) else round(o.duration_s, 3)
+        for job, o in pool
+    }
 
 
 def main() -> None:
@@ -35,8 +36,10 @@ def main() -> None:
             a, b = _pyav_samples(day / name, 600), _ffmpeg_samples(day / name, 600)
             diffs.append(float(np.abs(a - b).max()) if a.size == b.size else float("inf"))
         out["pyav_vs_ffmpeg_max_abs_diff"] = max(diffs)
-        out["expected"] = {n: t.removeprefix("error:") if t.startswith("error:") else "ok"
-                           for n, t in expected.items()}
+        out["expected"] = {
+            n: t.removeprefix("error:") if t.startswith("error:") else "ok"
+            for n, t in expected.items()
+        }
         jobs = [DecodeJob(n, day / n) for n in sorted(expected)]
         for name, processes in (("processes", True), ("threads", False)):
             with DecodePool(jobs, 2, 600, processes=processes) as pool:

@@ -7,30 +7,29 @@ engine's beam search returned (a beam whose rows took the wrong parent's cache w
 score its tokens do not have). The same weights saved by transformers as a Hugging Face dir
 must load into the same model and transcribe identically.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration  # noqa: E402
-
-import sample_clips  # noqa: E402
-from audio_hpc.decode import decode  # noqa: E402
-from audio_hpc.engines.base import EngineOptions  # noqa: E402
-from audio_hpc.engines.torch_checkpoint import Dims, load_checkpoint  # noqa: E402
-from audio_hpc.engines.torch_decode import BatchDecoder, Decoded, DecodeOptions  # noqa: E402
-from audio_hpc.engines.torch_engine import TorchWhisperEngine  # noqa: E402
-from audio_hpc.engines.torch_model import WhisperTorch  # noqa: E402
-from audio_hpc.engines.torch_pack import Layout, Packing, pack  # noqa: E402
-from audio_hpc.engines.torch_vad import chunk  # noqa: E402
+import sample_clips
+from audio_hpc.decode import decode
+from audio_hpc.engines.base import EngineOptions
+from audio_hpc.engines.torch_checkpoint import Dims, load_checkpoint
+from audio_hpc.engines.torch_decode import BatchDecoder, Decoded, DecodeOptions
+from audio_hpc.engines.torch_engine import TorchWhisperEngine
+from audio_hpc.engines.torch_model import WhisperTorch
+from audio_hpc.engines.torch_pack import Layout, Packing, pack
+from audio_hpc.engines.torch_vad import chunk
 
 MODELS_DIR = Path("/opt/hpc-models")
 CT2_MODEL = "faster-whisper-tiny.en"
@@ -49,11 +48,13 @@ def no_speech_verdicts(model: WhisperTorch, vocab, pieces: list[np.ndarray]) -> 
     search, as the engine does (``transcribe``): no-speech probability and verdict each."""
     rng = np.random.default_rng(1)
     t = np.arange(8 * 16_000) / 16_000
-    quiet = [rng.normal(0, 0.003, t.size).astype(np.float32),
-             (0.02 * np.sin(2 * np.pi * 60 * t)).astype(np.float32)]
+    quiet = [
+        rng.normal(0, 0.003, t.size).astype(np.float32),
+        (0.02 * np.sin(2 * np.pi * 60 * t)).astype(np.float32),
+    ]
     layout = pack(pieces + quiet, Packing())
     rows = len(layout.spans) * BEAM
-    out = {"speech_chunks": len(pieces)}
+    out: dict[str, Any] = {"speech_chunks": len(pieces)}
     for name, beam in (("greedy", 1), ("beam", BEAM)):
         options = DecodeOptions(beam_size=beam)
         decoded = BatchDecoder(model, vocab, rows, "en", options).transcribe(layout)
@@ -64,10 +65,13 @@ def no_speech_verdicts(model: WhisperTorch, vocab, pieces: list[np.ndarray]) -> 
 
 def save_hf(dims: Dims, state_dict: dict, out: Path) -> WhisperForConditionalGeneration:
     """The CT2 weights as transformers' model, saved as a Hugging Face dir (safetensors)."""
-    config = WhisperConfig(**{k: getattr(dims, k) for k in Dims.__dataclass_fields__},
-                           decoder_start_token_id=50257, pad_token_id=50256)
+    config = WhisperConfig(
+        **{k: getattr(dims, k) for k in Dims.__dataclass_fields__},
+        decoder_start_token_id=50257,
+        pad_token_id=50256,
+    )
     hf = WhisperForConditionalGeneration(config).eval()
-    hf.load_state_dict(state_dict, strict=True)     # the conversion's names are transformers'
+    hf.load_state_dict(state_dict, strict=True)  # the conversion's names are transformers'
     ct2_config = json.loads((MODELS_DIR / CT2_MODEL / "config.json").read_text())
     hf.generation_config.suppress_tokens = ct2_config["suppress_ids"]
     hf.generation_config.begin_suppress_tokens = ct2_config["suppress_ids_begin"]
@@ -79,19 +83,25 @@ def save_hf(dims: Dims, state_dict: dict, out: Path) -> WhisperForConditionalGen
 class Reference:
     """transformers' Whisper, with the engine's prompt and token suppression."""
 
-    def __init__(self, hf: WhisperForConditionalGeneration, decoder: BatchDecoder, layout: Layout) -> None:
+    def __init__(
+        self, hf: WhisperForConditionalGeneration, decoder: BatchDecoder, layout: Layout
+    ) -> None:
         self.hf, self.decoder, self.layout = hf, decoder, layout
         extract = WhisperFeatureExtractor(feature_size=hf.config.num_mel_bins)
         with torch.inference_mode():
-            self.encoded = [hf.model.encoder(extract(w, sampling_rate=16_000, return_tensors="pt")
-                                             .input_features) for w in layout.windows]
+            self.encoded = [
+                hf.model.encoder(
+                    extract(w, sampling_rate=16_000, return_tensors="pt").input_features
+                )
+                for w in layout.windows
+            ]
 
     def _logprobs(self, row: int, tokens: list[int]) -> torch.Tensor:
         """Log-probabilities after each of ``tokens`` (prompt + text), suppression applied."""
         ids = torch.tensor([self.decoder.prompt + tokens])
         encoded = self.encoded[self.layout.spans[row].window]
         logits = self.hf(encoder_outputs=encoded, decoder_input_ids=ids).logits[0].float()
-        logits = logits[len(self.decoder.prompt) - 1:]
+        logits = logits[len(self.decoder.prompt) - 1 :]
         bias = torch.stack([self.decoder.begin_bias] + [self.decoder.bias] * (len(logits) - 1))
         return F.log_softmax(logits + bias, dim=-1)
 
@@ -130,7 +140,9 @@ def main() -> None:
         out.update(no_speech_verdicts(model, vocab, pieces))
         rows = len(layout.spans)
         greedy = BatchDecoder(model, vocab, rows * BEAM, "en").decode(layout)
-        beam1 = BatchDecoder(model, vocab, rows, "en", DecodeOptions(beam_size=1)).decode_beam(layout)
+        beam1 = BatchDecoder(model, vocab, rows, "en", DecodeOptions(beam_size=1)).decode_beam(
+            layout
+        )
         beam = BatchDecoder(model, vocab, rows * BEAM, "en", DecodeOptions(beam_size=BEAM))
         beamed = beam.decode_beam(layout)
         hf_dir = tmp / "models" / "whisper-tiny.en-hf"
@@ -138,33 +150,51 @@ def main() -> None:
         out["rows"] = rows
         out["greedy_tokens"] = sum(len(d.tokens) for d in greedy)
         out["greedy_rows_equal_to_transformers"] = sum(
-            d.tokens == ref.greedy(i) for i, d in enumerate(greedy))
+            d.tokens == ref.greedy(i) for i, d in enumerate(greedy)
+        )
         out["beam1_rows_equal_to_greedy"] = sum(a.tokens == b.tokens for a, b in zip(beam1, greedy))
-        out["beam_score_err"] = max(abs(summed(d) - ref.score(i, d.tokens)) for i, d in enumerate(beamed))
-        out["beam_rows_differing_from_greedy"] = sum(a.tokens != b.tokens for a, b in zip(beamed, greedy))
-        fixed = [3 + 2 * i for i in range(rows)]     # the benchmarks' fixed decode lengths
-        out["beam_fixed_lengths"] = [len(d.tokens) for d in beam.decode_beam(layout, fixed_tokens=fixed)]
+        out["beam_score_err"] = max(
+            abs(summed(d) - ref.score(i, d.tokens)) for i, d in enumerate(beamed)
+        )
+        out["beam_rows_differing_from_greedy"] = sum(
+            a.tokens != b.tokens for a, b in zip(beamed, greedy)
+        )
+        fixed = [3 + 2 * i for i in range(rows)]  # the benchmarks' fixed decode lengths
+        out["beam_fixed_lengths"] = [
+            len(d.tokens) for d in beam.decode_beam(layout, fixed_tokens=fixed)
+        ]
         out["beam_fixed_wanted"] = fixed
 
         def per_token(i: int, d: Decoded) -> float:
             return ref.score(i, d.tokens) / max(1, len(d.tokens))
-        out["beam_mean_logprob_per_token"] = sum(per_token(i, d) for i, d in enumerate(beamed)) / rows
-        out["greedy_mean_logprob_per_token"] = sum(per_token(i, d) for i, d in enumerate(greedy)) / rows
+
+        out["beam_mean_logprob_per_token"] = (
+            sum(per_token(i, d) for i, d in enumerate(beamed)) / rows
+        )
+        out["greedy_mean_logprob_per_token"] = (
+            sum(per_token(i, d) for i, d in enumerate(greedy)) / rows
+        )
 
         hf_dims, hf_sd, hf_vocab = load_checkpoint(hf_dir)
         out["hf_files"] = sorted(p.name for p in hf_dir.iterdir())
         out["hf_dims_equal"] = hf_dims == dims
-        out["hf_max_weight_diff"] = max(float((hf_sd[k] - v).abs().max()) for k, v in sd.items()
-                                        if k in hf_sd)
+        out["hf_max_weight_diff"] = max(
+            float((hf_sd[k] - v).abs().max()) for k, v in sd.items() if k in hf_sd
+        )
         out["hf_missing_weights"] = sorted(set(sd) - set(hf_sd) - {"proj_out.weight"})
-        out["hf_suppress_equal"] = ((hf_vocab.suppress, hf_vocab.suppress_begin)
-                                    == (vocab.suppress, vocab.suppress_begin))
+        out["hf_suppress_equal"] = (hf_vocab.suppress, hf_vocab.suppress_begin) == (
+            vocab.suppress,
+            vocab.suppress_begin,
+        )
         texts = {}
         for name in (CT2_MODEL, hf_dir.name):
             root = MODELS_DIR if name == CT2_MODEL else hf_dir.parent
-            engine = TorchWhisperEngine(EngineOptions(str(root), name, device="cpu",
-                                                      compute_type="float32", batch_size=8))
-            texts[name] = {c.clip_id: getattr(t, "text", repr(t)) for c, t in engine.transcribe_stream(clips)}
+            engine = TorchWhisperEngine(
+                EngineOptions(str(root), name, device="cpu", compute_type="float32", batch_size=8)
+            )
+            texts[name] = {
+                c.clip_id: getattr(t, "text", repr(t)) for c, t in engine.transcribe_stream(clips)
+            }
         out["engine_texts_ct2"] = texts[CT2_MODEL]
         out["engine_texts_equal_hf_ct2"] = texts[CT2_MODEL] == texts[hf_dir.name]
     print(json.dumps(out))

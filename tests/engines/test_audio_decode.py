@@ -1,14 +1,15 @@
 """The shard's decoding: PyAV in worker processes gives FFmpeg's samples and FFmpeg's failure
 reasons (tests/engines/audio_decode_checks.py, under the HPC Python)."""
+
 from __future__ import annotations
 
 import pytest
 
-from tests.engines.hpc_checks import run_checks
+from hpc_checks import run_checks
 
 
 @pytest.fixture(scope="module")
-def checks() -> dict:
+def checks(engine_runtime: dict[str, str]) -> dict:
     return run_checks("audio_decode_checks.py", timeout=300)
 
 

@@ -1,15 +1,16 @@
 """The torch engine's decoding against transformers' Whisper holding the same real tiny.en
 weights (greedy tokens, beam-search scores), and a Hugging Face model dir (written by
 transformers) loading and transcribing exactly like the faster-whisper dir it came from."""
+
 from __future__ import annotations
 
 import pytest
 
-from tests.engines.hpc_checks import run_checks
+from hpc_checks import run_checks
 
 
 @pytest.fixture(scope="module")
-def checks() -> dict:
+def checks(engine_runtime: dict[str, str]) -> dict:
     return run_checks("decode_checks.py", timeout=840)
 
 
@@ -25,7 +26,7 @@ def test_beam_search(checks: dict) -> None:
     assert checks["beam1_rows_equal_to_greedy"] == checks["rows"]
     assert checks["beam_score_err"] < 1e-3
     assert checks["beam_mean_logprob_per_token"] >= checks["greedy_mean_logprob_per_token"]
-    assert checks["beam_fixed_lengths"] == checks["beam_fixed_wanted"]   # bench_gpu_throughput
+    assert checks["beam_fixed_lengths"] == checks["beam_fixed_wanted"]  # bench_gpu_throughput
 
 
 def test_one_no_speech_rule_for_greedy_and_beam(checks: dict) -> None:
@@ -44,5 +45,7 @@ def test_hugging_face_dir_is_the_same_model(checks: dict) -> None:
     assert checks["hf_dims_equal"] and checks["hf_suppress_equal"]
     assert checks["hf_max_weight_diff"] == 0.0 and checks["hf_missing_weights"] == []
     assert checks["engine_texts_equal_hf_ct2"]
-    assert all(text and not text.startswith(("NoSpeech", "Error"))
-               for text in checks["engine_texts_ct2"].values())
+    assert all(
+        text and not text.startswith(("NoSpeech", "Error"))
+        for text in checks["engine_texts_ct2"].values()
+    )

@@ -2,6 +2,7 @@
 WhisperX reads), run the way a shard runs it (``audio_hpc.process --engine torch``) next
 to the WhisperX engine (greedy too) on the same staged day: its transcripts must be as good,
 its result lines the same shape, its per-clip failures the same."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,7 @@ import pytest
 
 import sample_clips
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard, ShardSummary, iter_result_lines
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON, MODEL, MODELS_DIR
+from support import HPC_PYTHON, MODEL, MODELS_DIR, REPO
 from wer_score import corpus_wer
 
 DATE = "2024-03-01"
@@ -23,7 +23,7 @@ DATE = "2024-03-01"
 # (wrong mel, misaligned encoder rows, lost windows) measures above 0.5.
 WER_MAX = 0.25
 MAX_GAP_TO_WHISPERX = 0.01
-BEAM_GAP_TO_WHISPERX = 0.03     # 4 words of this corpus
+BEAM_GAP_TO_WHISPERX = 0.03  # 4 words of this corpus
 
 
 def _stage(root: Path) -> dict[str, str]:
@@ -32,10 +32,13 @@ def _stage(root: Path) -> dict[str, str]:
     expected = sample_clips.make_day(root / "src", DATE, clips=6)
     day.mkdir(parents=True)
     (root / "src" / DATE).rename(day / "audio")
-    clips = [Clip(f"{DATE}/{name}", name, f"/src/{name}", (day / "audio" / name).stat().st_size)
-             for name in sorted(expected)]
+    clips = [
+        Clip(f"{DATE}/{name}", name, f"/src/{name}", (day / "audio" / name).stat().st_size)
+        for name in sorted(expected)
+    ]
     (day / "manifest.json").write_text(
-        Manifest(date=DATE, plan_id="p1", source="local", shards=[Shard(0, clips)]).to_json())
+        Manifest(date=DATE, plan_id="p1", source="local", shards=[Shard(0, clips)]).to_json()
+    )
     subprocess.run(["chmod", "-R", "a+rwX", str(root)], check=True)
     return {f"{DATE}/{name}": text for name, text in expected.items()}
 
@@ -45,12 +48,38 @@ def _run_shard(root: Path, engine: str, *extra: str) -> tuple[dict[str, ClipResu
     staging.mkdir()
     subprocess.run(["cp", "-a", str(root / DATE), str(staging)], check=True)
     proc = subprocess.run(
-        [HPC_PYTHON, "-m", "audio_hpc.process", "--date", DATE,
-         "--shard", "0", "--plan-id", "p1", "--staging-root", str(staging),
-         "--models-dir", MODELS_DIR, "--model", MODEL, "--engine", engine,
-         "--device", "cpu", "--compute-type", "float32", "--batch-size", "8", "--workers", "2",
-         *extra],
-        capture_output=True, text=True, timeout=600)
+        [
+            HPC_PYTHON,
+            "-m",
+            "audio_hpc.process",
+            "--date",
+            DATE,
+            "--shard",
+            "0",
+            "--plan-id",
+            "p1",
+            "--staging-root",
+            str(staging),
+            "--models-dir",
+            MODELS_DIR,
+            "--model",
+            MODEL,
+            "--engine",
+            engine,
+            "--device",
+            "cpu",
+            "--compute-type",
+            "float32",
+            "--batch-size",
+            "8",
+            "--workers",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = staging / DATE / "results" / "p1"
     lines = {r.clip_id: r for r in iter_result_lines((out / "shard-0000.jsonl").read_text())}
@@ -58,13 +87,16 @@ def _run_shard(root: Path, engine: str, *extra: str) -> tuple[dict[str, ClipResu
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def day(tmp_path_factory: pytest.TempPathFactory, engine_runtime: dict[str, str]) -> dict:
     root = tmp_path_factory.mktemp("engines")
     expected = _stage(root)
-    return {"expected": expected, "torch": _run_shard(root, "torch"),
-            "whisperx": _run_shard(root, "whisperx", "--beam-size", "1"),
-            "torch_beam": _run_shard(root, "torch", "--beam-size", "5", "--batch-size", "40"),
-            "whisperx_beam": _run_shard(root, "whisperx")}   # its default: beam 5
+    return {
+        "expected": expected,
+        "torch": _run_shard(root, "torch"),
+        "whisperx": _run_shard(root, "whisperx", "--beam-size", "1"),
+        "torch_beam": _run_shard(root, "torch", "--beam-size", "5", "--batch-size", "40"),
+        "whisperx_beam": _run_shard(root, "whisperx"),
+    }  # its default: beam 5
 
 
 def _wer(day: dict, engine: str) -> float:
@@ -92,8 +124,11 @@ def test_torch_beam_search_gains_what_whisperx_beam_search_gains(day: dict) -> N
 
 
 def test_same_failures_with_the_same_reasons(day: dict) -> None:
-    bad = {cid: text.removeprefix("error:") for cid, text in day["expected"].items()
-           if text.startswith("error:")}
+    bad = {
+        cid: text.removeprefix("error:")
+        for cid, text in day["expected"].items()
+        if text.startswith("error:")
+    }
     for engine in ("torch", "whisperx", "torch_beam"):
         lines, summary = day[engine]
         assert set(lines) == set(day["expected"])
@@ -109,7 +144,7 @@ def test_result_lines_have_the_same_shape(day: dict) -> None:
         w = w_lines[cid]
         assert (t.engine, w.engine) == ("torch", "whisperx")
         assert (t.status, t.model, t.date) == (w.status, w.model, w.date)
-        assert t.duration_s == pytest.approx(w.duration_s)   # same FFmpeg decode
+        assert t.duration_s == pytest.approx(w.duration_s)  # same FFmpeg decode
         if t.status != "ok":
             continue
         assert t.language == w.language == "en"

@@ -1,30 +1,31 @@
 """The decoder's Triton attention kernel (in Triton's CPU interpreter) against the torch
 reference, and the invariants of packing chunks into shared windows."""
+
 from __future__ import annotations
 
 import pytest
 
-from tests.engines.hpc_checks import run_checks
+from hpc_checks import run_checks
 
 
 @pytest.fixture(scope="module")
-def checks() -> dict:
+def checks(engine_runtime: dict[str, str]) -> dict:
     return run_checks("kernel_checks.py", timeout=300)
 
 
 def test_kernel_matches_the_reference(checks: dict) -> None:
     k = checks["kernel"]
-    assert k["f32_err"] < 1e-4 and k["fp8_err"] < 1e-4     # same math, same inputs
-    assert k["bf16_err"] < 0.02                              # bf16 output rounding
-    assert k["full_range_vs_sdpa_err"] < 1e-5                # one full range == plain attention
-    assert k["two_ranges_err"] < 1e-4                        # two ranges == attention over both
-    assert k["two_ranges_differs_from_first_only"] > 0.01    # ... and the second one counts
+    assert k["f32_err"] < 1e-4 and k["fp8_err"] < 1e-4  # same math, same inputs
+    assert k["bf16_err"] < 0.02  # bf16 output rounding
+    assert k["full_range_vs_sdpa_err"] < 1e-5  # one full range == plain attention
+    assert k["two_ranges_err"] < 1e-4  # two ranges == attention over both
+    assert k["two_ranges_differs_from_first_only"] > 0.01  # ... and the second one counts
 
 
 def test_kv_store_kernel_matches_the_reference(checks: dict) -> None:
     s = checks["store"]
     assert s["bf16_err"] == 0 and s["scale_err"] == 0 and s["fp8_other_mismatches"] == 0
-    assert s["fp8_interpreter_carry_slips"] < 0.02 * s["fp8_values"]   # the interpreter's, not ours
+    assert s["fp8_interpreter_carry_slips"] < 0.02 * s["fp8_values"]  # the interpreter's, not ours
     assert all(s[f"{n}_untouched_slots_zero"] and s[f"{n}_written"] for n in ("bf16", "fp8"))
 
 

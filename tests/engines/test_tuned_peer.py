@@ -9,8 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON
+from support import HPC_PYTHON, REPO
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@
 registered fixtures; the "transfer" copies between local paths (both collections map to
 this machine's filesystem) and fails the files the test names, as a real task reports
 files it skipped (``skip_source_errors``)."""
+
 from __future__ import annotations
 
 import json
@@ -17,11 +18,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import globus_sdk
-from globus_sdk.testing import get_response_set
+from globus_sdk.testing import RegisteredResponse, get_response_set
 
 
 def _fixture(method: Any) -> dict[str, Any]:
-    return dict(get_response_set(method).lookup("default").json)
+    """globus_sdk.testing's canned answer of ``method`` (a JSON object)."""
+    response = get_response_set(method).lookup("default")
+    assert isinstance(response, RegisteredResponse) and isinstance(response.json, dict)
+    return dict(response.json)
 
 
 class FakeGlobus:
@@ -31,7 +35,7 @@ class FakeGlobus:
     def __init__(self, port: int, owner: str) -> None:
         self.port, self.owner = port, owner
         self.fail: set[str] = set()
-        self.submissions: list[list[dict[str, str]]] = []   # items per POST /transfer
+        self.submissions: list[list[dict[str, str]]] = []  # items per POST /transfer
         self.tasks: dict[str, dict[str, list[dict[str, str]]]] = {}
         self.token_requests = 0
         fake = self
@@ -64,7 +68,7 @@ class FakeGlobus:
         url = f"http://127.0.0.1:{self.port}/"
         return {"GLOBUS_SDK_SERVICE_URL_AUTH": url, "GLOBUS_SDK_SERVICE_URL_TRANSFER": url}
 
-    def __enter__(self) -> "FakeGlobus":
+    def __enter__(self) -> FakeGlobus:
         self.thread.start()
         return self
 
@@ -91,27 +95,46 @@ class FakeGlobus:
         if parts[1] == "task" and parts[2] in self.tasks:
             task = self.tasks[parts[2]]
             if len(parts) == 3:
-                return {"DATA_TYPE": "task", "task_id": parts[2], "status": "SUCCEEDED",
-                        "nice_status": None, "files": len(task["ok"]) + len(task["errors"])}, 200
+                return {
+                    "DATA_TYPE": "task",
+                    "task_id": parts[2],
+                    "status": "SUCCEEDED",
+                    "nice_status": None,
+                    "files": len(task["ok"]) + len(task["errors"]),
+                }, 200
             kind = {"successful_transfers": "ok", "skipped_errors": "errors"}[parts[3]]
             return {"DATA_TYPE": parts[3], "next_marker": None, "DATA": task[kind]}, 200
         return {"code": "NotFound", "message": path}, 404
 
     def _ls(self, path: str) -> dict[str, Any]:
-        entries = [{"DATA_TYPE": "file", "name": p.name, "type": "dir" if p.is_dir() else "file",
-                    "size": p.stat().st_size} for p in sorted(Path(path).iterdir())]
+        entries = [
+            {
+                "DATA_TYPE": "file",
+                "name": p.name,
+                "type": "dir" if p.is_dir() else "file",
+                "size": p.stat().st_size,
+            }
+            for p in sorted(Path(path).iterdir())
+        ]
         return {"DATA_TYPE": "file_list", "path": path, "DATA": entries}
 
     def _transfer(self, doc: dict[str, Any]) -> dict[str, Any]:
-        items = [{"source_path": i["source_path"], "destination_path": i["destination_path"]}
-                 for i in doc["DATA"]]
+        items = [
+            {"source_path": i["source_path"], "destination_path": i["destination_path"]}
+            for i in doc["DATA"]
+        ]
         self.submissions.append(items)
-        task = {"ok": [], "errors": []}
+        task: dict[str, list[dict[str, str]]] = {"ok": [], "errors": []}
         for item in items:
             if Path(item["source_path"]).name in self.fail:
-                task["errors"].append({**item, "DATA_TYPE": "skipped_error",
-                                       "error_code": "PERMISSION_DENIED",
-                                       "error_details": "open: permission denied (fake)"})
+                task["errors"].append(
+                    {
+                        **item,
+                        "DATA_TYPE": "skipped_error",
+                        "error_code": "PERMISSION_DENIED",
+                        "error_details": "open: permission denied (fake)",
+                    }
+                )
                 continue
             dest = Path(item["destination_path"])
             shutil.copyfile(item["source_path"], dest)
@@ -120,5 +143,8 @@ class FakeGlobus:
             task["ok"].append(item)
         task_id = str(uuid.uuid4())
         self.tasks[task_id] = task
-        return {**_fixture(globus_sdk.TransferClient.submit_transfer),
-                "submission_id": doc["submission_id"], "task_id": task_id}
+        return {
+            **_fixture(globus_sdk.TransferClient.submit_transfer),
+            "submission_id": doc["submission_id"],
+            "task_id": task_id,
+        }

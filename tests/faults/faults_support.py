@@ -6,29 +6,30 @@ A fixed logical date gives a fixed run id, so running the day again re-runs the 
 run (same plan id, same SLURM job names): what clearing the failed task does in the UI.
 Finished SLURM steps are reattached, failed ones resubmitted (only their failed indices).
 """
+
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 
-REPO = Path(__file__).resolve().parents[2]
-NS = os.environ.get("AUDIO_TEST_NS", "")
-SOURCE_ROOT = Path(f"/srv/audio-source-faults{NS}")
+from support import TEST_NS, import_dag, merge, write_config
+
+SOURCE_ROOT = Path(f"/srv/audio-source-faults{TEST_NS}")
 DAY = "2026-01-01"
 LOGICAL_DATE = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
-CLIPS = 2   # the smallest day with more than one clip: "every clip once" has to mean something
+CLIPS = 2  # the smallest day with more than one clip: "every clip once" has to mean something
 SUBMIT_HOME = Path("/home/hpcuser")
 
 
@@ -37,34 +38,27 @@ def staging_day(tag: str) -> Path:
     return SUBMIT_HOME / "audio-pipeline-test" / f"faults-{tag}" / "staging" / DAY
 
 
-def write_config(path: Path, tag: str, **overrides: Any) -> Path:
-    """config/local.json, isolated under ``tag`` (remote dirs, job names), one shard, no
-    Airflow retries (each test says when a retry happens)."""
-    config = json.loads((REPO / "config" / "local.json").read_text())
-    config.update(source_root=str(SOURCE_ROOT), remote_root=f"audio-pipeline-test/faults-{tag}",
-                  staging_root=f"audio-pipeline-test/faults-{tag}/staging",
-                  job_prefix=f"f{tag}", retries=0, schedule=None, shard_size=10,
-                  poll_interval_s=1, max_poll_interval_s=3,
-                  retention_days=3650)   # DAY is months old: keep its staged audio to look at
-    # One CPU per shard: the bed's 2 CPUs are shared with other jobs.
-    config["resources"]["audio"].update(cpus_per_task=1, mem="2G")
-    for key, value in overrides.items():
-        if key == "resources":
-            for step, res in value.items():
-                config["resources"].setdefault(step, {}).update(res)
-        else:
-            config[key] = value
-    path.write_text(json.dumps(config))
-    return path
+def site_config(path: Path, tag: str, **overrides: Any) -> Path:
+    """A site config isolated under ``faults-<tag>`` (remote dirs, job names), one shard, no
+    Airflow retries (each test says when a retry happens); nested ``overrides`` merge."""
+    defaults: dict[str, Any] = dict(
+        job_prefix=f"f{tag}",
+        schedule=None,
+        shard_size=10,
+        poll_interval_s=1,
+        max_poll_interval_s=3,
+        retention_days=3650,  # DAY is months old: keep its staged audio to look at
+        # One CPU per shard: the bed's 2 CPUs are shared with other jobs.
+        resources={"audio": {"cpus_per_task": 1, "mem": "2G"}},
+    )
+    return write_config(path, f"faults-{tag}", SOURCE_ROOT, **merge(defaults, overrides))
 
 
 def load_dag(config: Path) -> ModuleType:
     """The DAG module imported with ``config`` (read at import, as the DAG processor does)."""
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(config)
     name = f"audio_pipeline_daily_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, REPO / "dags" / "audio_pipeline_daily.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_dag(name)
     return module
 
 
@@ -76,15 +70,21 @@ class DayRun:
     tries: dict[str, int]
 
 
-def run_day(dag_module: ModuleType, logical_date: dt.datetime = LOGICAL_DATE,
-            **conf: Any) -> DayRun:
+def run_day(
+    dag_module: ModuleType, logical_date: dt.datetime = LOGICAL_DATE, **conf: Any
+) -> DayRun:
     """One run of the day (``date`` defaults to DAY); the same ``logical_date`` is the
     same run again (a retry), another one a new run of the day (a new plan)."""
-    dag_run = dag_module.dag.test(logical_date=logical_date, run_after=logical_date,
-                                  run_conf={"date": DAY, **conf})
+    dag_run = dag_module.dag.test(
+        logical_date=logical_date, run_after=logical_date, run_conf={"date": DAY, **conf}
+    )
     tis = dag_run.get_task_instances()
-    return DayRun(dag_run.state, {ti.task_id: ti.state for ti in tis}, dag_run.run_id,
-                  {ti.task_id: ti.try_number for ti in tis})
+    return DayRun(
+        dag_run.state,
+        {ti.task_id: ti.state for ti in tis},
+        dag_run.run_id,
+        {ti.task_id: ti.try_number for ti in tis},
+    )
 
 
 def query(dsn: str, sql: str, *args: Any) -> list[tuple]:
@@ -99,8 +99,9 @@ def assert_recorded_once(dsn: str, names: list[str], day: str = DAY) -> None:
     assert {s for _, s in rows} == {"ok"}, rows
     texts = query(dsn, "SELECT clip_id, text FROM transcripts")
     assert len(texts) == len(names) and all(t.strip() for _, t in texts), texts
-    assert query(dsn, "SELECT status, clips_ok, clips_missing FROM audio_days WHERE day = %s",
-                 day) == [("complete", len(names), 0)]
+    assert query(
+        dsn, "SELECT status, clips_ok, clips_missing FROM audio_days WHERE day = %s", day
+    ) == [("complete", len(names), 0)]
 
 
 def result_lines(staging_day: Path) -> list[dict[str, Any]]:
@@ -115,24 +116,35 @@ def result_lines(staging_day: Path) -> list[dict[str, Any]]:
 
 def job_ids(name: str) -> list[str]:
     """Ids of every SLURM job (array: the array job id) ever named ``name``."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", f"--name={name}",
-                          "--starttime=now-1days"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID", f"--name={name}", "--starttime=now-1days"],
+        capture_output=True,
+        text=True,
+    ).stdout
     return sorted({line.split("_")[0] for line in out.split()})
 
 
 def live_jobs(prefix: str) -> dict[str, str]:
     """{job id: name} of the controller's pending/running jobs whose name starts ``prefix``."""
     out = subprocess.run(["squeue", "-h", "-o", "%i|%j|%T"], capture_output=True, text=True).stdout
-    return {jid: name for jid, name, state in (line.split("|") for line in out.splitlines())
-            if name.startswith(prefix) and state in ("PENDING", "RUNNING", "CONFIGURING")}
+    return {
+        jid: name
+        for jid, name, state in (line.split("|") for line in out.splitlines())
+        if name.startswith(prefix) and state in ("PENDING", "RUNNING", "CONFIGURING")
+    }
 
 
 class Background:
     """Run ``action`` in a thread once ``ready`` is true (polled), so a fault lands while
     ``dag.test()`` runs the day in the main thread; ``result()`` re-raises its error."""
 
-    def __init__(self, ready: Callable[[], Any], action: Callable[[Any], Any],
-                 timeout_s: float = 600, poll_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        ready: Callable[[], Any],
+        action: Callable[[Any], Any],
+        timeout_s: float = 600,
+        poll_s: float = 0.2,
+    ) -> None:
         self._ready, self._action, self._timeout, self._poll = ready, action, timeout_s, poll_s
         self._error: BaseException | None = None
         self.value: Any = None
@@ -169,8 +181,9 @@ def shard_pids(staging_marker: str) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"audio_hpc.process" in argv and \
-                any(staging_marker.encode() in a for a in argv):
+        if b"audio_hpc.process" in argv and any(
+            staging_marker.encode() in a for a in argv
+        ):
             pids.append(int(proc.name))
     return pids
 
@@ -179,6 +192,7 @@ def assert_modes(root: Path, dir_mode: int, file_mode: int, group: str | None = 
     """Every dir and file under ``root`` (itself included) has exactly these permission bits
     (and group); return how many were checked."""
     import grp
+
     checked = 0
     for path in [root, *root.rglob("*")]:
         st = path.lstat()

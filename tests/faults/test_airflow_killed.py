@@ -2,52 +2,39 @@
 running on SLURM), then restarted. The run completes on the same SLURM job: the restarted
 triggerer resumes the watch from the trigger stored in the metadata DB, nothing is
 resubmitted. A real Airflow of the test's own (home, port, metadata DB, results DB)."""
+
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 
-from faults_support import DAY, REPO, assert_recorded_once, job_ids, write_config
-from tests.testbed import wait_until
-
 from airflow_api import AirflowApi
+from faults_support import DAY, assert_recorded_once, job_ids, site_config
+from support import REPO, TEST_NS, AirflowStack, running, stack_port, wait_until
 
-PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
 DAG = "audio_pipeline_daily"
 
 
-def _psql(sql: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", sql], check=True)
-
-
 @pytest.fixture
-def stack(tmp_path: Path, tag: str, postgres: str, source_day: list[str],
-          devcluster: dict[str, str]) -> Iterator[dict[str, Any]]:
-    results_db = f"results_faults_{tag}"
-    _psql(f"CREATE DATABASE {results_db} OWNER audio")
-    home = REPO / ".airflow" / f"faults-stack{os.environ.get('AUDIO_TEST_NS', '')}"
-    config = write_config(tmp_path / "site.json", tag)
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(PORT),
-           "AIRFLOW_DB": f"airflow_faults_stack{os.environ.get('AUDIO_TEST_NS', '')}",
-           "RESULTS_DB": results_db, "AUDIO_PIPELINE_CONFIG": str(config)}
-    for key in [k for k in env if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))]:
-        del env[key]
-    script = ["bash", str(REPO / "scripts" / "airflow_stack.sh")]
-    subprocess.run([*script, "start"], env=env, check=True)
-    try:
-        yield {"home": home, "dsn": f"{postgres}/{results_db}",
-               "start": lambda: subprocess.run([*script, "start"], env=env, check=True)}
-    finally:
-        subprocess.run([*script, "stop"], env=env, check=False)
-        _psql(f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)")
-
+def stack(
+    tmp_path: Path, tag: str, postgres: str, source_day: list[str], devcluster: dict[str, str]
+) -> Iterator[AirflowStack]:
+    """An Airflow of this test's own: it kills and restarts its components."""
+    stack = AirflowStack(
+        home=REPO / ".airflow" / f"faults-stack{TEST_NS}",
+        port=stack_port(2),
+        metadata_db=f"airflow_faults_stack{TEST_NS}",
+        results_db=f"results_faults_{tag}",
+        config=site_config(tmp_path / "site.json", tag),
+    )
+    with running(stack, keep_metadata=True):
+        yield stack
 
 
 def _kill_group(pidfile: Path) -> None:
@@ -56,26 +43,36 @@ def _kill_group(pidfile: Path) -> None:
 
 
 def test_scheduler_and_triggerer_killed_while_audio_is_deferred(
-        stack: dict[str, Any], source_day: list[str], tag: str) -> None:
-    api = AirflowApi(f"http://127.0.0.1:{PORT}")
+    stack: AirflowStack, source_day: list[str], tag: str
+) -> None:
+    api = AirflowApi(stack.base_url)
     api.wait_for_dag(DAG)
     api.unpause(DAG)
     run_id = api.trigger(DAG, {"date": DAY, "reprocess": "none"})
-    watched = wait_until(lambda: api.task_states(DAG, run_id).get("audio") == "deferred"
-                    and api.xcom(DAG, run_id, "audio", "slurm_job")["job_ids"], timeout_s=900)
-    run_dir = stack["home"] / "run"
+    watched = wait_until(
+        lambda: (
+            api.task_states(DAG, run_id).get("audio") == "deferred"
+            and api.xcom(DAG, run_id, "audio", "slurm_job")["job_ids"]
+        ),
+        timeout_s=900,
+    )
+    run_dir = stack.home / "run"
     for component in ("scheduler", "triggerer"):
         _kill_group(run_dir / f"{component}.pid")
-    time.sleep(5)   # the shard works on while nothing watches it
-    stack["start"]()   # restarts the two dead components
+    time.sleep(5)  # the shard works on while nothing watches it
+    stack.start()  # restarts the two dead components
 
-    state = wait_until(lambda: (s := api.run_state(DAG, run_id)) in ("success", "failed") and s,
-                  timeout_s=900)
+    state = wait_until(
+        lambda: (s := api.run_state(DAG, run_id)) in ("success", "failed") and s, timeout_s=900
+    )
     assert state == "success", api.task_states(DAG, run_id)
     assert api.xcom(DAG, run_id, "audio", "slurm_job")["job_ids"] == watched
-    names = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobName", "--starttime=now-1days"],
-                           capture_output=True, text=True).stdout.split()
+    names = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobName", "--starttime=now-1days"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     audio_names = {n for n in names if n.startswith(f"f{tag}-audio-")}
     (name,) = audio_names
-    assert job_ids(name) == watched               # the same job, never resubmitted
-    assert_recorded_once(stack["dsn"], source_day)
+    assert job_ids(name) == watched  # the same job, never resubmitted
+    assert_recorded_once(stack.results_dsn, source_day)

@@ -4,19 +4,21 @@ logs readable by the submit user and the site's ``staging_group`` only (dirs 275
 Another local user of the cluster cannot read a clip, a result line or a log; a member of
 the group can. (Without ``staging_group`` everything is the owner's alone, 0700 / 0600:
 asserted by test_staging_full.)"""
+
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from faults_support import DAY, NS, assert_modes, assert_recorded_once, load_dag, run_day
+from faults_support import DAY, assert_modes, assert_recorded_once, load_dag, run_day
+from support import TEST_NS
 
-GROUP = f"audio-readers{NS}"
-READER = f"audio-reader{NS}"
+GROUP = f"audio-readers{TEST_NS}"
+READER = f"audio-reader{TEST_NS}"
 OTHER = "nobody"
 
 
@@ -43,13 +45,18 @@ def shared_dir(tag: str) -> Iterator[Path]:
 
 
 def read_as(user: str, path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", user, "--", "head", "-c", "64", str(path)],
-                          capture_output=True)
+    return subprocess.run(
+        ["runuser", "-u", user, "--", "head", "-c", "64", str(path)], capture_output=True
+    )
 
 
 def test_staging_is_readable_by_owner_and_group_only(
-        fault_config: Callable[..., Path], staging_group: str, shared_dir: Path,
-        results_db: str, source_day: list[str]) -> None:
+    fault_config: Callable[..., Path],
+    staging_group: str,
+    shared_dir: Path,
+    results_db: str,
+    source_day: list[str],
+) -> None:
     staging = shared_dir / "staging"
     run = run_day(load_dag(fault_config(staging_root=str(staging), staging_group=staging_group)))
     assert run.state == "success", run.tasks
@@ -59,7 +66,7 @@ def test_staging_is_readable_by_owner_and_group_only(
     clip = day / "audio" / source_day[0]
     (results,) = day.glob("results/*/shard-0000.jsonl")
     logs = sorted((day / "logs").glob("*.out"))
-    assert len(logs) == 3, logs            # master, transfer, audio shard 0
+    assert len(logs) == 3, logs  # master, transfer, audio shard 0
     secret_bearing = [clip, results, logs[-1], day / "request.json", day / "manifest.json"]
     for path in secret_bearing:
         denied = read_as(OTHER, path)

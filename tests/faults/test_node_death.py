@@ -21,6 +21,7 @@ line and one row per clip. The bed is one node shared by every test: the node di
 when no other job is on it, and is healthy again (slurmd running, node up, slurm.conf
 unchanged) when the test ends, passed or failed.
 """
+
 from __future__ import annotations
 
 import collections
@@ -30,18 +31,28 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from faults_support import (DAY, REPO, Background, assert_recorded_once, load_dag, query,
-                            result_lines, run_day, shard_pids, staging_day)
+from faults_support import (
+    DAY,
+    Background,
+    assert_recorded_once,
+    load_dag,
+    query,
+    result_lines,
+    run_day,
+    shard_pids,
+    staging_day,
+)
+from support import REPO
 
 PROVISION = REPO / "hpc" / "devcluster" / "provision.sh"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 HEALTHY = ("idle", "mixed", "allocated")
-ALONE_TIMEOUT_S = 900   # how long the frozen shard waits for other tests' jobs to end
+ALONE_TIMEOUT_S = 900  # how long the frozen shard waits for other tests' jobs to end
 # ~3 min alone on the bed; each of the two deaths may wait ALONE_TIMEOUT_S for the bed
 pytestmark = pytest.mark.timeout(3 * ALONE_TIMEOUT_S)
 
@@ -50,8 +61,15 @@ def _sh(*argv: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
+def _field(pattern: str, text: str, flags: int = 0) -> str:
+    """The first group of ``pattern`` in ``text`` (which must hold it)."""
+    found = re.search(pattern, text, flags)
+    assert found, f"{pattern!r} not in {text[:2000]!r}"
+    return found.group(1)
+
+
 def _slurm_config(key: str) -> str:
-    return re.search(rf"^{key}\s*=\s*(\S+)", _sh("scontrol", "show", "config"), re.M).group(1)
+    return _field(rf"^{key}\s*=\s*(\S+)", _sh("scontrol", "show", "config"), re.M)
 
 
 def audio_job(prefix: str) -> tuple[str, str] | None:
@@ -67,7 +85,9 @@ def wait_alone(prefix: str) -> None:
     """Until the controller holds no job but this test's (pending ones included: one could
     start on the node at any moment). Other sessions share this bed; CI runs tests serially."""
     deadline = time.monotonic() + ALONE_TIMEOUT_S
-    while others := [n for n in _sh("squeue", "-h", "-o", "%j").split() if not n.startswith(prefix)]:
+    while others := [
+        n for n in _sh("squeue", "-h", "-o", "%j").split() if not n.startswith(prefix)
+    ]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"other jobs on the bed for {ALONE_TIMEOUT_S} s: {others[:5]}")
         time.sleep(1)
@@ -100,8 +120,10 @@ def _stepds() -> list[int]:
     pids = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if comm.read_text().strip() == "slurmstepd" and \
-                    os.readlink(comm.parent / "ns" / "pid") == ours:
+            if (
+                comm.read_text().strip() == "slurmstepd"
+                and os.readlink(comm.parent / "ns" / "pid") == ours
+            ):
                 pids.append(int(comm.parent.name))
         except OSError:
             continue
@@ -128,7 +150,7 @@ def power_loss(slurmd_pidfile: Path) -> list[int]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    slurmd_pidfile.unlink()   # /run is a tmpfs: a rebooted node has no stale pid files
+    slurmd_pidfile.unlink()  # /run is a tmpfs: a rebooted node has no stale pid files
     return [slurmd, *stopped]
 
 
@@ -153,8 +175,9 @@ def restore(node: str) -> str:
     slurmd alone, so that no daemon another test stopped on purpose is started), then the
     node resumed if slurmctld did not return it to service on registration. Returns how it
     came back."""
-    started = subprocess.run(["bash", str(PROVISION), "slurmd"], capture_output=True, text=True,
-                             timeout=180)
+    started = subprocess.run(
+        ["bash", str(PROVISION), "slurmd"], capture_output=True, text=True, timeout=180
+    )
     how = "returned to service on registration"
     if not node_state(node)[0].startswith(HEALTHY):
         _sh("scontrol", "update", f"NodeName={node}", "State=RESUME")
@@ -177,19 +200,27 @@ def node_dies(prefix: str, slurmd_pidfile: Path, shard: list[int]) -> dict[str, 
         assert jid, "the audio shard is not running"
     except BaseException:
         for pid in shard:
-            os.kill(pid, signal.SIGCONT)    # let the day finish: the test fails on this error
+            os.kill(pid, signal.SIGCONT)  # let the day finish: the test fails on this error
         raise
     down_at = time.monotonic()
     try:
         killed = power_loss(slurmd_pidfile)
-        _sh("scontrol", "update", f"NodeName={node}", "State=DOWN",
-            "Reason=fault test: power lost (slurmd and the job SIGKILLed)")
+        _sh(
+            "scontrol",
+            "update",
+            f"NodeName={node}",
+            "State=DOWN",
+            "Reason=fault test: power lost (slurmd and the job SIGKILLed)",
+        )
         job = _sh("scontrol", "-o", "show", "job", jid)
-        seen = {"job_id": jid, "node": node, "killed": str(len(killed)),
-                "state": re.search(r"JobState=(\S+)", job).group(1),
-                "restarts": re.search(r"Restarts=(\d+)", job).group(1),
-                "node_state": re.search(r"State=(\S+)",
-                                        _sh("scontrol", "-o", "show", "node", node)).group(1)}
+        seen = {
+            "job_id": jid,
+            "node": node,
+            "killed": str(len(killed)),
+            "state": _field(r"JobState=(\S+)", job),
+            "restarts": _field(r"Restarts=(\d+)", job),
+            "node_state": _field(r"State=(\S+)", _sh("scontrol", "-o", "show", "node", node)),
+        }
     finally:
         how = restore(node)
     return {**seen, "back": how, "down_s": f"{time.monotonic() - down_at:.1f}"}
@@ -202,36 +233,44 @@ def attempts(job_id: str) -> list[str]:
     return [line.split("|")[1] for line in out.splitlines() if line.split("|")[0] == f"{job_id}_0"]
 
 
-def test_node_dies_under_a_running_shard(fault_config: Callable[..., Path], results_db: str,
-                                         source_day: list[str], tag: str,
-                                         capfd: pytest.CaptureFixture) -> None:
+def test_node_dies_under_a_running_shard(
+    fault_config: Callable[..., Path],
+    results_db: str,
+    source_day: list[str],
+    tag: str,
+    capfd: pytest.CaptureFixture,
+) -> None:
     day_dir = staging_day(tag)
     prefix = f"f{tag}"
     conf_before = hashlib.sha256(SLURM_CONF.read_bytes()).hexdigest()
     slurmd_pidfile = Path(_slurm_config("SlurmdPidFile"))
-    assert _slurm_config("JobRequeue") == "1"      # part 2 is the site's requeue
-    node = _sh("sinfo", "-h", "-N", "-o", "%N").split()[0]   # the bed's one node
+    assert _slurm_config("JobRequeue") == "1"  # part 2 is the site's requeue
+    node = _sh("sinfo", "-h", "-N", "-o", "%N").split()[0]  # the bed's one node
     try:
         # 1. --no-requeue: the node dies after the first clip; the job ends NODE_FAIL.
-        died = Background(lambda: result_lines(day_dir) and shard_pids(str(day_dir.parent)),
-                          lambda pids: node_dies(prefix, slurmd_pidfile, pids),
-                          timeout_s=900, poll_s=0.05)
+        died = Background(
+            lambda: result_lines(day_dir) and shard_pids(str(day_dir.parent)),
+            lambda pids: node_dies(prefix, slurmd_pidfile, pids),
+            timeout_s=900,
+            poll_s=0.05,
+        )
         run = run_day(load_dag(fault_config(resources={"audio": {"extra_args": ["--no-requeue"]}})))
         first = died.result(timeout_s=ALONE_TIMEOUT_S + 300)
         log = "".join(capfd.readouterr())
         print(f"first death: {first}")
         assert (first["state"], first["restarts"]) == ("NODE_FAIL", "0"), first
-        assert first["node_state"].startswith("DOWN"), first     # e.g. DOWN*+COMPLETING
+        assert first["node_state"].startswith("DOWN"), first  # e.g. DOWN*+COMPLETING
         assert run.tasks["audio"] == "failed", run.tasks
         assert f"{first['job_id']}_0 NODE_FAIL exit=" in log, log[-4000:]
         assert "NODE_FAIL: the node running the job stopped answering; clear the task" in log
         assert "failed array indices: [0]" in log
         assert attempts(first["job_id"]) == ["NODE_FAIL"]
         done_before = [line["clip_id"] for line in result_lines(day_dir)]
-        assert len(done_before) == 1, done_before   # the first clip; the second was under way
+        assert len(done_before) == 1, done_before  # the first clip; the second was under way
         # record_results ran anyway (all done): the day is recorded as incomplete
         assert query(results_db, "SELECT status, clips_ok, clips_missing FROM audio_days") == [
-            ("incomplete", 1, 1)]
+            ("incomplete", 1, 1)
+        ]
 
         # 2. The retry (site default: requeue) resubmits index 0 only; the node dies again
         #    once that shard has started; SLURM requeues it and the task waits it out.
@@ -239,16 +278,26 @@ def test_node_dies_under_a_running_shard(fault_config: Callable[..., Path], resu
             job = audio_job(prefix)
             logs = list((day_dir / "logs").glob(f"*-{job[0]}_0.out")) if job else []
             started = logs and "1 already done" in logs[0].read_text()
-            return shard_pids(str(day_dir.parent)) if started and job[0] != first["job_id"] else None
-        died = Background(resumed_shard, lambda pids: node_dies(prefix, slurmd_pidfile, pids),
-                          timeout_s=900, poll_s=0.05)
+            return (
+                shard_pids(str(day_dir.parent))
+                if job and started and job[0] != first["job_id"]
+                else None
+            )
+
+        died = Background(
+            resumed_shard,
+            lambda pids: node_dies(prefix, slurmd_pidfile, pids),
+            timeout_s=900,
+            poll_s=0.05,
+        )
         run = run_day(load_dag(fault_config()))
         second = died.result(timeout_s=ALONE_TIMEOUT_S + 300)
         log = "".join(capfd.readouterr())
         print(f"second death: {second}")
         retry = second["job_id"]
-        assert re.findall(r"Submitted SLURM job (\d+) \(array ([^)]*)\) named '[^']*-audio-",
-                          log) == [(retry, "0")], log[-4000:]
+        assert re.findall(
+            r"Submitted SLURM job (\d+) \(array ([^)]*)\) named '[^']*-audio-", log
+        ) == [(retry, "0")], log[-4000:]
         assert second["state"] == "PENDING" and second["restarts"] == "1", second  # requeued
         assert attempts(retry) == ["NODE_FAIL", "COMPLETED"]
         assert run.state == "success", run.tasks
@@ -259,9 +308,11 @@ def test_node_dies_under_a_running_shard(fault_config: Callable[..., Path], resu
         assert per_clip == {f"{DAY}/{n}": 1 for n in source_day}, per_clip
         assert_recorded_once(results_db, source_day)
         # each attempt's job once, the failed one included; the requeued job by its last run
-        assert sorted(query(results_db, "SELECT job_id, array_index, state FROM slurm_jobs "
-                                        "WHERE step = 'audio'")) == sorted([
-            (first["job_id"], 0, "NODE_FAIL"), (retry, 0, "COMPLETED")])
+        assert sorted(
+            query(
+                results_db, "SELECT job_id, array_index, state FROM slurm_jobs WHERE step = 'audio'"
+            )
+        ) == sorted([(first["job_id"], 0, "NODE_FAIL"), (retry, 0, "COMPLETED")])
     finally:
         if not (node_state(node)[0] in HEALTHY and slurmd_alive(slurmd_pidfile)):
             restore(node)

@@ -2,29 +2,41 @@
 transfer, then under the audio shard. Each time a red task says the staging is full and
 where; nothing half-written is counted as done; once space is freed the retry (the same
 run again) completes the day with every clip recorded once."""
+
 from __future__ import annotations
 
 import collections
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from faults_support import (DAY, SOURCE_ROOT, Background, assert_modes, assert_recorded_once,
-                            live_jobs, load_dag, query, result_lines, run_day)
+from faults_support import (
+    DAY,
+    SOURCE_ROOT,
+    Background,
+    assert_modes,
+    assert_recorded_once,
+    live_jobs,
+    load_dag,
+    query,
+    result_lines,
+    run_day,
+)
 
-ROOM_FOR_SMALL_FILES = 24 * 1024   # request/manifest/logs fit (a 4 KiB page each), the clips do not
+ROOM_FOR_SMALL_FILES = 24 * 1024  # request/manifest/logs fit (a 4 KiB page each), the clips do not
 
 
 @pytest.fixture
 def tmpfs(tag: str) -> Iterator[Path]:
     mount = Path(f"/tmp/faults-tmpfs-{tag}")
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount)], check=True
+    )
     shutil.chown(mount, "hpcuser", "hpcuser")
     try:
         yield mount
@@ -48,8 +60,14 @@ def free(mount: Path) -> None:
     (mount / "filler").unlink()
 
 
-def test_staging_full(fault_config: Callable[..., Path], tmpfs: Path, results_db: str,
-                      source_day: list[str], tag: str, capfd: pytest.CaptureFixture) -> None:
+def test_staging_full(
+    fault_config: Callable[..., Path],
+    tmpfs: Path,
+    results_db: str,
+    source_day: list[str],
+    tag: str,
+    capfd: pytest.CaptureFixture,
+) -> None:
     day_dir = tmpfs / "staging" / DAY
     sizes = sum(p.stat().st_size for p in (SOURCE_ROOT / DAY).iterdir())
     assert sizes > ROOM_FOR_SMALL_FILES + 16 * 1024, f"clips too small to overflow: {sizes}"
@@ -75,8 +93,9 @@ def test_staging_full(fault_config: Callable[..., Path], tmpfs: Path, results_db
     out = capfd.readouterr()
     log = out.out + out.err
     assert run.tasks["transfer"] == "success" and run.tasks["audio"] == "failed", run.tasks
-    assert f"STAGING FULL: the filesystem holding {day_dir}/logs (mounted at {tmpfs})" in log, \
-        log[-3000:]
+    assert f"STAGING FULL: the filesystem holding {day_dir}/logs (mounted at {tmpfs})" in log, log[
+        -3000:
+    ]
     assert result_lines(day_dir) == [], "nothing written, nothing torn"
     assert query(results_db, "SELECT count(*) FROM audio_clips WHERE status = 'ok'") == [(0,)]
 

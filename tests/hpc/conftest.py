@@ -10,9 +10,9 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import Bed
-from tests.slurm_worlds import SlurmWorld
+from slurm_jobs import Bed
+from slurm_worlds import SlurmWorld
+from support import REPO
 
 
 @pytest.fixture(scope="module")

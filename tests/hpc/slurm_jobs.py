@@ -7,12 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.slurm_worlds import SlurmWorld
-from tests.testbed import run_as_submit_user
+from slurm_worlds import SlurmWorld
+from support import HPC_PYTHON, run_as_submit_user
 
-HPC_PYTHON = "/opt/hpc-venv/bin/python"
-MODELS_DIR = "/opt/hpc-models"
-MODEL = "faster-whisper-tiny.en"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
             "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 

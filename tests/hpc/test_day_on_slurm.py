@@ -23,9 +23,10 @@ from audio_hpc.plan import select, staged_outcomes
 from audio_hpc.contract import (ClipResult, Manifest, Request, ShardSummary, TransferReport,
                                iter_result_lines)
 from audio_hpc.listing import list_local
-from tests.hpc.clips import BROKEN, SPEECH, make_day
-from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, job_states, wait_job
-from tests.slurm_worlds import slurm_world, world_devcluster  # noqa: F401  (fixtures)
+from clips import BROKEN, SPEECH, make_day
+from slurm_jobs import Bed, job_states, wait_job
+from support import MODEL, MODELS_DIR
+from slurm_worlds import slurm_world, world_devcluster  # noqa: F401  (fixtures)
 from wer_score import corpus_wer, wer
 
 DATE = "2026-11-20"

@@ -1,16 +1,28 @@
 """audio_hpc.db test-connection, in the HPC runtime (psycopg 3) against the local PostgreSQL."""
+
 from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import PG_DSN, REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON
+from support import HPC_PYTHON, PG_DSN, REPO
 
 
 def _run(dsn: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HPC_PYTHON, "-m", "audio_hpc.db",
-                           "--db-string", dsn, "--timeout", "3", "test-connection"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            HPC_PYTHON,
+            "-m",
+            "audio_hpc.db",
+            "--db-string",
+            dsn,
+            "--timeout",
+            "3",
+            "test-connection",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_connects_and_prints_version(postgres: str) -> None:

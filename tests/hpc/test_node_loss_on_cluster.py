@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_contract import Manifest, iter_result_lines
-from tests.hpc.clips import make_day
-from tests.hpc.slurm_jobs import MODEL, MODELS_DIR, Bed, wait_job
-from tests.slurm_worlds import Cluster, SlurmWorld, open_world, world_devcluster  # noqa: F401
+from audio_hpc.contract import Manifest, iter_result_lines
+from clips import make_day
+from slurm_jobs import Bed, wait_job
+from support import MODEL, MODELS_DIR
+from slurm_worlds import Cluster, SlurmWorld, open_world, world_devcluster  # noqa: F401
 
 # SLURM holds a job requeued after NODE_FAIL for ~2 min before it runs again.
 pytestmark = pytest.mark.timeout(1500)

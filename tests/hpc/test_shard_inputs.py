@@ -2,6 +2,7 @@
 manifest version, a shard not in the plan, another plan's manifest, a missing model), and
 repairs a ledger torn by a kill. Runs in the HPC runtime (numpy; WhisperX for the model
 check)."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,29 @@ from pathlib import Path
 import pytest
 
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard, ShardSummary
-from tests.conftest import REPO
-from tests.hpc.slurm_jobs import HPC_PYTHON, MODELS_DIR
+from support import HPC_PYTHON, MODELS_DIR, REPO
 
 DATE = "2024-01-15"
 
 
 def _run(stage: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HPC_PYTHON, "-m", "audio_hpc.process",
-                           "--date", DATE, "--staging-root", str(stage),
-                           "--models-dir", MODELS_DIR, *args],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [
+            HPC_PYTHON,
+            "-m",
+            "audio_hpc.process",
+            "--date",
+            DATE,
+            "--staging-root",
+            str(stage),
+            "--models-dir",
+            MODELS_DIR,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture
@@ -29,16 +42,23 @@ def stage(tmp_path: Path) -> Path:
     day = tmp_path / DATE
     (day / "audio").mkdir(parents=True)
     (day / "audio" / "a.wav").write_bytes(b"not really audio")
-    m = Manifest(date=DATE, plan_id="p1", source="local",
-                 shards=[Shard(0, [Clip(f"{DATE}/a.wav", "a.wav", "/src/a.wav", 1)])])
+    m = Manifest(
+        date=DATE,
+        plan_id="p1",
+        source="local",
+        shards=[Shard(0, [Clip(f"{DATE}/a.wav", "a.wav", "/src/a.wav", 1)])],
+    )
     (day / "manifest.json").write_text(m.to_json())
     return tmp_path
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--shard", "5"), "shard 5 is not in"),
-    (("--shard", "0", "--plan-id", "p2"), "belongs to plan 'p1', not 'p2'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--shard", "5"), "shard 5 is not in"),
+        (("--shard", "0", "--plan-id", "p2"), "belongs to plan 'p1', not 'p2'"),
+    ],
+)
 def test_bad_shard_or_plan(stage: Path, args: tuple[str, ...], message: str) -> None:
     proc = _run(stage, *args)
     assert proc.returncode == 2 and message in proc.stderr
@@ -52,7 +72,8 @@ def test_unknown_manifest_version(stage: Path) -> None:
     assert "manifest.json: schema_version 2 is not supported" in proc.stderr
 
 
-def test_missing_model_fails_the_shard(stage: Path) -> None:
+def test_missing_model_fails_the_shard(stage: Path, engine_runtime: dict[str, str]) -> None:
+    """Engine tier: the runtime imports torch and WhisperX before it looks for the model."""
     proc = _run(stage, "--shard", "0", "--model", "no-such-model")
     assert proc.returncode == 3
     assert "no CTranslate2 model at" in proc.stderr and "no-such-model" in proc.stderr

@@ -1,5 +1,6 @@
 """The local backend, in process: checksum-verified copies, skip when already staged, and an
 unreadable source failing alone."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ DATE = "2024-01-15"
 def _setup(tmp_path: Path) -> tuple[Path, Manifest]:
     src = tmp_path / "src"
     src.mkdir()
-    (src / "a.m4a").write_bytes(b"A" * 3_000_000)    # several copy blocks
+    (src / "a.m4a").write_bytes(b"A" * 3_000_000)  # several copy blocks
     (src / "b.wav").write_bytes(b"B")
     clips = [Clip(f"{DATE}/{n}", n, str(src / n), 1) for n in ("a.m4a", "b.wav")]
     clips.append(Clip(f"{DATE}/gone.mp4", "gone.mp4", str(src / "gone.mp4"), 1))
@@ -26,8 +27,10 @@ def _setup(tmp_path: Path) -> tuple[Path, Manifest]:
 
 
 def _run(day: Path) -> TransferReport:
-    assert transfer_day.main(["--date", DATE, "--staging-root", str(day.parent),
-                              "--backend", "local"]) == 0
+    assert (
+        transfer_day.main(["--date", DATE, "--staging-root", str(day.parent), "--backend", "local"])
+        == 0
+    )
     return TransferReport.from_json((day / "transfer.json").read_text())
 
 
@@ -35,13 +38,16 @@ def test_copy_verify_then_skip(tmp_path: Path) -> None:
     day, _ = _setup(tmp_path)
     first = _run(day)
     assert [(f.name, f.status) for f in first.files] == [
-        ("a.m4a", "transferred"), ("b.wav", "transferred"), ("gone.mp4", "failed")]
+        ("a.m4a", "transferred"),
+        ("b.wav", "transferred"),
+        ("gone.mp4", "failed"),
+    ]
     assert "No such file or directory" in first.files[2].error
     assert first.files[0].checksum == hashlib.sha256(b"A" * 3_000_000).hexdigest()
     assert (day / "audio" / "a.m4a").read_bytes() == b"A" * 3_000_000
     assert not [p for p in (day / "audio").iterdir() if p.name.startswith(".")]
 
-    (day / "audio" / "b.wav").write_bytes(b"stale")        # a different file is replaced
+    (day / "audio" / "b.wav").write_bytes(b"stale")  # a different file is replaced
     second = _run(day)
     assert [f.status for f in second.files] == ["skipped", "transferred", "failed"]
     assert (day / "audio" / "b.wav").read_bytes() == b"B"

@@ -1,5 +1,6 @@
 """Splitting a day's array at the site's limits (pure parts; the real-SLURM run of a split
 array is ``test_slurm_real.py::test_split_array_retries_only_the_failed_shard``)."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,9 +24,18 @@ MaxJobId                = 67043328
 
 
 def _job(jid: str, idx: int | None, state: str, name: str = "n") -> JobState:
-    return JobState(job_id=f"{jid}_{idx}" if idx is not None else jid, array_job_id=jid,
-                    array_index=idx, name=name, state=state, exit_code="0:0", node="vm",
-                    elapsed_s=1, alloc_tres="", gpus=0)
+    return JobState(
+        job_id=f"{jid}_{idx}" if idx is not None else jid,
+        array_job_id=jid,
+        array_index=idx,
+        name=name,
+        state=state,
+        exit_code="0:0",
+        node="vm",
+        elapsed_s=1,
+        alloc_tres="",
+        gpus=0,
+    )
 
 
 def test_site_limits_are_read_from_scontrol_show_config() -> None:
@@ -49,7 +59,11 @@ def test_chunks_respect_the_smaller_limit() -> None:
 
 
 def test_offsets_give_whole_array_indices_and_keep_slurm_ids() -> None:
-    jobs = [_job("7", 0, "COMPLETED", "n"), _job("8", 0, "FAILED", "n+2"), _job("9", None, "RUNNING")]
+    jobs = [
+        _job("7", 0, "COMPLETED", "n"),
+        _job("8", 0, "FAILED", "n+2"),
+        _job("9", None, "RUNNING"),
+    ]
     shifted = with_offsets(jobs, {"8": 2})
     assert [(j.job_id, j.array_index) for j in shifted] == [("7_0", 0), ("8_0", 2), ("9", None)]
     # the log of index 2 of the day is SLURM's 8_0 (what %a expands to in --output)
@@ -66,7 +80,9 @@ def test_split_array_is_judged_over_the_whole_day() -> None:
     assert overall is Verdict.FAILURE and [j.array_index for j in latest] == [0, 1, 2]
     retried = failed + [_job("12", 0, "COMPLETED", "n+2")]
     offsets = {"8": 2, "12": 2}
-    assert judge(["7", "8", "12"], with_offsets(retried, offsets), array_size=3)[0] is Verdict.SUCCESS
+    assert (
+        judge(["7", "8", "12"], with_offsets(retried, offsets), array_size=3)[0] is Verdict.SUCCESS
+    )
     # the operator's plan sees the same: nothing left once part 2's retry completed
     assert array_plan(with_offsets(failed, offsets), 3) == (["7"], [2])
     assert array_plan(with_offsets(retried, offsets), 3) == (["7", "12"], [])
@@ -76,15 +92,18 @@ def test_query_counts_indices_per_part(monkeypatch: pytest.MonkeyPatch) -> None:
     """Parts each start at index 0: accounting listing all 3 indices of a 2 + 1 split needs
     no squeue call; listing 2 of them does (one call)."""
     rest = f"{S}{S}{S}{S}"  # Submit, Start, Reason: empty
-    rows = [f"7_0{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{rest}n\n",
-            f"7_1{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{rest}n\n",
-            f"8_0{S}RUNNING{S}0:0{S}vm{S}1{S}cpu=1{rest}n+2\n"]
+    rows = [
+        f"7_0{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{rest}n\n",
+        f"7_1{S}COMPLETED{S}0:0{S}vm{S}1{S}cpu=1{rest}n\n",
+        f"8_0{S}RUNNING{S}0:0{S}vm{S}1{S}cpu=1{rest}n+2\n",
+    ]
     calls: list[str] = []
     answer = ["".join(rows)]
 
     def run(self: SlurmHook, argv: list[str], timeout: float | None = None) -> tuple[int, str, str]:
         calls.append(argv[0])
         return 0, answer[0] if argv[0] == "sacct" else "", ""
+
     monkeypatch.setattr(SlurmHook, "run", run)
     hook = SlurmHook.__new__(SlurmHook)
     assert len(hook.query(["7", "8"], array_size=3)) == 3 and calls == ["sacct"]
@@ -95,8 +114,9 @@ def test_query_counts_indices_per_part(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_trigger_carries_the_offsets() -> None:
-    trig = SlurmJobTrigger(ssh_conn_id="x", job_ids=["7", "8"], array_size=3,
-                           index_offsets={"8": 2})
+    trig = SlurmJobTrigger(
+        ssh_conn_id="x", job_ids=["7", "8"], array_size=3, index_offsets={"8": 2}
+    )
     cls, kwargs = trig.serialize()
     assert SlurmJobTrigger(**kwargs).index_offsets == {"8": 2}
 
@@ -106,7 +126,7 @@ def test_a_retry_row_accounting_has_not_listed_yet_is_awaited() -> None:
     sacct poll while the first job's FAILED row of 367 is there. Without knowing which job
     runs which index, the old row stood in for it and failed the retry."""
     first = [_job("195", i, "COMPLETED" if i != 2 else "FAILED") for i in range(4)]
-    listed = first + [_job("609", 1, "COMPLETED")]        # the retry ran 1 and 2; 2 not listed
+    listed = first + [_job("609", 1, "COMPLETED")]  # the retry ran 1 and 2; 2 not listed
     owners = {"195": "0,3", "609": "1-2"}
     overall, _, why = judge(["195", "609"], listed, array_size=4, job_indices=owners)
     assert overall is Verdict.UNKNOWN and why == "array indices not reported yet: [2]"

@@ -19,9 +19,9 @@ from airflow.sdk import DAG
 from airflow.serialization.serialized_objects import LazyDeserializedDAG
 from airflow.utils.session import create_session
 
-from tests.slurm_worlds import (SlurmWorld, slurm_world, world_devcluster,  # noqa: F401
+from slurm_worlds import (SlurmWorld, slurm_world, world_devcluster,  # noqa: F401
                                 world_ssh_conn_id)
-from tests.testbed import run_as_submit_user
+from support import run_as_submit_user
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import SlurmSubmitOperator

@@ -1,8 +1,8 @@
 """Capture real ``sacct`` / ``squeue`` output of one SLURM world as golden files for the
 parsers' unit tests (test_golden.py). Run as root from the repository root:
 
-    python -m tests.plugin.golden.capture bed        # the native 22.05 bed (provision.sh)
-    python -m tests.plugin.golden.capture cluster    # the 24.11 cluster (hpc/cluster/)
+    PYTHONPATH=plugins:tests python tests/plugin/golden/capture.py bed      # the 22.05 bed
+    PYTHONPATH=plugins:tests python tests/plugin/golden/capture.py cluster  # 24.11 cluster
 
 Submits, as the submit user over SSH, one job per scenario (jobs.json maps scenario -> job
 id), snapshots both commands exactly as ``SlurmHook`` runs them while the jobs run and again
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from hpc_pipeline.slurm.parse import SACCT_FIELDS, SEP, SQUEUE_FIELDS
-from tests.testbed import run_as_submit_user
+from support import run_as_submit_user
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
