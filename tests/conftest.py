@@ -23,7 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from support import HPC_PYTHON, MODEL, MODELS_DIR, PG_DSN, REPO, TEST_NS, create_db, drop_db
+from support import (
+    HPC_PYTHON,
+    MODEL,
+    MODELS_DIR,
+    PG_DSN,
+    REPO,
+    TEST_NS,
+    create_db,
+    drop_db,
+    use_results_db,
+)
 
 PROVISION = REPO / "hpc" / "devcluster" / "provision.sh"
 AIRFLOW_HOME = REPO / ".airflow" / "test"
@@ -115,16 +125,7 @@ def results_db(postgres: str) -> Iterator[str]:
     """A fresh, empty results database for one test; registered as `audio_results_db`."""
     name = f"results_{uuid.uuid4().hex[:10]}"
     create_db(name)
-    os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": "127.0.0.1",
-            "port": 5432,
-            "login": "audio",
-            "password": "audio",
-            "schema": name,
-        }
-    )
+    use_results_db(name)
     yield f"{postgres}/{name}"
     drop_db(name)
 

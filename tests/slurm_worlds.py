@@ -14,6 +14,7 @@ needs (``world_devcluster`` and ``world_ssh_conn_id`` override the root conftest
 
     from slurm_worlds import slurm_world, world_devcluster, world_ssh_conn_id  # noqa
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,10 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -38,11 +40,12 @@ CLUSTER_ENABLED = os.environ.get("AUDIO_TEST_CLUSTER") == "1"
 
 def _facts(command: list[str]) -> dict[str, str]:
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return {k: v.strip('"') for k, v in (line.split("=", 1) for line in out.splitlines()
-                                         if "=" in line)}
+    return {
+        k: v.strip('"') for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)
+    }
 
 
-def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -53,16 +56,18 @@ def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-unt
 @dataclass
 class SlurmWorld:
     """One SLURM installation and how a test drives its faults."""
-    name: str                    # "bed" | "cluster"
-    version: str                 # "22.05", "24.11"
-    facts: dict[str, str]        # DEVCLUSTER_* (ssh host, port, user, key, known_hosts, host key)
-    scratch: Path                # a dir every node sees, at the same path as on this host
-    compute_nodes: list[str] = field(default_factory=list)   # SLURM's node names
+
+    name: str  # "bed" | "cluster"
+    version: str  # "22.05", "24.11"
+    facts: dict[str, str]  # DEVCLUSTER_* (ssh host, port, user, key, known_hosts, host key)
+    scratch: Path  # a dir every node sees, at the same path as on this host
+    compute_nodes: list[str] = field(default_factory=list)  # SLURM's node names
 
     def slurm(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         """A SLURM client command as root, where the controller is."""
-        return subprocess.run(self._on("slurmctld", argv), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            self._on("slurmctld", argv), capture_output=True, text=True, timeout=timeout
+        )
 
     def stop_sshd(self) -> None:
         """The login node's sshd gone, with the sessions it serves (a restarted sshd alone
@@ -87,18 +92,28 @@ class SlurmWorld:
 
 class NativeBed(SlurmWorld):
     """Everything runs on this host; daemons are stopped by their pid files."""
+
     SSHD_PIDFILE = "/run/devcluster-sshd.pid"
-    SSHD = ["/usr/sbin/sshd", "-f", "/var/lib/hpc-devcluster/sshd_config",
-            "-E", "/var/log/hpc-devcluster/sshd.log"]
+    SSHD = [
+        "/usr/sbin/sshd",
+        "-f",
+        "/var/lib/hpc-devcluster/sshd_config",
+        "-E",
+        "/var/log/hpc-devcluster/sshd.log",
+    ]
 
     def stop_sshd(self) -> None:
         _terminate(self.SSHD_PIDFILE)
         port = int(self.facts["DEVCLUSTER_SSH_PORT"])
         conns = psutil.net_connections(kind="tcp")
-        ours = {c.laddr.port for c in conns
-                if c.pid == os.getpid() and c.raddr and c.raddr.port == port}
-        for pid in {c.pid for c in conns if c.pid and c.laddr.port == port and c.raddr
-                    and c.raddr.port in ours}:
+        ours = {
+            c.laddr.port for c in conns if c.pid == os.getpid() and c.raddr and c.raddr.port == port
+        }
+        for pid in {
+            c.pid
+            for c in conns
+            if c.pid and c.laddr.port == port and c.raddr and c.raddr.port in ours
+        }:
             psutil.Process(pid).terminate()
 
     def start_sshd(self) -> None:
@@ -119,8 +134,9 @@ class Cluster(SlurmWorld):
     """Nodes are containers of the private Docker engine (scripts/docker_engine.sh)."""
 
     def _docker(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self._on(None, list(args)), capture_output=True, text=True,
-                              check=True)
+        return subprocess.run(
+            self._on(None, list(args)), capture_output=True, text=True, check=True
+        )
 
     def _on(self, node: str | None, argv: list[str]) -> list[str]:
         """argv run on ``node`` (``docker exec``), or a docker command when node is None."""
@@ -129,8 +145,13 @@ class Cluster(SlurmWorld):
 
     def stop_node(self, node: str, kill: bool = False) -> None:
         """``docker kill`` (the node dies at once) or ``docker stop`` (its daemon exits)."""
-        self._docker(*(["kill", f"hpc-cluster-{node}"] if kill
-                       else ["stop", "-t", "2", f"hpc-cluster-{node}"]))
+        self._docker(
+            *(
+                ["kill", f"hpc-cluster-{node}"]
+                if kill
+                else ["stop", "-t", "2", f"hpc-cluster-{node}"]
+            )
+        )
 
     def start_node(self, node: str) -> None:
         self._docker("start", f"hpc-cluster-{node}")
@@ -140,30 +161,53 @@ class Cluster(SlurmWorld):
         self._docker("restart", "-t", "5", "hpc-cluster-slurmctld")
 
     def stop_sshd(self) -> None:
-        self.stop_node("login")    # the login node's sshd is its main process
+        self.stop_node("login")  # the login node's sshd is its main process
 
     def start_sshd(self) -> None:
         self.start_node("login")
-        _until(lambda: subprocess.run(
-            ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{self.facts['DEVCLUSTER_SSH_PORT']}"],
-            capture_output=True).returncode == 0, 30, "login node's sshd back")
+        _until(
+            lambda: (
+                subprocess.run(
+                    [
+                        "bash",
+                        "-c",
+                        f"exec 3<>/dev/tcp/127.0.0.1/{self.facts['DEVCLUSTER_SSH_PORT']}",
+                    ],
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+            30,
+            "login node's sshd back",
+        )
 
     def stop_slurmdbd(self) -> None:
         """The daemon only: its host stays up (a stopped container's name stops resolving,
         and clients then wait minutes on DNS instead of being refused)."""
-        self._docker("exec", "hpc-cluster-slurmdbd", "bash", "-c",
-                     'kill "$(cat /run/slurmdbd.pid)"; while pgrep -x slurmdbd; do sleep 0.2; done')
+        self._docker(
+            "exec",
+            "hpc-cluster-slurmdbd",
+            "bash",
+            "-c",
+            'kill "$(cat /run/slurmdbd.pid)"; while pgrep -x slurmdbd; do sleep 0.2; done',
+        )
 
     def start_slurmdbd(self) -> None:
-        self._docker("exec", "hpc-cluster-slurmdbd", "bash", "-c",
-                     "pgrep -x slurmdbd >/dev/null || /usr/sbin/slurmdbd")
+        self._docker(
+            "exec",
+            "hpc-cluster-slurmdbd",
+            "bash",
+            "-c",
+            "pgrep -x slurmdbd >/dev/null || /usr/sbin/slurmdbd",
+        )
         _until(self.accounting_up, 90, "slurmdbd back")
 
 
 def docker_host() -> str:
     """The private engine's socket (``scripts/docker_engine.sh env``)."""
-    out = subprocess.run(["bash", str(DOCKER_ENGINE), "env"], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["bash", str(DOCKER_ENGINE), "env"], check=True, capture_output=True, text=True
+    ).stdout
     return out.strip().split("DOCKER_HOST=", 1)[1]
 
 
@@ -185,13 +229,21 @@ def _terminate(pidfile: str) -> None:
 def open_world(name: str) -> SlurmWorld:
     """Bring the world up (idempotent) and describe it."""
     if name == "bed":
-        subprocess.run(["bash", str(PROVISION), "configure", "start"], check=True,
-                       capture_output=True)
-        return NativeBed("bed", "22.05", _facts(["bash", str(PROVISION), "env"]), Path("/tmp"),
-                         [socket.gethostname().split(".")[0]])
+        subprocess.run(
+            ["bash", str(PROVISION), "configure", "start"], check=True, capture_output=True
+        )
+        return NativeBed(
+            "bed",
+            "22.05",
+            _facts(["bash", str(PROVISION), "env"]),
+            Path("/tmp"),
+            [socket.gethostname().split(".")[0]],
+        )
     if not CLUSTER_ENABLED:
-        pytest.skip("the SLURM 24.11 cluster tier is off: `make cluster-up`, then run with "
-                    "AUDIO_TEST_CLUSTER=1 (needs Docker: scripts/docker_engine.sh)")
+        pytest.skip(
+            "the SLURM 24.11 cluster tier is off: `make cluster-up`, then run with "
+            "AUDIO_TEST_CLUSTER=1 (needs Docker: scripts/docker_engine.sh)"
+        )
     if not shutil.which("dockerd"):
         pytest.skip("no Docker engine (dockerd) on this machine: the 24.11 cluster cannot run")
     subprocess.run(["bash", str(CLUSTER), "up"], check=True, capture_output=True)
@@ -216,11 +268,19 @@ def world_ssh_conn_id(slurm_world: SlurmWorld) -> Iterator[str]:
     that other modules keep the bed."""
     facts = slurm_world.facts
     before = os.environ.get("AIRFLOW_CONN_HPC_SSH")
-    os.environ["AIRFLOW_CONN_HPC_SSH"] = json.dumps({
-        "conn_type": "ssh", "host": facts["DEVCLUSTER_SSH_HOST"],
-        "port": int(facts["DEVCLUSTER_SSH_PORT"]), "login": facts["DEVCLUSTER_USER"],
-        "extra": {"key_file": facts["DEVCLUSTER_KEY"], "host_key": facts["DEVCLUSTER_HOST_KEY"],
-                  "no_host_key_check": False}})
+    os.environ["AIRFLOW_CONN_HPC_SSH"] = json.dumps(
+        {
+            "conn_type": "ssh",
+            "host": facts["DEVCLUSTER_SSH_HOST"],
+            "port": int(facts["DEVCLUSTER_SSH_PORT"]),
+            "login": facts["DEVCLUSTER_USER"],
+            "extra": {
+                "key_file": facts["DEVCLUSTER_KEY"],
+                "host_key": facts["DEVCLUSTER_HOST_KEY"],
+                "no_host_key_check": False,
+            },
+        }
+    )
     yield "hpc_ssh"
     if before is None:
         os.environ.pop("AIRFLOW_CONN_HPC_SSH", None)

@@ -59,6 +59,36 @@ def drop_db(name: str) -> None:
     psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def one(conn: Any, sql: str) -> tuple[Any, ...]:
+    """The one row ``sql`` returns on psycopg connection ``conn`` (a test's own query)."""
+    row = conn.execute(sql).fetchone()
+    assert row is not None, f"no row from {sql}"
+    return tuple(row)
+
+
+def parquet_query(sql: str) -> list[tuple[Any, ...]]:
+    """DuckDB's rows for ``sql`` over Parquet files, read as a researcher would."""
+    import duckdb  # only the export tests need it
+
+    relation = duckdb.sql(sql)
+    assert relation is not None, sql
+    return relation.fetchall()
+
+
+def use_results_db(name: str) -> None:
+    """Point the ``audio_results_db`` connection at database ``name`` (the tests' role)."""
+    os.environ["AIRFLOW_CONN_AUDIO_RESULTS_DB"] = json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "login": "audio",
+            "password": "audio",
+            "schema": name,
+        }
+    )
+
+
 def run_as_submit_user(devcluster: dict[str, str], command: str) -> subprocess.CompletedProcess:
     """Run a shell command on the test bed as the submit user, the way Airflow does (SSH)."""
     return subprocess.run(

@@ -26,6 +26,7 @@ failed.
 Texts reach the mail as they are, HTML-escaped and never rendered as Jinja: error messages
 and clip names come from untrusted files and must not pull secrets in through templates.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -47,7 +48,7 @@ _MAX_REASON = 4000  # characters of a failure's message in a mail (the log has a
 @dataclass(frozen=True)
 class Alert:
     subject: str
-    body: str       # plain text; sent as escaped <pre>
+    body: str  # plain text; sent as escaped <pre>
 
 
 def failed_ratio(summary: dict[str, Any]) -> float:
@@ -58,34 +59,52 @@ def failed_ratio(summary: dict[str, Any]) -> float:
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str       # "incomplete" | "partial" | "no_complete_day": part of the once-only key
+    kind: str  # "incomplete" | "partial" | "no_complete_day": part of the once-only key
     text: str
 
 
-def day_problems(day: str, summary: dict[str, Any] | None, last_complete: str | None,
-                 cfg: AlertConfig) -> list[Problem]:
+def day_problems(
+    day: str, summary: dict[str, Any] | None, last_complete: str | None, cfg: AlertConfig
+) -> list[Problem]:
     """What is wrong with ``day`` after recording (``summary``: its ``audio_days`` row, None
     when nothing was recorded), and with the days before it; ``[]`` for a clean day."""
     problems = []
     if summary and summary["status"] == "incomplete":
-        problems.append(Problem("incomplete", f"day {day} is incomplete: "
-                                f"{summary['clips_missing']} planned clips have no result"))
-    elif summary and summary["status"] == "partial" and failed_ratio(summary) > cfg.max_failed_ratio:
+        problems.append(
+            Problem(
+                "incomplete",
+                f"day {day} is incomplete: {summary['clips_missing']} planned clips have no result",
+            )
+        )
+    elif (
+        summary and summary["status"] == "partial" and failed_ratio(summary) > cfg.max_failed_ratio
+    ):
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["failed_by_reason"].items()))
-        problems.append(Problem("partial", f"day {day} is partial: {summary['clips_failed']} "
-                                f"clips failed ({failed_ratio(summary):.1%} > "
-                                f"{cfg.max_failed_ratio:.1%}; {reasons})"))
+        problems.append(
+            Problem(
+                "partial",
+                f"day {day} is partial: {summary['clips_failed']} "
+                f"clips failed ({failed_ratio(summary):.1%} > "
+                f"{cfg.max_failed_ratio:.1%}; {reasons})",
+            )
+        )
     window = cfg.days_without_complete
     if window > 0:
         first = (dt.date.fromisoformat(day) - dt.timedelta(days=window - 1)).isoformat()
         if last_complete is None or last_complete < first:
-            problems.append(Problem("no_complete_day", f"no complete day in the {window} days "
-                                    f"{first}..{day} (last complete day: {last_complete or 'never'})"))
+            problems.append(
+                Problem(
+                    "no_complete_day",
+                    f"no complete day in the {window} days "
+                    f"{first}..{day} (last complete day: {last_complete or 'never'})",
+                )
+            )
     return problems
 
 
-def day_alert(day: str, run_id: str, problems: list[Problem], summary_line: str | None,
-              link: str) -> Alert | None:
+def day_alert(
+    day: str, run_id: str, problems: list[Problem], summary_line: str | None, link: str
+) -> Alert | None:
     if not problems:
         return None
     lines = [f"Day {day} (run {run_id}) needs attention:", *(f"- {p.text}" for p in problems), ""]
@@ -102,11 +121,20 @@ def failure_alert(day: str, context: Any) -> Alert:
     if len(reason) > _MAX_REASON:
         reason = reason[:_MAX_REASON] + "\n[... cut; the task log has all of it]"
     first = reason.splitlines()[0] if reason.strip() else reason
-    body = "\n".join([
-        f"Day {day}: step {ti.task_id} of {ti.dag_id} failed (try {ti.try_number}, run "
-        f"{ti.run_id}).", "", "Reason:", reason, "", f"Log: {getattr(ti, 'log_url', '-')}"])
-    return Alert(subject=f"{SUBJECT_PREFIX} {day}: step {ti.task_id} failed: {first[:120]}",
-                 body=body)
+    body = "\n".join(
+        [
+            f"Day {day}: step {ti.task_id} of {ti.dag_id} failed (try {ti.try_number}, run "
+            f"{ti.run_id}).",
+            "",
+            "Reason:",
+            reason,
+            "",
+            f"Log: {getattr(ti, 'log_url', '-')}",
+        ]
+    )
+    return Alert(
+        subject=f"{SUBJECT_PREFIX} {day}: step {ti.task_id} failed: {first[:120]}", body=body
+    )
 
 
 def send(alert: Alert, cfg: AlertConfig, context: Any) -> bool:
@@ -115,10 +143,13 @@ def send(alert: Alert, cfg: AlertConfig, context: Any) -> bool:
     if not cfg.to:
         log.warning("alerts.to is empty: the alert above is not mailed")
         return False
-    notifier = SmtpNotifier(to=list(cfg.to), from_email=cfg.from_email,
-                            subject=alert.subject.replace("\n", " "),
-                            html_content=f"<pre>{html.escape(alert.body)}</pre>",
-                            smtp_conn_id=cfg.smtp_conn_id)
+    notifier = SmtpNotifier(
+        to=list(cfg.to),
+        from_email=cfg.from_email,
+        subject=alert.subject.replace("\n", " "),
+        html_content=f"<pre>{html.escape(alert.body)}</pre>",
+        smtp_conn_id=cfg.smtp_conn_id,
+    )
     notifier.notify(context)  # notify(), not __call__: nothing of ours is rendered as Jinja
     return True
 

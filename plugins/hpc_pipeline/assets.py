@@ -13,23 +13,35 @@ event's extra, so a downstream DAG can run on "transcripts of a day landed"::
                 print(event.extra["day"], event.extra["status"], event.extra["clips_ok"])
         use()
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from airflow.sdk import Asset
 
-TRANSCRIPTS = Asset(name="audio_pipeline_transcripts", uri="audio-pipeline://transcripts",
-                    group="audio-pipeline")
+TRANSCRIPTS = Asset(
+    name="audio_pipeline_transcripts", uri="audio-pipeline://transcripts", group="audio-pipeline"
+)
 
-_COUNTS = ("clips_listed", "clips_planned", "clips_skipped", "clips_ok", "clips_failed",
-           "clips_missing")
+_COUNTS = (
+    "clips_listed",
+    "clips_planned",
+    "clips_skipped",
+    "clips_ok",
+    "clips_failed",
+    "clips_missing",
+)
 
 
 def transcripts_extra(summary: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The event's extra: the day, its status and counts (plain JSON types)."""
-    return {"day": summary["day"], "status": summary["status"], "dag_run_id": run_id,
-            **{k: int(summary[k]) for k in _COUNTS},
-            "failed_by_reason": {k: int(v) for k, v in summary["failed_by_reason"].items()},
-            "audio_seconds": float(summary["audio_seconds"] or 0),
-            "gpu_seconds": float(summary["gpu_seconds"] or 0)}
+    return {
+        "day": summary["day"],
+        "status": summary["status"],
+        "dag_run_id": run_id,
+        **{k: int(summary[k]) for k in _COUNTS},
+        "failed_by_reason": {k: int(v) for k, v in summary["failed_by_reason"].items()},
+        "audio_seconds": float(summary["audio_seconds"] or 0),
+        "gpu_seconds": float(summary["gpu_seconds"] or 0),
+    }

@@ -6,6 +6,7 @@ SSH and Postgres providers (registering them again would only log "already regis
 warnings), and the Globus client id/secret sit in a ``generic`` connection. The integrations
 name each connection and its type.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,7 +24,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": PACKAGE,
         "name": "Audio pipeline on SLURM",
         "description": "Daily audio transcription on a SLURM cluster over SSH: submit, watch "
-                       "(deferred) and judge sbatch jobs, record transcripts in PostgreSQL.",
+        "(deferred) and judge sbatch jobs, record transcripts in PostgreSQL.",
         "versions": [__version__],
         "integrations": [
             {"integration-name": SLURM, "tags": ["hpc", "slurm", "ssh"]},
@@ -34,7 +35,11 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": SLURM, "python-modules": ["hpc_pipeline.hooks.slurm"]},
             {"integration-name": RESULTS, "python-modules": ["hpc_pipeline.hooks.results_db"]},
         ],
-        "operators": [{"integration-name": SLURM, "python-modules": ["hpc_pipeline.operators.slurm"]}],
+        "operators": [
+            {"integration-name": SLURM, "python-modules": ["hpc_pipeline.operators.slurm"]}
+        ],
         "sensors": [{"integration-name": SLURM, "python-modules": ["hpc_pipeline.sensors.slurm"]}],
-        "triggers": [{"integration-name": SLURM, "python-modules": ["hpc_pipeline.triggers.slurm"]}],
+        "triggers": [
+            {"integration-name": SLURM, "python-modules": ["hpc_pipeline.triggers.slurm"]}
+        ],
     }

@@ -11,6 +11,7 @@ late clips for a manual re-run, so the DAG waits until the configured rule holds
 No I/O here: the trigger feeds :class:`ReadinessWatch` one :class:`Listing` per poll, with
 the time it was taken, so the rules are tested on snapshots alone.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -18,20 +19,21 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from hpc_pipeline.config import Readiness
 from audio_hpc.contract import AUDIO_EXTENSIONS
+from hpc_pipeline.config import Readiness
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    path: str       # relative to the day directory
+    path: str  # relative to the day directory
     size: int
-    mtime: float    # epoch seconds
+    mtime: float  # epoch seconds
 
 
 @dataclass(frozen=True)
 class Listing:
     """One poll's view of a source day; ``files`` is None when the directory does not exist."""
+
     where: str
     files: tuple[SourceFile, ...] | None
     taken_at: float  # epoch seconds
@@ -47,13 +49,16 @@ class Listing:
 @dataclass(frozen=True)
 class Decision:
     ready: bool
-    waiting_for: str   # what is missing ("" when ready), as the deadline message says it
-    changed: bool      # the listing differs from the previous poll's
+    waiting_for: str  # what is missing ("" when ready), as the deadline message says it
+    changed: bool  # the listing differs from the previous poll's
 
 
 def _clock(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%S UTC")
+    return (
+        "-"
+        if ts is None
+        else dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
 
 
 def duration(seconds: float) -> str:
@@ -66,8 +71,8 @@ def duration(seconds: float) -> str:
 def _size(n: int) -> str:
     if n < 1000:
         return f"{n} B"
-    value, unit = float(n), "B"
-    for unit in ("KB", "MB", "GB", "TB"):
+    value = float(n)
+    for unit in ("KB", "MB", "GB", "TB"):  # noqa: B007  (the unit the loop stops at is used)
         value /= 1000
         if value < 1000:
             break
@@ -102,12 +107,16 @@ class ReadinessWatch:
             return ""
         clips = len(listing.clips)
         if clips < self.rule.min_clips:
-            return (f"{clips} clips in {listing.where} (at least {self.rule.min_clips} needed "
-                    f"before the listing can count as stable)")
+            return (
+                f"{clips} clips in {listing.where} (at least {self.rule.min_clips} needed "
+                f"before the listing can count as stable)"
+            )
         quiet = listing.taken_at - (self.unchanged_since or listing.taken_at)
         if quiet < self.rule.stable_s:
-            return (f"listing of {listing.where} unchanged for only {duration(quiet)} "
-                    f"(needs {duration(self.rule.stable_s)})")
+            return (
+                f"listing of {listing.where} unchanged for only {duration(quiet)} "
+                f"(needs {duration(self.rule.stable_s)})"
+            )
         return ""
 
     def snapshot(self, day: str, started_at: float) -> dict[str, Any]:
@@ -115,36 +124,50 @@ class ReadinessWatch:
         listing = self.last
         files = (listing.files or ()) if listing else ()
         clips = listing.clips if listing else []
-        return {"day": day, "rule": self.rule.rule, "where": listing.where if listing else None,
-                "exists": bool(listing and listing.files is not None), "files": len(files),
-                "clips": len(clips), "clip_bytes": sum(max(c.size, 0) for c in clips),
-                "newest_mtime": max((f.mtime for f in files), default=None),
-                "last_change_seen": self.unchanged_since, "polls": self.polls,
-                "waited_s": round((listing.taken_at if listing else started_at) - started_at, 1)}
+        return {
+            "day": day,
+            "rule": self.rule.rule,
+            "where": listing.where if listing else None,
+            "exists": bool(listing and listing.files is not None),
+            "files": len(files),
+            "clips": len(clips),
+            "clip_bytes": sum(max(c.size, 0) for c in clips),
+            "newest_mtime": max((f.mtime for f in files), default=None),
+            "last_change_seen": self.unchanged_since,
+            "polls": self.polls,
+            "waited_s": round((listing.taken_at if listing else started_at) - started_at, 1),
+        }
 
 
 def describe(snapshot: dict[str, Any]) -> str:
     """``"1,234 clips (5.6 GB), 1,240 files; last change seen 2024-01-16 07:12:05 UTC"``."""
     if not snapshot["exists"]:
         return "directory not seen"
-    return (f"{snapshot['clips']:,} clips ({_size(snapshot['clip_bytes'])}), "
-            f"{snapshot['files']:,} files; last change seen {_clock(snapshot['last_change_seen'])}"
-            f", newest file modified {_clock(snapshot['newest_mtime'])}")
+    return (
+        f"{snapshot['clips']:,} clips ({_size(snapshot['clip_bytes'])}), "
+        f"{snapshot['files']:,} files; last change seen {_clock(snapshot['last_change_seen'])}"
+        f", newest file modified {_clock(snapshot['newest_mtime'])}"
+    )
 
 
-def deadline_message(snapshot: dict[str, Any], waiting_for: str, deadline_s: float,
-                     last_error: str | None = None) -> str:
+def deadline_message(
+    snapshot: dict[str, Any], waiting_for: str, deadline_s: float, last_error: str | None = None
+) -> str:
     """The red task's message: which day, what was missing, what was there."""
     error = f"; last poll failed: {last_error}" if last_error else ""
-    return (f"day {snapshot['day']}: {waiting_for or 'no listing of the source day'} after "
-            f"{duration(deadline_s)} (rule {snapshot['rule']}, {snapshot['polls']} polls); "
-            f"{describe(snapshot)}{error}. Nothing was submitted; clear the task to wait again.")
+    return (
+        f"day {snapshot['day']}: {waiting_for or 'no listing of the source day'} after "
+        f"{duration(deadline_s)} (rule {snapshot['rule']}, {snapshot['polls']} polls); "
+        f"{describe(snapshot)}{error}. Nothing was submitted; clear the task to wait again."
+    )
 
 
 def ready_message(snapshot: dict[str, Any]) -> str:
-    return (f"Source day {snapshot['day']} ready (rule {snapshot['rule']}) after "
-            f"{duration(snapshot['waited_s'])} and {snapshot['polls']} polls: "
-            f"{describe(snapshot)} in {snapshot['where']}")
+    return (
+        f"Source day {snapshot['day']} ready (rule {snapshot['rule']}) after "
+        f"{duration(snapshot['waited_s'])} and {snapshot['polls']} polls: "
+        f"{describe(snapshot)} in {snapshot['where']}"
+    )
 
 
 def day_path(source_root: str, day: str) -> str:

@@ -4,6 +4,7 @@
 uploaded once, a changed file makes a new release, and jobs of a running day keep the
 release they were submitted with.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,11 @@ _SKIP_PARTS = {"__pycache__", ".pytest_cache", "devcluster"}
 
 
 def release_files(local_dir: Path) -> list[Path]:
-    return sorted(p for p in local_dir.rglob("*")
-                  if p.is_file() and not _SKIP_PARTS.intersection(p.relative_to(local_dir).parts))
+    return sorted(
+        p
+        for p in local_dir.rglob("*")
+        if p.is_file() and not _SKIP_PARTS.intersection(p.relative_to(local_dir).parts)
+    )
 
 
 def release_id(local_dir: Path) -> str:
@@ -46,9 +50,11 @@ def deploy_release(ssh: SlurmHook, local_dir: Path, release_root: str) -> str:
     for folder in sorted({p.parent.relative_to(local_dir).as_posix() for p in files}):
         ssh.makedirs(posixpath.join(tmp, folder))
     for path in files:
-        ssh.write_text(posixpath.join(tmp, path.relative_to(local_dir).as_posix()),
-                       path.read_text(encoding="utf-8"),
-                       mode=0o755 if path.suffix == ".sh" else 0o644)
+        ssh.write_text(
+            posixpath.join(tmp, path.relative_to(local_dir).as_posix()),
+            path.read_text(encoding="utf-8"),
+            mode=0o755 if path.suffix == ".sh" else 0o644,
+        )
     ssh.write_text(posixpath.join(tmp, ".complete"), "")
     try:
         ssh.check(["mv", "-T", tmp, target], what=f"moving the release into {target}")

@@ -4,6 +4,7 @@ Why the note: a day with failed clips is a green run, indistinguishable in the g
 complete day; the note (shown on the run without opening a log) says ``partial`` and how
 many clips failed for which reasons, and links the day's status page.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,7 +19,7 @@ from hpc_pipeline.hooks.airflow_api import AirflowApiHook
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 
 log = logging.getLogger(__name__)
-STATUS_PAGE = "/audio-pipeline/"   # the monitoring plugin's page, under Airflow's URL
+STATUS_PAGE = "/audio-pipeline/"  # the monitoring plugin's page, under Airflow's URL
 
 
 def status_page_link(day: str, base_url: str = "") -> str:
@@ -33,16 +34,25 @@ def summary_line(day: str, summary: dict[str, Any] | None, failed_steps: list[st
         line = f"Day {day} not recorded"
     else:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["failed_by_reason"].items()))
-        line = (f"Day {day} {summary['status']}: ok {summary['clips_ok']}, failed "
-                f"{summary['clips_failed']}" + (f" ({reasons})" if reasons else "")
-                + f", missing {summary['clips_missing']}")
+        line = (
+            f"Day {day} {summary['status']}: ok {summary['clips_ok']}, failed "
+            f"{summary['clips_failed']}"
+            + (f" ({reasons})" if reasons else "")
+            + f", missing {summary['clips_missing']}"
+        )
     if failed_steps:
         line += f"; failed steps: {', '.join(failed_steps)}"
     return line
 
 
-def report_day(config: PipelineConfig, context: Any, day: str, summary: dict[str, Any] | None,
-               failed_steps: list[str], base_url: str = "") -> dict[str, Any]:
+def report_day(
+    config: PipelineConfig,
+    context: Any,
+    day: str,
+    summary: dict[str, Any] | None,
+    failed_steps: list[str],
+    base_url: str = "",
+) -> dict[str, Any]:
     """Set the run's note, then mail the day's problems not mailed before in this run (see
     ``hpc_pipeline.alerts``); return what was done."""
     ti = context["ti"]
@@ -53,8 +63,9 @@ def report_day(config: PipelineConfig, context: Any, day: str, summary: dict[str
         AirflowApiHook(config.api_conn_id).set_run_note(ti.dag_id, ti.run_id, note)
         log.info("Run note: %s", note)
     except AirflowNotFoundException:  # a site without the API connection: no note, still alerts
-        log.warning("Connection %r is not defined: the run's note is not set (%s)",
-                    config.api_conn_id, note)
+        log.warning(
+            "Connection %r is not defined: the run's note is not set (%s)", config.api_conn_id, note
+        )
     db = ResultsDbHook(config.results_conn_id)
     problems = alerts.day_problems(day, summary, db.last_complete_day(day), config.alerts)
     mailed, repeated = False, []
@@ -62,14 +73,23 @@ def report_day(config: PipelineConfig, context: Any, day: str, summary: dict[str
         # recorded as sent only once the mail went (or was logged, with nobody to mail)
         with db.alerts_to_send(day, ti.run_id, {p.kind: p.text for p in problems}) as new:
             repeated = [p.kind for p in problems if p.kind not in new]
-            alert = alerts.day_alert(day, ti.run_id, [p for p in problems if p.kind in new],
-                                     line, link)
+            alert = alerts.day_alert(
+                day, ti.run_id, [p for p in problems if p.kind in new], line, link
+            )
             if alert:
                 mailed = alerts.send(alert, config.alerts, context)
         if repeated:
-            log.info("Day %s: already alerted in run %s, not mailed again: %s", day, ti.run_id,
-                     ", ".join(repeated))
+            log.info(
+                "Day %s: already alerted in run %s, not mailed again: %s",
+                day,
+                ti.run_id,
+                ", ".join(repeated),
+            )
     else:
         log.info("Day %s: nothing to alert about", day)
-    return {"note": note, "problems": [p.text for p in problems], "mailed": mailed,
-            "already_alerted": repeated}
+    return {
+        "note": note,
+        "problems": [p.text for p in problems],
+        "mailed": mailed,
+        "already_alerted": repeated,
+    }

@@ -4,6 +4,7 @@ sections, non-root runscript, offline environment), every Python requirement the
 pinned and resolves on PyPI for the image's platform (CPython 3.10, manylinux x86_64), and
 build_containers.sh picks a builder, or fails clearly without one.
 """
+
 from __future__ import annotations
 
 import email.parser
@@ -30,21 +31,44 @@ from packaging.version import Version
 from support import REPO
 
 CONTAINERS = REPO / "containers"
-DEFS = {"audio_processing": CONTAINERS / "audio_processing.def",
-        "pipeline_utils": CONTAINERS / "pipeline_utils.def"}
+DEFS = {
+    "audio_processing": CONTAINERS / "audio_processing.def",
+    "pipeline_utils": CONTAINERS / "pipeline_utils.def",
+}
 SECTIONS = {"labels", "help", "files", "environment", "post", "runscript", "test"}
 APPTAINER_SECTIONS = SECTIONS | {"setup", "pre", "startscript", "arguments"}
-SHELL_GLOBS = ("hpc/slurm/*.sh", "hpc/devcluster/*.sh", "scripts/*.sh", "containers/*.sh",
-               "docker/*.sh", "docker/standins/*.sh", "hpc/cluster/*.sh")
+SHELL_GLOBS = (
+    "hpc/slurm/*.sh",
+    "hpc/devcluster/*.sh",
+    "scripts/*.sh",
+    "containers/*.sh",
+    "docker/*.sh",
+    "docker/standins/*.sh",
+    "hpc/cluster/*.sh",
+)
 SCRIPTS = sorted({p for g in SHELL_GLOBS for p in REPO.glob(g)})
 # The images: Ubuntu 22.04 (glibc 2.35), python3.10, x86_64.
-TARGET = {"python_version": "3.10", "python_full_version": "3.10.12", "sys_platform": "linux",
-          "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-          "implementation_name": "cpython", "platform_python_implementation": "CPython"}
-_PLATFORMS = ["linux_x86_64", *[f"manylinux_2_{minor}_x86_64" for minor in range(5, 36)],
-              "manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64"]
-IMAGE_TAGS = {*tags.cpython_tags((3, 10), abis=["cp310", "abi3", "none"], platforms=_PLATFORMS),
-              *tags.compatible_tags((3, 10), interpreter="cp310", platforms=_PLATFORMS)}
+TARGET = {
+    "python_version": "3.10",
+    "python_full_version": "3.10.12",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+_PLATFORMS = [
+    "linux_x86_64",
+    *[f"manylinux_2_{minor}_x86_64" for minor in range(5, 36)],
+    "manylinux1_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux2014_x86_64",
+]
+IMAGE_TAGS = {
+    *tags.cpython_tags((3, 10), abis=["cp310", "abi3", "none"], platforms=_PLATFORMS),
+    *tags.compatible_tags((3, 10), interpreter="cp310", platforms=_PLATFORMS),
+}
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -67,7 +91,9 @@ def parse_def(path: Path) -> tuple[dict[str, str], dict[str, str]]:
         elif m := re.match(r"^(\w+):\s*(\S+)\s*$", line):
             header[m[1]] = m[2]
         else:
-            assert not line.strip() or line.startswith("#"), f"{path.name}: stray header line {line!r}"
+            assert not line.strip() or line.startswith("#"), (
+                f"{path.name}: stray header line {line!r}"
+            )
     return header, {k: "\n".join(v) for k, v in sections.items()}
 
 
@@ -116,8 +142,10 @@ def pinned(req: Requirement) -> str:
 
 
 PARSED = {name: parse_def(path) for name, path in DEFS.items()}
-INSTALLS = {name: pip_installs(sections["post"], files_map(sections["files"]))
-            for name, (_, sections) in PARSED.items()}
+INSTALLS = {
+    name: pip_installs(sections["post"], files_map(sections["files"]))
+    for name, (_, sections) in PARSED.items()
+}
 
 
 # ---------------------------------------------------------------------------- shellcheck
@@ -128,16 +156,26 @@ def test_shellcheck(script: Path) -> None:
     if not shutil.which("shellcheck"):
         pytest.fail("shellcheck is not installed (apt-get install -y shellcheck)")
     # -x follows `source`d files; `# shellcheck source=` paths are relative to the repo root.
-    proc = subprocess.run(["shellcheck", "-x", str(script.relative_to(REPO))], cwd=REPO,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["shellcheck", "-x", str(script.relative_to(REPO))],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_the_scripts_of_this_area_are_checked() -> None:
     names = {str(p.relative_to(REPO)) for p in SCRIPTS}
-    assert {"containers/build_containers.sh", "hpc/devcluster/provision.sh",
-            "docker/airflow-init.sh", "docker/hpc-entrypoint.sh", "docker/install-extra-ca.sh",
-            "docker/standins/build.sh", "scripts/docker_engine.sh"} <= names
+    assert {
+        "containers/build_containers.sh",
+        "hpc/devcluster/provision.sh",
+        "docker/airflow-init.sh",
+        "docker/hpc-entrypoint.sh",
+        "docker/install-extra-ca.sh",
+        "docker/standins/build.sh",
+        "scripts/docker_engine.sh",
+    } <= names
 
 
 # ---------------------------------------------------------------------------- .def files
@@ -148,11 +186,14 @@ def test_definition_structure(name: str) -> None:
     header, sections = PARSED[name]
     assert header.get("Bootstrap") == "docker"
     image, _, tag = header["From"].partition(":")
-    assert tag and tag != "latest" and re.search(r"\d", tag), f"base image not pinned: {header['From']}"
+    assert tag and tag != "latest" and re.search(r"\d", tag), (
+        f"base image not pinned: {header['From']}"
+    )
     assert SECTIONS <= set(sections), f"missing sections: {SECTIONS - set(sections)}"
-    for dst, src in files_map(sections["files"]).items():
+    for src in files_map(sections["files"]).values():
         assert src.exists(), f"%files source {src.relative_to(REPO)} does not exist"
-    # The project's code where the SLURM jobs bind the deployed release's src (hpc/slurm/_runtime.sh).
+    # The project's code where the SLURM jobs bind the deployed release's src
+    # (hpc/slurm/_runtime.sh).
     assert files_map(sections["files"])["/opt/audio_pipeline/src"] == REPO / "hpc" / "src"
     env = sections["environment"]
     assert "/opt/venv/bin" in env and "PYTHONPATH=/opt/audio_pipeline/src" in env
@@ -173,22 +214,37 @@ def test_audio_image_is_cuda12_offline_and_follows_the_project_pins() -> None:
     assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu22\.04", header["From"])
     assert "HF_HUB_OFFLINE=1" in sections["environment"]
     assert "ffmpeg" in sections["post"]
-    reqs = {Requirement(r).name: pinned(Requirement(r)) for r in INSTALLS["audio_processing"]["/opt/venv"]}
-    project = {Requirement(r).name: pinned(Requirement(r))
-               for r in read_requirements(REPO / "hpc" / "requirements-hpc.txt")}
-    assert project.items() <= reqs.items(), "the image must install hpc/requirements-hpc.txt as pinned"
+    reqs = {
+        Requirement(r).name: pinned(Requirement(r))
+        for r in INSTALLS["audio_processing"]["/opt/venv"]
+    }
+    project = {
+        Requirement(r).name: pinned(Requirement(r))
+        for r in read_requirements(REPO / "hpc" / "requirements-hpc.txt")
+    }
+    assert project.items() <= reqs.items(), (
+        "the image must install hpc/requirements-hpc.txt as pinned"
+    )
     assert reqs["whisperx"] == "3.8.6" and reqs["torch"] == "2.8.0"
     labels = sections["labels"]
-    assert f"pipeline.whisperx {reqs['whisperx']}" in labels and f"pipeline.torch {reqs['torch']}" in labels
+    assert (
+        f"pipeline.whisperx {reqs['whisperx']}" in labels
+        and f"pipeline.torch {reqs['torch']}" in labels
+    )
 
 
 def test_utils_image_has_db_and_globus_tools() -> None:
     header, sections = PARSED["pipeline_utils"]
     assert header["From"].startswith("ubuntu:jammy-")  # Ubuntu 22.04, dated snapshot
     assert "postgresql-client" in sections["post"]
-    venv = {Requirement(r).name: pinned(Requirement(r)) for r in INSTALLS["pipeline_utils"]["/opt/venv"]}
+    venv = {
+        Requirement(r).name: pinned(Requirement(r)) for r in INSTALLS["pipeline_utils"]["/opt/venv"]
+    }
     assert venv["globus-sdk"] == "4.10.0" and venv["psycopg"] == "3.3.9"
-    cli = {Requirement(r).name: pinned(Requirement(r)) for r in INSTALLS["pipeline_utils"]["/opt/globus-cli"]}
+    cli = {
+        Requirement(r).name: pinned(Requirement(r))
+        for r in INSTALLS["pipeline_utils"]["/opt/globus-cli"]
+    }
     assert "globus-cli" in cli and "/usr/local/bin/globus" in sections["post"]
 
 
@@ -209,7 +265,9 @@ def test_every_installed_requirement_is_pinned(name: str) -> None:
 
 def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=60
+        ) as r:
             return r.read()
     except urllib.error.HTTPError:
         raise  # the index answered: the caller decides what a 404 means
@@ -242,7 +300,7 @@ class _RemoteFile(io.RawIOBase):
             return 0
         data = _get(self.url, {"Range": f"bytes={self.pos}-{end - 1}"})
         assert len(data) == end - self.pos, f"{self.url}: the server ignored the range request"
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         self.pos = end
         return len(data)
 
@@ -251,8 +309,12 @@ def _wheel_metadata(file: dict) -> email.message.Message:
     try:
         raw = _get(file["url"] + ".metadata")
     except urllib.error.HTTPError:
-        with zipfile.ZipFile(io.BufferedReader(_RemoteFile(file["url"], file["size"]), 1 << 18)) as wheel:
-            name = next(n for n in wheel.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n))
+        with zipfile.ZipFile(
+            io.BufferedReader(_RemoteFile(file["url"], file["size"]), 1 << 18)
+        ) as wheel:
+            name = next(
+                n for n in wheel.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)
+            )
             raw = wheel.read(name)
     return email.parser.BytesParser().parsebytes(raw)
 
@@ -262,21 +324,31 @@ def _check_release(req: Requirement) -> list[Requirement]:
     Python. Returns its dependencies that apply on the image, with the requested extras."""
     version = Version(pinned(req))
     try:
-        index = json.loads(_get(f"https://pypi.org/simple/{canonicalize_name(req.name)}/",
-                                {"Accept": "application/vnd.pypi.simple.v1+json"}))
+        index = json.loads(
+            _get(
+                f"https://pypi.org/simple/{canonicalize_name(req.name)}/",
+                {"Accept": "application/vnd.pypi.simple.v1+json"},
+            )
+        )
     except urllib.error.HTTPError as exc:
         pytest.fail(f"{req}: PyPI answers {exc.code}")
-    wheels = [f for f in index["files"] if f["filename"].endswith(".whl")
-              and parse_wheel_filename(f["filename"])[1] == version]
+    wheels = [
+        f
+        for f in index["files"]
+        if f["filename"].endswith(".whl") and parse_wheel_filename(f["filename"])[1] == version
+    ]
     usable = [f for f in wheels if parse_wheel_filename(f["filename"])[3] & IMAGE_TAGS]
     assert usable, f"{req}: no wheel for CPython 3.10 manylinux x86_64 (the image builds no sdists)"
     assert not any(f.get("yanked") for f in usable), f"{req} is yanked"
     requires_python = usable[0].get("requires-python")
-    assert not requires_python or Version(TARGET["python_full_version"]) in SpecifierSet(requires_python), \
-        f"{req} requires Python {requires_python}"
+    assert not requires_python or Version(TARGET["python_full_version"]) in SpecifierSet(
+        requires_python
+    ), f"{req} requires Python {requires_python}"
     deps = []
     for dep in map(Requirement, _wheel_metadata(usable[0]).get_all("Requires-Dist") or []):
-        if not dep.marker or any(dep.marker.evaluate({**TARGET, "extra": e}) for e in req.extras | {""}):
+        if not dep.marker or any(
+            dep.marker.evaluate({**TARGET, "extra": e}) for e in req.extras | {""}
+        ):
             deps.append(dep)
     return deps
 
@@ -286,13 +358,21 @@ def test_pinned_requirements_resolve_on_pypi_and_agree() -> None:
     pinned package's dependency rules out another pin of the same venv (e.g. whisperx's
     torch~=2.8.0, or globus-cli's exact globus-sdk: why the CLI has its own venv). Exact pins
     pulled in by extras (psycopg[binary] -> psycopg-binary==3.3.9) are checked the same way."""
-    groups = {f"{name}:{venv}": [Requirement(r) for r in reqs]
-              for name, venvs in INSTALLS.items() for venv, reqs in venvs.items()}
+    groups = {
+        f"{name}:{venv}": [Requirement(r) for r in reqs]
+        for name, venvs in INSTALLS.items()
+        for venv, reqs in venvs.items()
+    }
     unique = {str(r): r for reqs in groups.values() for r in reqs}
     with ThreadPoolExecutor(8) as pool:
         deps = dict(zip(unique, pool.map(_check_release, unique.values())))
-        by_extras = {str(d): d for r in unique.values() if r.extras for d in deps[str(r)]
-                     if d.marker and "extra" in str(d.marker) and [s.operator for s in d.specifier] == ["=="]}
+        by_extras = {
+            str(d): d
+            for r in unique.values()
+            if r.extras
+            for d in deps[str(r)]
+            if d.marker and "extra" in str(d.marker) and [s.operator for s in d.specifier] == ["=="]
+        }
         list(pool.map(_check_release, by_extras.values()))
     for label, reqs in groups.items():
         pins = {canonicalize_name(r.name): pinned(r) for r in reqs}
@@ -300,21 +380,28 @@ def test_pinned_requirements_resolve_on_pypi_and_agree() -> None:
             for dep in deps[str(r)]:
                 other = pins.get(canonicalize_name(dep.name))
                 if other is not None:
-                    assert dep.specifier.contains(Version(other), prereleases=True), \
+                    assert dep.specifier.contains(Version(other), prereleases=True), (
                         f"{label}: {r.name} requires {dep}, the image pins {dep.name}=={other}"
+                    )
 
 
 # ---------------------------------------------------------------------------- build script
 
 
 def _run_build(args: list[str], path: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(CONTAINERS / "build_containers.sh"), *args],
-                          capture_output=True, text=True, timeout=30,
-                          env={"PATH": path, "HOME": os.environ.get("HOME", "/root"), **env})
+    return subprocess.run(
+        ["bash", str(CONTAINERS / "build_containers.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": path, "HOME": os.environ.get("HOME", "/root"), **env},
+    )
 
 
 def test_build_script_fails_clearly_without_a_builder(tmp_path: Path) -> None:
-    if shutil.which("apptainer", path="/usr/bin:/bin") or shutil.which("singularity", path="/usr/bin:/bin"):
+    if shutil.which("apptainer", path="/usr/bin:/bin") or shutil.which(
+        "singularity", path="/usr/bin:/bin"
+    ):
         pytest.skip("a builder is installed here")
     proc = _run_build([], "/usr/bin:/bin", IMAGES_DIR=str(tmp_path))
     assert proc.returncode == 1
@@ -327,18 +414,37 @@ def test_build_script_builds_each_image_from_the_repo_root(tmp_path: Path) -> No
     stub.parent.mkdir()
     log = tmp_path / "calls"
     # A fake builder: records its cwd and arguments, writes the output file it is given.
-    stub.write_text(f'#!/bin/bash\necho "$PWD $*" >> {log}\nout=${{@: -2:1}}; echo image > "$out"\n')
+    stub.write_text(
+        f'#!/bin/bash\necho "$PWD $*" >> {log}\nout=${{@: -2:1}}; echo image > "$out"\n'
+    )
     stub.chmod(0o755)
     images = tmp_path / "images"
-    proc = _run_build(["all"], f"{stub.parent}:/usr/bin:/bin", IMAGES_DIR=str(images),
-                      BUILD_FLAGS="--fakeroot --force")
+    proc = _run_build(
+        ["all"],
+        f"{stub.parent}:/usr/bin:/bin",
+        IMAGES_DIR=str(images),
+        BUILD_FLAGS="--fakeroot --force",
+    )
     assert proc.returncode == 0, proc.stderr
     calls = log.read_text().splitlines()
-    assert calls == [f"{REPO} build --fakeroot --force {images}/{n}.sif.partial containers/{n}.def"
-                     for n in ("audio_processing", "pipeline_utils")]
-    assert sorted(p.name for p in images.iterdir()) == ["audio_processing.sif", "pipeline_utils.sif"]
+    assert calls == [
+        f"{REPO} build --fakeroot --force {images}/{n}.sif.partial containers/{n}.def"
+        for n in ("audio_processing", "pipeline_utils")
+    ]
+    assert sorted(p.name for p in images.iterdir()) == [
+        "audio_processing.sif",
+        "pipeline_utils.sif",
+    ]
     log.unlink()
-    assert _run_build(["pipeline_utils"], f"{stub.parent}:/usr/bin:/bin", IMAGES_DIR=str(images),
-                      BUILD_FLAGS="--force").returncode == 0
+    assert (
+        _run_build(
+            ["pipeline_utils"],
+            f"{stub.parent}:/usr/bin:/bin",
+            IMAGES_DIR=str(images),
+            BUILD_FLAGS="--force",
+        ).returncode
+        == 0
+    )
     assert log.read_text().splitlines() == [
-        f"{REPO} build --force {images}/pipeline_utils.sif.partial containers/pipeline_utils.def"]
+        f"{REPO} build --force {images}/pipeline_utils.sif.partial containers/pipeline_utils.def"
+    ]

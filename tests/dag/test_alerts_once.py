@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
+from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 from hpc_pipeline.config import PipelineConfig, load_config
 from hpc_pipeline.hooks.results_db import DayLoad, ResultsDbHook
-from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 from hpc_pipeline.run_report import report_day
 from support import Inbox, free_port, smtp_conn, smtp_server
 

@@ -1,21 +1,20 @@
 """The DAG's optional ``export_day`` step on the real test bed: after ``record_results`` the
 day's Parquet file is in the configured place, DuckDB and pyarrow read back exactly the
 results DB's rows, and the day's Asset event names the file."""
+
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 import uuid
 from pathlib import Path
 from types import ModuleType
 
-import duckdb
 import psycopg
 import pyarrow.parquet as pq
 
 from dag_support import write_config
-from support import REPO
+from support import import_dag, parquet_query
 
 
 def _import_dag(config: Path) -> ModuleType:
@@ -23,26 +22,27 @@ def _import_dag(config: Path) -> ModuleType:
     previous = os.environ.get("AUDIO_PIPELINE_CONFIG")
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(config)
     try:
-        spec = importlib.util.spec_from_file_location("audio_pipeline_daily_export",
-                                                      REPO / "dags" / "audio_pipeline_daily.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return import_dag("audio_pipeline_daily_export")
     finally:
         if previous is not None:
             os.environ["AUDIO_PIPELINE_CONFIG"] = previous
 
 
-def test_export_day_writes_the_days_parquet(source_day: tuple[str, dict[str, str]],
-                                            results_db: str, ssh_conn_id: str, airflow_db: None,
-                                            tmp_path: Path) -> None:
+def test_export_day_writes_the_days_parquet(
+    source_day: tuple[str, dict[str, str]],
+    results_db: str,
+    ssh_conn_id: str,
+    airflow_db: None,
+    tmp_path: Path,
+) -> None:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
     day, _ = source_day
     exports = tmp_path / "exports"
-    module = _import_dag(write_config(tmp_path / "site.json", uuid.uuid4().hex[:8],
-                                      export_dir=str(exports)))
+    module = _import_dag(
+        write_config(tmp_path / "site.json", uuid.uuid4().hex[:8], export_dir=str(exports))
+    )
     assert "export_day" in module.dag.task_dict
     assert module.dag.task_dict["record_results"].outlets == []
     run = module.dag.test(run_conf={"date": day})
@@ -54,12 +54,18 @@ def test_export_day_writes_the_days_parquet(source_day: tuple[str, dict[str, str
         expected = conn.execute(
             """SELECT c.clip_id, c.status, c.error_kind, t.text, t.word_count
                  FROM audio_clips c LEFT JOIN transcripts t USING (clip_id)
-                WHERE c.day = %s ORDER BY c.clip_id""", (day,)).fetchall()
+                WHERE c.day = %s ORDER BY c.clip_id""",
+            (day,),
+        ).fetchall()
     assert len(expected) == 10 and any(r[3] for r in expected)
-    assert duckdb.sql(f"SELECT clip_id, status, error_kind, text, word_count "
-                      f"FROM read_parquet('{path}') ORDER BY clip_id").fetchall() == expected
-    assert pq.read_table(path).column("day").to_pylist() == [
-        dt.date.fromisoformat(day)] * 10
+    assert (
+        parquet_query(
+            f"SELECT clip_id, status, error_kind, text, word_count "
+            f"FROM read_parquet('{path}') ORDER BY clip_id"
+        )
+        == expected
+    )
+    assert pq.read_table(path).column("day").to_pylist() == [dt.date.fromisoformat(day)] * 10
 
     with create_session() as session:
         (event,) = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()

@@ -12,8 +12,8 @@ import pytest
 
 from dag_support import write_config
 from hpc_pipeline.config import load_config
-from hpc_pipeline.steps import DayContext, write_globus_credentials
 from hpc_pipeline.hooks.slurm import SlurmHook
+from hpc_pipeline.steps import DayContext, write_globus_credentials
 from support import import_dag
 
 SOURCE, DEST = str(uuid.uuid4()), str(uuid.uuid4())

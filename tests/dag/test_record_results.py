@@ -11,9 +11,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from hpc_pipeline import steps
-from hpc_pipeline.hooks.results_db import ResultsDbHook
-from hpc_pipeline.hooks.slurm import SlurmHook
 from audio_hpc.contract import (
     Clip,
     ClipResult,
@@ -23,6 +20,9 @@ from audio_hpc.contract import (
     shard_results_name,
     shard_summary_name,
 )
+from hpc_pipeline import steps
+from hpc_pipeline.hooks.results_db import ResultsDbHook
+from hpc_pipeline.hooks.slurm import SlurmHook
 
 DAY = "2024-04-02"
 CLIPS = 120  # 3 shards of 40

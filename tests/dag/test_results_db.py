@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
+from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
 
 DAY = "2024-03-05"
 

@@ -28,9 +28,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import sample_clips
+from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 from dag_support import SOURCE_ROOT, write_config
 from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
-from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
 from support import REPO, AirflowStack, import_dag, stack_port
 
 BASE = f"http://127.0.0.1:{stack_port(0)}"  # the session's Airflow (airflow_stack)

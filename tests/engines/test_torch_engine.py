@@ -12,7 +12,7 @@ import pytest
 
 import sample_clips
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard, ShardSummary, iter_result_lines
-from support import HPC_PYTHON, MODEL, MODELS_DIR, REPO
+from support import HPC_PYTHON, MODEL, MODELS_DIR
 from wer_score import corpus_wer
 
 DATE = "2024-03-01"

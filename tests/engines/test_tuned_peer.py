@@ -1,6 +1,7 @@
 """The tuned transformers peer of bench_gpu_throughput.py (``bench/tuned_peer.py``): it cuts
 the windows transformers' ASR pipeline cuts, and it reports the search and the cache that
 ``generate`` ran (a peer that silently ran beam search once made a ratio 4x too large)."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,14 @@ from support import HPC_PYTHON, REPO
 
 @pytest.fixture(scope="module")
 def checks() -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO / 'bench')}
-    proc = subprocess.run([HPC_PYTHON, str(REPO / "tests" / "engines" / "tuned_peer_checks.py")],
-                          capture_output=True, text=True, timeout=600, env=env)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "bench")}
+    proc = subprocess.run(
+        [HPC_PYTHON, str(REPO / "tests" / "engines" / "tuned_peer_checks.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

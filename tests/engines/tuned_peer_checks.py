@@ -4,9 +4,11 @@ with ``bench`` on PYTHONPATH by test_tuned_peer.py; prints one JSON object.
 The peer must cut the windows transformers' ASR pipeline cuts (its own ``chunk_iter``), and
 must report the search and the cache that ``generate`` really ran, not the ones it was asked
 for."""
+
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,20 +33,34 @@ def cuts() -> dict:
 
 def searches() -> dict:
     """What ``observed`` saw for greedy, beam 2 and a static cache on a tiny random model."""
-    config = WhisperConfig(vocab_size=51864, num_mel_bins=80, d_model=64, encoder_layers=1,
-                           decoder_layers=1, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
-                           decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256)
+    config = WhisperConfig(
+        vocab_size=51864,
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        decoder_start_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+    )
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(config).eval()
     feats = torch.randn(2, 80, 3000)
     out = {}
-    for name, kw in {"greedy": {"num_beams": 1}, "beam2": {"num_beams": 2},
-                     "static": {"num_beams": 1, "cache_implementation": "static",
-                                "disable_compile": True}}.items():
+    settings: dict[str, dict[str, Any]] = {
+        "greedy": {"num_beams": 1},
+        "beam2": {"num_beams": 2},
+        "static": {"num_beams": 1, "cache_implementation": "static", "disable_compile": True},
+    }
+    for name, kw in settings.items():
         with observed(model) as seen, torch.inference_mode():
-            model.generate(input_features=feats, do_sample=False, min_new_tokens=4,
-                           max_new_tokens=4, **kw)
+            model.generate(
+                input_features=feats, do_sample=False, min_new_tokens=4, max_new_tokens=4, **kw
+            )
         out[name] = seen
     return out
 

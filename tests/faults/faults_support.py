@@ -181,9 +181,7 @@ def shard_pids(staging_marker: str) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"audio_hpc.process" in argv and any(
-            staging_marker.encode() in a for a in argv
-        ):
+        if b"audio_hpc.process" in argv and any(staging_marker.encode() in a for a in argv):
             pids.append(int(proc.name))
     return pids
 

@@ -1,12 +1,12 @@
 """Fixtures for the HPC jobs on real SLURM: a release dir the submit user can read and a staging
 area it owns, on a filesystem every node of the world sees."""
+
 from __future__ import annotations
 
 import shutil
 import subprocess
 import uuid
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,8 +24,9 @@ def bed(devcluster: dict[str, str], slurm_world: SlurmWorld) -> Iterator[Bed]:
     root = slurm_world.scratch / f"hpc-tests-{uuid.uuid4().hex[:8]}"
     release, source, staging = root / "release", root / "source", root / "staging"
     shutil.copytree(REPO / "hpc" / "slurm", release / "slurm")
-    shutil.copytree(REPO / "hpc" / "src", release / "src",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "hpc" / "src", release / "src", ignore=shutil.ignore_patterns("__pycache__")
+    )
     source.mkdir()
     staging.mkdir()
     user = devcluster["DEVCLUSTER_USER"]

@@ -1,5 +1,6 @@
 """Submitting and watching the pipeline's SLURM jobs in a SLURM world (the 22.05 bed or the
 24.11 cluster, tests/slurm_worlds.py), as the submit user over SSH (the way Airflow does)."""
+
 from __future__ import annotations
 
 import shlex
@@ -10,13 +11,23 @@ from pathlib import Path
 from slurm_worlds import SlurmWorld
 from support import HPC_PYTHON, run_as_submit_user
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-            "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+}
 
 
 @dataclass
 class Bed:
     """One test area: ``release`` (code), ``source`` (clips, one dir per day), ``staging``."""
+
     devcluster: dict[str, str]
     root: Path
     release: Path
@@ -26,10 +37,21 @@ class Bed:
 
     def sbatch(self, script: str, *args: str, sbatch_opts: tuple[str, ...] = ()) -> str:
         """Submit ``hpc/slurm/<script>`` as the submit user over SSH; return the job id."""
-        env = ["env", f"PIPELINE_RELEASE={self.release}", "CONTAINER_RUNTIME=none",
-               f"HPC_PYTHON={HPC_PYTHON}"]
-        argv = [*env, "sbatch", "--parsable", f"--output={self.staging}/slurm-%x-%A_%a.out",
-                *sbatch_opts, str(self.release / "slurm" / script), *args]
+        env = [
+            "env",
+            f"PIPELINE_RELEASE={self.release}",
+            "CONTAINER_RUNTIME=none",
+            f"HPC_PYTHON={HPC_PYTHON}",
+        ]
+        argv = [
+            *env,
+            "sbatch",
+            "--parsable",
+            f"--output={self.staging}/slurm-%x-%A_%a.out",
+            *sbatch_opts,
+            str(self.release / "slurm" / script),
+            *args,
+        ]
         proc = run_as_submit_user(self.devcluster, shlex.join(argv))
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip().split(";")[0]
@@ -47,8 +69,10 @@ def job_states(world: SlurmWorld, job: str) -> dict[str, str]:
     """{job or array-task id: state}. slurmctld first (``squeue -t all`` keeps finished jobs
     for MinJobAge), accounting when it no longer knows the job; either may be down for a
     moment on a shared test bed, which reads as "no news yet"."""
-    queries = (["squeue", "-h", "-t", "all", "-j", job, "-o", "%i|%T"],
-               ["sacct", "-X", "-n", "-P", "-j", job, "-o", "JobID,State"])
+    queries = (
+        ["squeue", "-h", "-t", "all", "-j", job, "-o", "%i|%T"],
+        ["sacct", "-X", "-n", "-P", "-j", job, "-o", "JobID,State"],
+    )
     for argv in queries:
         proc = world.slurm(argv)
         rows = [line.split("|") for line in proc.stdout.splitlines() if "|" in line]
@@ -63,8 +87,11 @@ def wait_job(world: SlurmWorld, job: str, timeout: float = 300) -> dict[str, str
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         states = job_states(world, job)
-        if states and all(s in TERMINAL for s in states.values()) \
-                and not any("[" in jid for jid in states):
+        if (
+            states
+            and all(s in TERMINAL for s in states.values())
+            and not any("[" in jid for jid in states)
+        ):
             return states
         time.sleep(1)
     raise AssertionError(f"job {job} not finished after {timeout} s: {job_states(world, job)}")

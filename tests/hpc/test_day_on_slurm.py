@@ -5,6 +5,7 @@ The day is run once per module (WhisperX loads take most of the time) and every 
 reads what that run left on staging. Shard 0 is cancelled after its first result line and
 resubmitted, so the same run also proves resume.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,20 @@ from pathlib import Path
 import pytest
 
 from audio_hpc.checksums import sha256_file
-from audio_hpc.plan import select, staged_outcomes
-from audio_hpc.contract import (ClipResult, Manifest, Request, ShardSummary, TransferReport,
-                               iter_result_lines)
+from audio_hpc.contract import (
+    ClipResult,
+    Manifest,
+    Request,
+    ShardSummary,
+    TransferReport,
+    iter_result_lines,
+)
 from audio_hpc.listing import list_local
+from audio_hpc.plan import select, staged_outcomes
 from clips import BROKEN, SPEECH, make_day
 from slurm_jobs import Bed, job_states, wait_job
-from support import MODEL, MODELS_DIR
 from slurm_worlds import slurm_world, world_devcluster  # noqa: F401  (fixtures)
+from support import MODEL, MODELS_DIR
 from wer_score import corpus_wer, wer
 
 DATE = "2026-11-20"
@@ -49,15 +56,15 @@ CLIP_WER_MAX = 0.40
 class DayRun:
     bed: Bed
     day: Path
-    refs: dict[str, str]                 # clip_id -> reference text
+    refs: dict[str, str]  # clip_id -> reference text
     source_clips: list
     manifest: Manifest
     transfer: TransferReport
     transfer_retry: TransferReport
-    lines: dict[str, list[ClipResult]]   # clip_id -> every result line, all shards
-    lines_at_kill: int                   # shard 0's result lines once it was cancelled
+    lines: dict[str, list[ClipResult]]  # clip_id -> every result line, all shards
+    lines_at_kill: int  # shard 0's result lines once it was cancelled
     shard_size0: int
-    states: dict[str, dict[str, str]]    # step -> {job id: state}
+    states: dict[str, dict[str, str]]  # step -> {job id: state}
     resume_log: str
 
 
@@ -88,16 +95,39 @@ def day_run(bed: Bed) -> DayRun:
     src_day = bed.source / DATE
     refs = {f"{DATE}/{rel}": text for rel, text in make_day(src_day).items()}
     shutil.copy(src_day / "a01.m4a", src_day / "z_locked.m4a")
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "sine=frequency=440:duration=40", "-c:a", "aac", str(src_day / "z_long.m4a")],
-                   check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=40",
+            "-c:a",
+            "aac",
+            str(src_day / "z_long.m4a"),
+        ],
+        check=True,
+    )
     subprocess.run(["chmod", "-R", "a+rX", str(bed.source)], check=True)
-    os.chmod(src_day / "z_locked.m4a", 0)      # the submit user cannot read it
+    os.chmod(src_day / "z_locked.m4a", 0)  # the submit user cannot read it
     common = ("--date", DATE, "--staging-root", str(bed.staging))
     day = bed.staging / DATE
-    states = {"master": _sbatch_wait(bed, "0_master_scheduler.sh", *common, "--backend", "local",
-                                     "--source-root", str(bed.source),
-                                     "--shard-size", str(SHARD_SIZE))}
+    states = {
+        "master": _sbatch_wait(
+            bed,
+            "0_master_scheduler.sh",
+            *common,
+            "--backend",
+            "local",
+            "--source-root",
+            str(bed.source),
+            "--shard-size",
+            str(SHARD_SIZE),
+        )
+    }
     manifest = Manifest.from_json((day / "manifest.json").read_text())
     transfer_args = (*common, "--backend", "local")
     states["transfer"] = _sbatch_wait(bed, "1_globus_transfer_job.sh", *transfer_args)
@@ -105,27 +135,54 @@ def day_run(bed: Bed) -> DayRun:
     states["transfer_retry"] = _sbatch_wait(bed, "1_globus_transfer_job.sh", *transfer_args)
     transfer_retry = TransferReport.from_json((day / "transfer.json").read_text())
 
-    audio_args = (*common, "--models-dir", MODELS_DIR, "--model", MODEL, "--workers", "2",
-                  "--batch-size", "8", "--max-clip-seconds", str(MAX_CLIP_S),
-                  "--progress-interval", "2")
+    audio_args = (
+        *common,
+        "--models-dir",
+        MODELS_DIR,
+        "--model",
+        MODEL,
+        "--workers",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-clip-seconds",
+        str(MAX_CLIP_S),
+        "--progress-interval",
+        "2",
+    )
     audio_opts = ("--cpus-per-task=2", "--mem=4G")
     results = day / "results" / manifest.plan_id
-    job = bed.sbatch("2_process_audio_job.sh", *audio_args,
-                     sbatch_opts=(f"--array=0-{len(manifest.shards) - 1}", *audio_opts))
+    job = bed.sbatch(
+        "2_process_audio_job.sh",
+        *audio_args,
+        sbatch_opts=(f"--array=0-{len(manifest.shards) - 1}", *audio_opts),
+    )
     _cancel_after_first_line(bed, job, results / "shard-0000.jsonl")
     states["audio"] = wait_job(bed.world, job)
     lines_at_kill = len(list(iter_result_lines((results / "shard-0000.jsonl").read_text())))
-    states["audio_resume"] = _sbatch_wait(bed, "2_process_audio_job.sh", *audio_args,
-                                          opts=("--array=0", *audio_opts))
+    states["audio_resume"] = _sbatch_wait(
+        bed, "2_process_audio_job.sh", *audio_args, opts=("--array=0", *audio_opts)
+    )
     resume_log = bed.log(next(iter(states["audio_resume"])).split("_")[0])
 
     lines: dict[str, list[ClipResult]] = {}
     for f in sorted(results.glob("shard-*.jsonl")):
         for r in iter_result_lines(f.read_text()):
             lines.setdefault(r.clip_id, []).append(r)
-    return DayRun(bed, day, refs, list_local(str(bed.source), DATE), manifest, transfer,
-                  transfer_retry, lines, lines_at_kill, len(manifest.shards[0].clips), states,
-                  resume_log)
+    return DayRun(
+        bed,
+        day,
+        refs,
+        list_local(str(bed.source), DATE),
+        manifest,
+        transfer,
+        transfer_retry,
+        lines,
+        lines_at_kill,
+        len(manifest.shards[0].clips),
+        states,
+        resume_log,
+    )
 
 
 def test_jobs_completed_and_shard_was_really_killed(day_run: DayRun) -> None:
@@ -141,7 +198,8 @@ def test_jobs_completed_and_shard_was_really_killed(day_run: DayRun) -> None:
 def test_manifest_lists_the_day_recursively(day_run: DayRun) -> None:
     m = day_run.manifest
     expected = {f"{DATE}/{rel}" for rel, *_ in SPEECH} | {
-        f"{DATE}/{rel}" for rel in (*BROKEN, *EXTRA_BROKEN)}
+        f"{DATE}/{rel}" for rel in (*BROKEN, *EXTRA_BROKEN)
+    }
     assert {c.clip_id for c in m.clips} == expected
     assert (m.listed, m.skipped) == (len(expected), 0)
     assert [len(s.clips) for s in m.shards] == [SHARD_SIZE, len(expected) - SHARD_SIZE]
@@ -166,8 +224,10 @@ def test_every_clip_has_exactly_one_line(day_run: DayRun) -> None:
     assert set(day_run.lines) == {c.clip_id for c in day_run.manifest.clips}
     assert {cid: len(ls) for cid, ls in day_run.lines.items() if len(ls) != 1} == {}
     done_before = day_run.lines_at_kill
-    assert f"{done_before} already done, {day_run.shard_size0 - done_before} to do" \
+    assert (
+        f"{done_before} already done, {day_run.shard_size0 - done_before} to do"
         in day_run.resume_log
+    )
 
 
 def test_speech_clips_are_transcribed(day_run: DayRun) -> None:
@@ -177,8 +237,9 @@ def test_speech_clips_are_transcribed(day_run: DayRun) -> None:
         assert (r.engine, r.model, r.language) == ("whisperx", MODEL, "en")
         assert r.alignment.startswith("skipped: no local alignment model")
         assert 1.0 < r.duration_s < MAX_CLIP_S
-        assert r.segments and all(0 <= s["start"] < s["end"] <= r.duration_s + 0.5
-                                  for s in r.segments)
+        assert r.segments and all(
+            0 <= s["start"] < s["end"] <= r.duration_s + 0.5 for s in r.segments
+        )
         assert r.timings["decode_s"] > 0 and r.timings["transcribe_s"] > 0
         assert r.job_id and r.array_index in (0, 1) and r.node
 
@@ -200,8 +261,9 @@ def test_word_error_rate(day_run: DayRun) -> None:
 
 def test_broken_clips_fail_with_their_reason(day_run: DayRun) -> None:
     expected = {f"{DATE}/{rel}": kind for rel, kind in {**BROKEN, **EXTRA_BROKEN}.items()}
-    got = {cid: (day_run.lines[cid][0].status, day_run.lines[cid][0].error_kind)
-           for cid in expected}
+    got = {
+        cid: (day_run.lines[cid][0].status, day_run.lines[cid][0].error_kind) for cid in expected
+    }
     assert got == {cid: ("failed", kind) for cid, kind in expected.items()}
     assert all(day_run.lines[cid][0].error for cid in expected)
     assert "ffmpeg version" not in day_run.lines[f"{DATE}/z_corrupt.m4a"][0].error
@@ -209,13 +271,15 @@ def test_broken_clips_fail_with_their_reason(day_run: DayRun) -> None:
 
 def test_shard_summaries(day_run: DayRun) -> None:
     results = day_run.day / "results" / day_run.manifest.plan_id
-    summaries = [ShardSummary.from_json(p.read_text())
-                 for p in sorted(results.glob("shard-*.summary.json"))]
+    summaries = [
+        ShardSummary.from_json(p.read_text()) for p in sorted(results.glob("shard-*.summary.json"))
+    ]
     assert [s.shard for s in summaries] == [0, 1]
     assert sum(s.ok for s in summaries) == len(SPEECH)
     assert sum(s.failed for s in summaries) == len(BROKEN) + len(EXTRA_BROKEN)
     assert summaries[1].failed_by_reason == Counter(
-        {**{k: 1 for k in BROKEN.values()}, **{k: 1 for k in EXTRA_BROKEN.values()}})
+        {**{k: 1 for k in BROKEN.values()}, **{k: 1 for k in EXTRA_BROKEN.values()}}
+    )
     assert summaries[0].skipped_already_done == day_run.lines_at_kill
     for s in summaries:
         assert s.device == "cpu" and s.audio_s > 0 and s.wall_s > 0 and s.rtf > 0

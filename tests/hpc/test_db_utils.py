@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from support import HPC_PYTHON, PG_DSN, REPO
+from support import HPC_PYTHON, PG_DSN
 
 
 def _run(dsn: str) -> subprocess.CompletedProcess:

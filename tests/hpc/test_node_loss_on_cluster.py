@@ -2,18 +2,25 @@
 mid-shard. SLURM notices (SlurmdTimeout 10 s), marks the node DOWN and requeues the batch job
 (JobRequeue=1); the shard runs again on the other node and resumes after its last finished
 clip on the shared volume. Every clip ends with exactly one result line."""
+
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from audio_hpc.contract import Manifest, iter_result_lines
 from clips import make_day
 from slurm_jobs import Bed, wait_job
+from slurm_worlds import (
+    Cluster,
+    SlurmWorld,
+    open_world,
+    world_devcluster,  # noqa: F401  (fixture)
+)
 from support import MODEL, MODELS_DIR
-from slurm_worlds import Cluster, SlurmWorld, open_world, world_devcluster  # noqa: F401
 
 # SLURM holds a job requeued after NODE_FAIL for ~2 min before it runs again.
 pytestmark = pytest.mark.timeout(1500)
@@ -27,7 +34,7 @@ def slurm_world() -> SlurmWorld:
     return open_world("cluster")
 
 
-def _until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
@@ -47,50 +54,95 @@ def test_killed_node_shard_finishes_on_the_other_node(bed: Bed) -> None:
     assert isinstance(world, Cluster)
     make_day(bed.source / DATE)
     common = ("--date", DATE, "--staging-root", str(bed.staging))
-    for script, extra in (("0_master_scheduler.sh", ("--backend", "local", "--source-root",
-                                                     str(bed.source), "--shard-size",
-                                                     str(SHARD_SIZE))),
-                          ("1_globus_transfer_job.sh", ("--backend", "local"))):
+    for script, extra in (
+        (
+            "0_master_scheduler.sh",
+            (
+                "--backend",
+                "local",
+                "--source-root",
+                str(bed.source),
+                "--shard-size",
+                str(SHARD_SIZE),
+            ),
+        ),
+        ("1_globus_transfer_job.sh", ("--backend", "local")),
+    ):
         job = bed.sbatch(script, *common, *extra)
         assert set(wait_job(world, job).values()) == {"COMPLETED"}, bed.log(job)[-2000:]
     day = bed.staging / DATE
     manifest = Manifest.from_json((day / "manifest.json").read_text())
     assert len(manifest.shards) == 2
     results = day / "results" / manifest.plan_id
-    job = bed.sbatch("2_process_audio_job.sh", *common, "--models-dir", MODELS_DIR, "--model",
-                     MODEL, "--workers", "2", "--batch-size", "8", "--max-clip-seconds", "30",
-                     sbatch_opts=("--array=0-1", "--cpus-per-task=2", "--mem=4G"))
+    job = bed.sbatch(
+        "2_process_audio_job.sh",
+        *common,
+        "--models-dir",
+        MODELS_DIR,
+        "--model",
+        MODEL,
+        "--workers",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-clip-seconds",
+        "30",
+        sbatch_opts=("--array=0-1", "--cpus-per-task=2", "--mem=4G"),
+    )
     shard0 = results / "shard-0000.jsonl"
-    _until(lambda: shard0.exists() and shard0.read_text().count("\n") >= 1, 300,
-           "shard 0's first result line")
+    _until(
+        lambda: shard0.exists() and shard0.read_text().count("\n") >= 1,
+        300,
+        "shard 0's first result line",
+    )
     state, victim = _squeue(world, job)[f"{job}_0"]
     assert state == "RUNNING" and victim in world.compute_nodes
     lines_before = shard0.read_text().count("\n")
     killed_at = time.monotonic()
     world.stop_node(victim, kill=True)
     try:
-        down = _until(lambda: "down" in (s := world.slurm(
-            ["sinfo", "-h", "-n", victim, "-o", "%T %E"]).stdout) and s, 60, f"{victim} DOWN")
+        down = _until(
+            lambda: (
+                "down" in (s := world.slurm(["sinfo", "-h", "-n", victim, "-o", "%T %E"]).stdout)
+                and s
+            ),
+            60,
+            f"{victim} DOWN",
+        )
         noticed_s = time.monotonic() - killed_at
         # requeued, not failed: the same job id runs again, on the surviving node
-        done = _until(lambda: (q := _squeue(world, job)) and all(
-            s == "COMPLETED" for s, _ in q.values()) and len(q) == 2 and q, 600,
-            "the array completed after the node loss")
+        done = _until(
+            lambda: (
+                (q := _squeue(world, job))
+                and all(s == "COMPLETED" for s, _ in q.values())
+                and len(q) == 2
+                and q
+            ),
+            600,
+            "the array completed after the node loss",
+        )
     finally:
         world.start_node(victim)
     survivor = next(n for n in world.compute_nodes if n != victim)
     assert done[f"{job}_0"][1] == survivor, done
-    history = world.slurm(["sacct", "-X", "-D", "-n", "-P", "-j", f"{job}_0",
-                           "-o", "JobID,State,NodeList"]).stdout
+    history = world.slurm(
+        ["sacct", "-X", "-D", "-n", "-P", "-j", f"{job}_0", "-o", "JobID,State,NodeList"]
+    ).stdout
     assert f"NODE_FAIL|{victim}" in history and f"COMPLETED|{survivor}" in history, history
-    lines = [r for p in sorted(results.glob("shard-*.jsonl"))
-             for r in iter_result_lines(p.read_text())]
+    lines = [
+        r for p in sorted(results.glob("shard-*.jsonl")) for r in iter_result_lines(p.read_text())
+    ]
     ids = [r.clip_id for r in lines]
-    assert sorted(ids) == sorted(c.clip_id for c in manifest.clips)   # each clip exactly once
+    assert sorted(ids) == sorted(c.clip_id for c in manifest.clips)  # each clip exactly once
     # shard 0's first clips were done on the node that died, the rest on the survivor
     assert {r.node for r in lines if r.array_index == 0} == {victim, survivor}
-    print(f"node {victim} killed; DOWN after {noticed_s:.1f} s ({down.strip()}); shard 0 "
-          f"resumed on {survivor} after {lines_before} clip(s); total "
-          f"{time.monotonic() - killed_at:.0f} s")
-    _until(lambda: "idle" in world.slurm(["sinfo", "-h", "-n", victim, "-o", "%T"]).stdout,
-           120, f"{victim} back")
+    print(
+        f"node {victim} killed; DOWN after {noticed_s:.1f} s ({down.strip()}); shard 0 "
+        f"resumed on {survivor} after {lines_before} clip(s); total "
+        f"{time.monotonic() - killed_at:.0f} s"
+    )
+    _until(
+        lambda: "idle" in world.slurm(["sinfo", "-h", "-n", victim, "-o", "%T"]).stdout,
+        120,
+        f"{victim} back",
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard, ShardSummary
-from support import HPC_PYTHON, MODELS_DIR, REPO
+from support import HPC_PYTHON, MODELS_DIR
 
 DATE = "2024-01-15"
 

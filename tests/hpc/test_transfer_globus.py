@@ -16,7 +16,12 @@ import responses
 from globus_sdk.testing import RegisteredResponse, load_response
 
 from audio_hpc.contract import Clip, Manifest, Shard
-from audio_hpc.transfer.globus import GlobusTransfer, GlobusTransferError, list_day, load_credentials
+from audio_hpc.transfer.globus import (
+    GlobusTransfer,
+    GlobusTransferError,
+    list_day,
+    load_credentials,
+)
 
 SRC, DST = "aaaaaaaa-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
 DATE = "2024-01-15"

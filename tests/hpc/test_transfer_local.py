@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from audio_hpc.transfer import day as transfer_day
 from audio_hpc.contract import Clip, Manifest, Shard, TransferReport
+from audio_hpc.transfer import day as transfer_day
 
 DATE = "2024-01-15"
 

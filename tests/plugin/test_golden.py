@@ -1,6 +1,7 @@
 """The parsers over real SLURM output of both versions the project runs on: the native 22.05
 bed and the 24.11 cluster (captured by golden/capture.py; the same jobs on each). What
 differs between versions must read the same once parsed."""
+
 from __future__ import annotations
 
 import json
@@ -35,18 +36,27 @@ def test_sacct_final_states_exit_codes_and_nodes(version: str) -> None:
     meta = json.loads(golden(version, "jobs.json"))
     single = {name: js[0] for name, js in jobs.items() if name != "array"}
     assert {n: (j.state, j.exit_code) for n, j in single.items()} == {
-        "completed": ("COMPLETED", "0:0"), "exit3": ("FAILED", "3:0"),
-        "sigkill": ("FAILED", "0:9"), "child_sigkill": ("FAILED", "9:0"),
-        "cancelled": ("CANCELLED", "0:0"),          # "CANCELLED by <uid>" in the raw text
-        "timeout": ("TIMEOUT", "0:0"), "dependency": ("PENDING", "0:0")}
+        "completed": ("COMPLETED", "0:0"),
+        "exit3": ("FAILED", "3:0"),
+        "sigkill": ("FAILED", "0:9"),
+        "child_sigkill": ("FAILED", "9:0"),
+        "cancelled": ("CANCELLED", "0:0"),  # "CANCELLED by <uid>" in the raw text
+        "timeout": ("TIMEOUT", "0:0"),
+        "dependency": ("PENDING", "0:0"),
+    }
     assert f"CANCELLED by {meta['submit_uid']}" in golden(version, "sacct-ended.txt")
     assert {n: verdict(j.state) for n, j in single.items()} == {
-        "completed": Verdict.SUCCESS, "exit3": Verdict.FAILURE, "sigkill": Verdict.FAILURE,
-        "child_sigkill": Verdict.FAILURE, "cancelled": Verdict.FAILURE,
-        "timeout": Verdict.FAILURE, "dependency": Verdict.WAIT}
+        "completed": Verdict.SUCCESS,
+        "exit3": Verdict.FAILURE,
+        "sigkill": Verdict.FAILURE,
+        "child_sigkill": Verdict.FAILURE,
+        "cancelled": Verdict.FAILURE,
+        "timeout": Verdict.FAILURE,
+        "dependency": Verdict.WAIT,
+    }
     assert all(j.node for n, j in single.items() if n != "dependency")
-    assert single["dependency"].node is None       # "None assigned"
-    assert single["dependency"].start_time is None and single["timeout"].elapsed_s >= 60
+    assert single["dependency"].node is None  # "None assigned"
+    assert single["dependency"].start_time is None and (single["timeout"].elapsed_s or 0) >= 60
     assert single["completed"].job_id == meta["jobs"]["completed"]
 
 
@@ -55,15 +65,16 @@ def test_array_ids_with_a_throttle_expand_to_their_indices(version: str) -> None
     """``123_[8-100%10]``: the array's pending rest in one line, one JobState per index."""
     raw = golden(version, "sacct-running.txt")
     array = json.loads(golden(version, "jobs.json"))["jobs"]["array"]
-    pending_line = next(l for l in raw.splitlines() if l.startswith(f"{array}_["))
+    pending_line = next(line for line in raw.splitlines() if line.startswith(f"{array}_["))
     assert pending_line.split(S)[0].endswith("-100%10]")
     jobs = [j for j in parse_sacct(raw) if j.array_job_id == array]
     # accounting's pending range may still hold an index that already runs (its own line)
-    assert sorted({j.array_index for j in jobs}) == list(range(5, 101))
+    assert sorted({j.array_index for j in jobs if j.array_index is not None}) == list(range(5, 101))
     assert {j.state for j in jobs if j.node is None} == {"PENDING"}
     assert {j.state for j in jobs if j.node} == {"RUNNING"}
-    assert {j.state for j in parse_sacct(golden(version, "sacct-ended.txt"))
-            if j.array_job_id == array} == {"CANCELLED"}
+    assert {
+        j.state for j in parse_sacct(golden(version, "sacct-ended.txt")) if j.array_job_id == array
+    } == {"CANCELLED"}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -75,18 +86,25 @@ def test_squeue_exit_codes_read_alike_in_both_versions(version: str) -> None:
     assert all(f"{S}{c}{S}" in raw for c in codes)
     jobs = {n: js[0] for n, js in by_name(parse_squeue(raw)).items() if n != "array"}
     assert {n: (j.state, j.exit_code) for n, j in jobs.items()} == {
-        "completed": ("COMPLETED", "0:0"), "exit3": ("FAILED", "3:0"),
-        "sigkill": ("FAILED", "0:9"), "child_sigkill": ("FAILED", "137:0"),
-        "cancelled": ("CANCELLED", "0:15"), "timeout": ("RUNNING", "0:0"),
-        "dependency": ("PENDING", "0:0")}
+        "completed": ("COMPLETED", "0:0"),
+        "exit3": ("FAILED", "3:0"),
+        "sigkill": ("FAILED", "0:9"),
+        "child_sigkill": ("FAILED", "137:0"),
+        "cancelled": ("CANCELLED", "0:15"),
+        "timeout": ("RUNNING", "0:0"),
+        "dependency": ("PENDING", "0:0"),
+    }
     assert {j.stdout for j in jobs.values()} == {"/dev/null"}
     assert jobs["dependency"].reason == "DependencyNeverSatisfied"
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_pending_array_indices_keep_their_reason(version: str) -> None:
-    pending = [j for j in parse_squeue(golden(version, "squeue-running.txt"))
-               if j.state == "PENDING" and j.array_index is not None]
+    pending = [
+        j
+        for j in parse_squeue(golden(version, "squeue-running.txt"))
+        if j.state == "PENDING" and j.array_index is not None
+    ]
     assert pending and {j.reason for j in pending} == {"Resources"}
     assert all(j.node is None and j.start_time is None for j in pending)
     # the controller's short form, as `squeue -o %i` prints it
@@ -102,8 +120,9 @@ def test_signal_exits_are_explained(version: str) -> None:
     assert "OOM killer" in note and "scancel --signal" in note and "admin" in note
     assert signal_note(jobs["exit3"].exit_code) is None
     assert signal_note(jobs["completed"].exit_code) is None
-    squeue = {n: js[0] for n, js
-              in by_name(parse_squeue(golden(version, "squeue-running.txt"))).items()}
+    squeue = {
+        n: js[0] for n, js in by_name(parse_squeue(golden(version, "squeue-running.txt"))).items()
+    }
     assert "signal 15 (SIGTERM)" in (signal_note(squeue["cancelled"].exit_code) or "")
     assert "signal 9 (SIGKILL)" in (signal_note(squeue["child_sigkill"].exit_code) or "")
 
@@ -118,8 +137,11 @@ def test_signal_notes_dedupe_and_skip_plain_exits() -> None:
 def test_states_of_newer_versions_are_not_terminal(state: str) -> None:
     """25.11 adds EXPEDITING; a 24.11 line with it in place of RUNNING neither passes nor
     fails the job."""
-    line = next(l for l in golden("24.11", "sacct-running.txt").splitlines()
-                if f"{S}RUNNING{S}" in l)
+    line = next(
+        line
+        for line in golden("24.11", "sacct-running.txt").splitlines()
+        if f"{S}RUNNING{S}" in line
+    )
     (job,) = parse_sacct(line.replace(f"{S}RUNNING{S}", f"{S}{state}{S}"))
     assert job.state == state and verdict(job.state) is Verdict.UNKNOWN
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from audio_hpc.contract import FAILED_LINE_MARK, ClipResult
 from hpc_pipeline.alerts import Problem, day_alert, day_problems, failed_ratio
 from hpc_pipeline.assets import TRANSCRIPTS, transcripts_extra
 from hpc_pipeline.config import AlertConfig, load_config
 from hpc_pipeline.hooks.slurm import SlurmHook
-from audio_hpc.contract import FAILED_LINE_MARK, ClipResult
+from hpc_pipeline.run_report import status_page_link, summary_line
 from hpc_pipeline.slurm.jobs import JobState
 from hpc_pipeline.slurm.parse import ProgressProbe, parse_progress_probe
 from hpc_pipeline.slurm.progress import (
@@ -20,7 +21,6 @@ from hpc_pipeline.slurm.progress import (
     pending_without_reason,
     with_reasons,
 )
-from hpc_pipeline.run_report import status_page_link, summary_line
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 
 

@@ -12,7 +12,14 @@ import pytest
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.sensors.slurm import parse_job_ids
 from hpc_pipeline.slurm.arrays import index_spec, parse_array_size
-from hpc_pipeline.slurm.jobs import JobState, expand_job_id, job_name, latest_runs, log_path, reconcile
+from hpc_pipeline.slurm.jobs import (
+    JobState,
+    expand_job_id,
+    job_name,
+    latest_runs,
+    log_path,
+    reconcile,
+)
 from hpc_pipeline.slurm.parse import parse_sacct, parse_squeue
 from hpc_pipeline.slurm.states import Verdict, verdict
 from hpc_pipeline.slurm.verdict import event_payload, failure_message, judge, plan
@@ -239,13 +246,16 @@ def test_small_helpers() -> None:
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    first = [next_interval(0, 2, 30) for _ in range(50)]
+    assert min(first) >= 1.6 and max(first) <= 2.4 and len(set(first)) > 1
+    assert all(next_interval(40, 2, 30) <= 36 for _ in range(50))
+    assert next_interval(3, 2, 30) > 2.4  # 2 * 1.5**3 * 0.8
+
+
+def test_trigger_round_trips_through_serialize() -> None:
     trig = SlurmJobTrigger(
         ssh_conn_id="x", job_ids=["1"], poll_interval=2, max_poll_interval=30, array_size=3
     )
-    first = [trig._next_interval(0) for _ in range(50)]
-    assert min(first) >= 1.6 and max(first) <= 2.4 and len(set(first)) > 1
-    assert all(trig._next_interval(40) <= 36 for _ in range(50))
-    assert trig._next_interval(3) > 2.4  # 2 * 1.5**3 * 0.8
     cls, kwargs = trig.serialize()
     assert cls == "hpc_pipeline.triggers.slurm.SlurmJobTrigger" and SlurmJobTrigger(
         **kwargs

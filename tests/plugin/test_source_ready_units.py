@@ -20,8 +20,8 @@ from globus_sdk.testing import RegisteredResponse, load_response
 
 from hpc_pipeline.config import Readiness, load_config
 from hpc_pipeline.hooks.globus import GlobusListingHook
-from hpc_pipeline.slurm.parse import parse_tree
 from hpc_pipeline.readiness import Listing, ReadinessWatch, SourceFile, deadline_message, duration
+from hpc_pipeline.slurm.parse import parse_tree
 from hpc_pipeline.triggers.source_ready import SourceReadyTrigger
 
 WHERE = "/srv/audio-source/2024-01-15"

@@ -1,17 +1,20 @@
 """Days of known transcripts, recorded through ``ResultsDbHook.record_day`` (the pipeline's
 own load path), for the search and export tests."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
+from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
 
 # day -> clip name -> (language, text) ; None = a failed clip
 DAYS: dict[str, dict[str, tuple[str, str] | None]] = {
     "2025-03-01": {
-        "a.m4a": ("en", "Climate change was mentioned twice. Climate change again, the "
-                        "climate is changing."),
+        "a.m4a": (
+            "en",
+            "Climate change was mentioned twice. Climate change again, the climate is changing.",
+        ),
         "b.m4a": ("en", "They talked about the weather and a change of climate."),
         "c.m4a": ("en", "A transcription of the meeting about budgets."),
         "d.m4a": None,
@@ -30,26 +33,52 @@ def segments_of(text: str) -> list[dict[str, Any]]:
     words = text.split()
     half = max(1, len(words) // 2)
     parts = [" ".join(words[:half]), " ".join(words[half:])]
-    return [{"start": 1.5 * i, "end": 1.5 * i + 1.25, "text": " " + p}
-            for i, p in enumerate(parts) if p]
+    return [
+        {"start": 1.5 * i, "end": 1.5 * i + 1.25, "text": " " + p} for i, p in enumerate(parts) if p
+    ]
 
 
 def day_load(day: str) -> DayLoad:
     clips = DAYS[day]
-    manifest = Manifest(date=day, plan_id="p1", source="/src", listed=len(clips), shards=[
-        Shard(0, [Clip(f"{day}/{n}", n, f"/src/{day}/{n}", 1000) for n in clips])])
+    manifest = Manifest(
+        date=day,
+        plan_id="p1",
+        source="/src",
+        listed=len(clips),
+        shards=[Shard(0, [Clip(f"{day}/{n}", n, f"/src/{day}/{n}", 1000) for n in clips])],
+    )
     results = []
     for i, (name, outcome) in enumerate(clips.items()):
-        common = dict(clip_id=f"{day}/{name}", date=day, engine="whisperx", model="tiny.en",
-                      duration_s=10.0 + i, job_id="77", array_index=0, node="vm",
-                      finished_at=f"{day}T23:00:0{i}+00:00")
+        common: dict[str, Any] = dict(
+            clip_id=f"{day}/{name}",
+            date=day,
+            engine="whisperx",
+            model="tiny.en",
+            duration_s=10.0 + i,
+            job_id="77",
+            array_index=0,
+            node="vm",
+            finished_at=f"{day}T23:00:0{i}+00:00",
+        )
         if outcome is None:
-            results.append(ClipResult(status="failed", error_kind="corrupt",
-                                      error="moov atom not found", **common))
+            results.append(
+                ClipResult(
+                    status="failed", error_kind="corrupt", error="moov atom not found", **common
+                )
+            )
         else:
             language, text = outcome
-            results.append(ClipResult(status="ok", language=language, text=text,
-                                      segments=segments_of(text), **common))
+            results.append(
+                ClipResult(
+                    status="ok", language=language, text=text, segments=segments_of(text), **common
+                )
+            )
     jobs = [JobRecord("audio", "77", 0, "COMPLETED", "0:0", 12.0, "vm", 1)]
-    return DayLoad(day=day, plan_id="p1", dag_run_id=f"run-{day}", manifest=manifest,
-                   results=results, jobs=jobs)
+    return DayLoad(
+        day=day,
+        plan_id="p1",
+        dag_run_id=f"run-{day}",
+        manifest=manifest,
+        results=results,
+        jobs=jobs,
+    )

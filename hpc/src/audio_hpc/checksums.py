@@ -1,4 +1,5 @@
 """SHA-256 of staged files: what transfer.json records for every clip, whatever the backend."""
+
 from __future__ import annotations
 
 import hashlib

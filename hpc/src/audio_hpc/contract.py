@@ -13,17 +13,19 @@ Remote layout of one day under ``$STAGING_ROOT/<date>/``::
 Every document carries ``schema_version``; readers reject versions they do not know with a
 clear message instead of guessing.
 """
+
 from __future__ import annotations
 
 import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import IO, Any, Iterator, Literal
+from typing import IO, Any, Literal
 
 SCHEMA_VERSION = 1
 
@@ -34,16 +36,27 @@ REPROCESS_MODES: tuple[str, ...] = ("none", "failed", "all")
 # Reasons a clip can fail with (error_kind). Stable strings: they are grouped on in SQL.
 ERROR_KINDS: tuple[str, ...] = (
     "transfer_failed",  # the clip never reached staging intact
-    "empty",            # zero bytes
-    "not_audio",        # FFmpeg found no decodable audio stream
-    "corrupt",          # FFmpeg failed while decoding
-    "silent",           # decoded, but the VAD found no speech
-    "too_long",         # longer than the configured maximum
-    "engine_error",     # the transcription engine raised
+    "empty",  # zero bytes
+    "not_audio",  # FFmpeg found no decodable audio stream
+    "corrupt",  # FFmpeg failed while decoding
+    "silent",  # decoded, but the VAD found no speech
+    "too_long",  # longer than the configured maximum
+    "engine_error",  # the transcription engine raised
 )
 
-AUDIO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4a", ".mov", ".mkv", ".webm", ".wav", ".mp3",
-                                     ".ogg", ".flac", ".aac", ".opus")
+AUDIO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4",
+    ".m4a",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".wav",
+    ".mp3",
+    ".ogg",
+    ".flac",
+    ".aac",
+    ".opus",
+)
 
 
 # A write that failed for lack of space (disk full, quota): the day's fault, never a clip's.
@@ -57,8 +70,10 @@ class StagingFull(RuntimeError):
     def check(cls, exc: OSError, path: str | Path) -> None:
         """Raise StagingFull for a no-space ``exc`` while writing ``path``; else nothing."""
         if exc.errno in NO_SPACE_ERRNOS:
-            raise cls(f"staging is full: cannot write {path}: {exc.strerror}; free space "
-                      "there and retry (finished work is kept)") from exc
+            raise cls(
+                f"staging is full: cannot write {path}: {exc.strerror}; free space "
+                "there and retry (finished work is kept)"
+            ) from exc
 
 
 class ContractError(ValueError):
@@ -86,16 +101,18 @@ def _check_version(doc: dict[str, Any], kind: str) -> None:
     if version != SCHEMA_VERSION:
         raise ContractError(
             f"{kind}: schema_version {version!r} is not supported (this code reads "
-            f"version {SCHEMA_VERSION}); deploy matching code on both sides")
+            f"version {SCHEMA_VERSION}); deploy matching code on both sides"
+        )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _field_names(cls: type) -> tuple[frozenset[str], tuple[str, ...]]:
     """(every field, the required ones) of a dataclass; cached: a big day's result lines
     are parsed tens of thousands at a time."""
-    return (frozenset(f.name for f in fields(cls)),
-            tuple(f.name for f in fields(cls)
-                  if f.default is MISSING and f.default_factory is MISSING))
+    return (
+        frozenset(f.name for f in fields(cls)),
+        tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
+    )
 
 
 def _from_dict(cls: type, doc: dict[str, Any], kind: str) -> Any:
@@ -109,9 +126,10 @@ def _from_dict(cls: type, doc: dict[str, Any], kind: str) -> Any:
 @dataclass
 class Clip:
     """One source clip. ``clip_id`` is ``<date>/<relative path>``: unique across days."""
+
     clip_id: str
-    name: str          # file name on staging (``audio/<name>``), unique within the day
-    source_path: str   # path on the source collection/directory
+    name: str  # file name on staging (``audio/<name>``), unique within the day
+    source_path: str  # path on the source collection/directory
     size: int
 
 
@@ -124,6 +142,7 @@ class Shard:
 @dataclass
 class Request:
     """What Airflow asks the master job to plan (written by Airflow before submitting)."""
+
     date: str
     plan_id: str
     reprocess: str = "none"
@@ -135,13 +154,14 @@ class Request:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Request":
+    def from_json(cls, text: str) -> Request:
         doc = json.loads(text)
         _check_version(doc, "request.json")
         req = _from_dict(cls, doc, "request.json")
         if req.reprocess not in REPROCESS_MODES:
-            raise ContractError(f"request.json: reprocess must be one of {REPROCESS_MODES}, "
-                                f"got {req.reprocess!r}")
+            raise ContractError(
+                f"request.json: reprocess must be one of {REPROCESS_MODES}, got {req.reprocess!r}"
+            )
         return req
 
 
@@ -151,8 +171,8 @@ class Manifest:
     plan_id: str
     source: str
     shards: list[Shard]
-    listed: int = 0        # clips found at the source
-    skipped: int = 0       # clips left out because they are already done
+    listed: int = 0  # clips found at the source
+    skipped: int = 0  # clips left out because they are already done
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -164,12 +184,17 @@ class Manifest:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Manifest":
+    def from_json(cls, text: str) -> Manifest:
         doc = json.loads(text)
         _check_version(doc, "manifest.json")
         m = _from_dict(cls, doc, "manifest.json")
-        m.shards = [Shard(index=s["index"], clips=[_from_dict(Clip, c, "manifest.json clip")
-                                                   for c in s["clips"]]) for s in m.shards]
+        m.shards = [
+            Shard(
+                index=s["index"],
+                clips=[_from_dict(Clip, c, "manifest.json clip") for c in s["clips"]],
+            )
+            for s in m.shards
+        ]
         return m
 
 
@@ -177,8 +202,10 @@ class Manifest:
 class TransferOutcome:
     clip_id: str
     name: str
-    status: Literal["transferred", "skipped", "failed"]  # skipped: already on staging, same checksum
-    checksum: str = ""       # sha256 of the staged file
+    status: Literal[
+        "transferred", "skipped", "failed"
+    ]  # skipped: already on staging, same checksum
+    checksum: str = ""  # sha256 of the staged file
     error: str = ""
 
 
@@ -187,7 +214,7 @@ class TransferReport:
     date: str
     plan_id: str
     backend: str
-    task_id: str = ""        # Globus task id (or "" for the local backend)
+    task_id: str = ""  # Globus task id (or "" for the local backend)
     submission_id: str = ""
     files: list[TransferOutcome] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
@@ -199,7 +226,7 @@ class TransferReport:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TransferReport":
+    def from_json(cls, text: str) -> TransferReport:
         doc = json.loads(text)
         _check_version(doc, "transfer.json")
         r = _from_dict(cls, doc, "transfer.json")
@@ -218,30 +245,31 @@ class Segment:
 @dataclass
 class ClipResult:
     """One line of ``results/<plan_id>/shard-XXXX.jsonl``: the outcome for one clip."""
+
     clip_id: str
     date: str
-    status: str                      # ClipStatus
+    status: str  # ClipStatus
     engine: str = ""
     model: str = ""
     language: str = ""
     duration_s: float = 0.0
     text: str = ""
     segments: list[dict[str, Any]] = field(default_factory=list)  # Segment dicts
-    error_kind: str = ""             # one of ERROR_KINDS when failed
+    error_kind: str = ""  # one of ERROR_KINDS when failed
     error: str = ""
-    alignment: str = ""              # "aligned" or "skipped: <reason>"
+    alignment: str = ""  # "aligned" or "skipped: <reason>"
     timings: dict[str, float] = field(default_factory=dict)  # decode_s, transcribe_s, align_s
     job_id: str = ""
     array_index: int = -1
     node: str = ""
-    finished_at: str = ""            # ISO-8601 UTC
+    finished_at: str = ""  # ISO-8601 UTC
     schema_version: int = SCHEMA_VERSION
 
     def to_line(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_line(cls, line: str) -> "ClipResult":
+    def from_line(cls, line: str) -> ClipResult:
         doc = json.loads(line)
         _check_version(doc, "result line")
         r = _from_dict(cls, doc, "result line")
@@ -262,10 +290,10 @@ class ShardSummary:
     skipped_already_done: int
     audio_s: float
     wall_s: float
-    rtf: float                       # audio seconds per wall second
+    rtf: float  # audio seconds per wall second
     engine: str
     model: str
-    device: str                      # GPU name or "cpu"
+    device: str  # GPU name or "cpu"
     job_id: str = ""
     array_index: int = -1
     node: str = ""
@@ -275,7 +303,7 @@ class ShardSummary:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ShardSummary":
+    def from_json(cls, text: str) -> ShardSummary:
         doc = json.loads(text)
         _check_version(doc, "shard summary")
         return _from_dict(cls, doc, "shard summary")
@@ -295,10 +323,10 @@ def iter_result_lines(text: str) -> Iterator[ClipResult]:
             continue
         try:
             yield ClipResult.from_line(line)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             if i == len(lines) - 1:
                 return
-            raise ContractError(f"results: line {i + 1} is not valid JSON")
+            raise ContractError(f"results: line {i + 1} is not valid JSON") from exc
 
 
 def latest_per_clip(results: list[ClipResult]) -> dict[str, ClipResult]:

@@ -3,6 +3,7 @@
 Kept to what a job needs to check before it relies on the results DB; loading results is the
 Airflow side's job.
 """
+
 from __future__ import annotations
 
 import argparse

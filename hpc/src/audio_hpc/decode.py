@@ -7,24 +7,24 @@ cannot read, an FFmpeg subprocess decodes it (threads suffice then), and FFmpeg'
 classify a failure, so a bad clip gets the same reason either way. The pool keeps a bounded
 number of clips decoded ahead so the engine never waits on decoding while memory stays bounded.
 """
+
 from __future__ import annotations
 
 import multiprocessing
 import subprocess
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from audio_hpc.engines.base import SAMPLE_RATE, DecodedClip
 
 # Phrases FFmpeg prints when the input is not a media file it recognises, or has no audio.
-_NOT_AUDIO = ("detected only with low score", "does not contain any stream",
-              "matches no streams")
+_NOT_AUDIO = ("detected only with low score", "does not contain any stream", "matches no streams")
 _STDERR_TAIL_LINES = 4
 
 
@@ -35,7 +35,7 @@ class DecodeError(Exception):
         super().__init__(message)
         self.kind = kind
 
-    def __reduce__(self) -> tuple:      # it travels back from decode worker processes
+    def __reduce__(self) -> tuple:  # it travels back from decode worker processes
         return DecodeError, (self.kind, str(self))
 
 
@@ -58,14 +58,17 @@ def _failure_kind(path: Path, tail: str) -> str:
     kind = classify_failure(tail)
     if kind == "not_audio":
         return kind
-    probe = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "verbose",
-                            "-i", str(path)], capture_output=True, check=False)
+    probe = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "verbose", "-i", str(path)],
+        capture_output=True,
+        check=False,
+    )
     return classify_failure(probe.stderr.decode(errors="replace"))
 
 
 try:
     import av
-except ImportError:         # the FFmpeg subprocess decodes everything
+except ImportError:  # the FFmpeg subprocess decodes everything
     av = None
 
 
@@ -84,7 +87,7 @@ def decode(path: str | Path, clip_id: str, max_seconds: float) -> DecodedClip:
         try:
             audio = _pyav_samples(path, max_seconds)
         except (av.FFmpegError, ValueError, IndexError):
-            audio = None        # FFmpeg decides, and says why
+            audio = None  # FFmpeg decides, and says why
     if audio is None or audio.size == 0:
         audio = _ffmpeg_samples(path, max_seconds)
     if audio.size > max_seconds * SAMPLE_RATE:
@@ -114,9 +117,24 @@ def _pyav_samples(path: Path, max_seconds: float) -> np.ndarray:
 
 
 def _ffmpeg_samples(path: Path, max_seconds: float) -> np.ndarray:
-    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path),
-            "-t", f"{max_seconds + 1:.3f}", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
-            "-f", "f32le", "-"]
+    argv = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-i",
+        str(path),
+        "-t",
+        f"{max_seconds + 1:.3f}",
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-f",
+        "f32le",
+        "-",
+    ]
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0:
         tail = _stderr_tail(proc.stderr)
@@ -150,19 +168,27 @@ class DecodePool:
     DecodeError) in job order. Processes are spawned, not forked: the engine's threads and
     CUDA state must not be copied into them."""
 
-    def __init__(self, jobs: Iterable[DecodeJob], workers: int, max_seconds: float,
-                 prefetch: int | None = None, processes: bool | None = None) -> None:
+    def __init__(
+        self,
+        jobs: Iterable[DecodeJob],
+        workers: int,
+        max_seconds: float,
+        prefetch: int | None = None,
+        processes: bool | None = None,
+    ) -> None:
         self.max_seconds = max_seconds
         self.prefetch = prefetch or 2 * max(1, workers)
         self._jobs = iter(jobs)
         self.processes = av is not None if processes is None else processes
         self._executor: Executor = (
             ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"))
-            if self.processes else ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode"))
+            if self.processes
+            else ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode")
+        )
         self._pending: deque[tuple[DecodeJob, Future]] = deque()
         self._fill()
 
-    def __enter__(self) -> "DecodePool":
+    def __enter__(self) -> DecodePool:
         return self
 
     def __exit__(self, *exc: object) -> None:

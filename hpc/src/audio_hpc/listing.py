@@ -1,8 +1,9 @@
 """Turn a day's source listing (local directory or Globus collection) into contract Clips."""
+
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from audio_hpc.contract import AUDIO_EXTENSIONS, Clip
 
@@ -18,9 +19,16 @@ def staged_name(rel_path: str) -> str:
 
 def clips_from(date: str, day_root: str, entries: Iterable[tuple[str, int]]) -> list[Clip]:
     """Clips for (path relative to the day directory, size) pairs, sorted for stable shards."""
-    return [Clip(clip_id=f"{date}/{rel}", name=staged_name(rel),
-                 source_path=f"{day_root.rstrip('/')}/{rel}", size=size)
-            for rel, size in sorted(entries) if is_audio(rel)]
+    return [
+        Clip(
+            clip_id=f"{date}/{rel}",
+            name=staged_name(rel),
+            source_path=f"{day_root.rstrip('/')}/{rel}",
+            size=size,
+        )
+        for rel, size in sorted(entries)
+        if is_audio(rel)
+    ]
 
 
 def list_local(source_root: str, date: str) -> list[Clip]:

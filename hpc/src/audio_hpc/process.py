@@ -6,6 +6,7 @@ failed lines, never a failed shard. Exit codes: 0 shard ran (even if clips faile
 input (manifest, shard index, plan id), 3 the engine cannot start (model missing, ...),
 4 staging is full (the message names the file; the retry resumes after the last line).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,18 +16,36 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
+from audio_hpc.contract import (
+    ClipResult,
+    ContractError,
+    Manifest,
+    ShardSummary,
+    StagingFull,
+    TransferReport,
+    day_dir,
+    iter_result_lines,
+    latest_per_clip,
+    results_dir,
+    shard_results_name,
+    shard_summary_name,
+    write_atomic,
+)
 from audio_hpc.decode import DecodeError, DecodeJob, DecodePool
-from audio_hpc.engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,
-                          TranscriptionEngine, load_engine)
+from audio_hpc.engines.base import (
+    DecodedClip,
+    EngineOptions,
+    NoSpeech,
+    Transcript,
+    TranscriptionEngine,
+    load_engine,
+)
 from audio_hpc.jobmain import ExitCode, day_parser, run_job
-from audio_hpc.contract import (ClipResult, ContractError, Manifest, ShardSummary,
-                               StagingFull, TransferReport, day_dir, iter_result_lines, latest_per_clip,
-                               results_dir, shard_results_name, shard_summary_name,
-                               write_atomic)
 
 log = logging.getLogger("audio_hpc.process")
 
@@ -43,8 +62,11 @@ def slurm_identity() -> dict[str, Any]:
     """Job id (``<array job>_<index>`` for array tasks), array index and node from SLURM."""
     env = os.environ
     index = int(env.get("SLURM_ARRAY_TASK_ID", "-1"))
-    job = (f"{env['SLURM_ARRAY_JOB_ID']}_{index}" if "SLURM_ARRAY_JOB_ID" in env
-           else env.get("SLURM_JOB_ID", ""))
+    job = (
+        f"{env['SLURM_ARRAY_JOB_ID']}_{index}"
+        if "SLURM_ARRAY_JOB_ID" in env
+        else env.get("SLURM_JOB_ID", "")
+    )
     return {"job_id": job, "array_index": index, "node": env.get("SLURMD_NODENAME", "")}
 
 
@@ -68,7 +90,7 @@ class Ledger:
     def append(self, result: ClipResult) -> None:
         """Append one line durably. A failed write (disk full) is cut back off, so the file
         never keeps half a line; a full disk raises StagingFull naming the file."""
-        size = os.fstat(self._fh.fileno()).st_size   # every earlier line is flushed
+        size = os.fstat(self._fh.fileno()).st_size  # every earlier line is flushed
         try:
             self._fh.write(result.to_line())
             self._fh.flush()
@@ -85,7 +107,7 @@ class Ledger:
         try:
             self._fh.close()
         except OSError:
-            pass   # the failed bytes were still buffered: closing tries (and fails) to flush
+            pass  # the failed bytes were still buffered: closing tries (and fails) to flush
         os.truncate(self.path, size)
         return open(self.path, "a", encoding="utf-8")
 
@@ -105,7 +127,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._thread.start()
         return self
 
@@ -119,8 +141,13 @@ class Progress:
 
     def report(self) -> None:
         wall = max(time.monotonic() - self.start, 1e-9)
-        log.info("progress %d/%d clips, %.2f clips/min, %.1f audio s / wall s",
-                 self.done, self.total, 60 * self.done / wall, self.audio_s / wall)
+        log.info(
+            "progress %d/%d clips, %.2f clips/min, %.1f audio s / wall s",
+            self.done,
+            self.total,
+            60 * self.done / wall,
+            self.audio_s / wall,
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -138,13 +165,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compute-type", default="int8")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--beam-size", type=int, default=None,
-                   help="beam width, 1 = greedy (default: WhisperX 5, torch 1)")
+    p.add_argument(
+        "--beam-size",
+        type=int,
+        default=None,
+        help="beam width, 1 = greedy (default: WhisperX 5, torch 1)",
+    )
     p.add_argument("--max-clip-seconds", type=float, default=3 * 3600)
-    p.add_argument("--workers", type=int, default=max(1, 3 * len(os.sched_getaffinity(0)) // 4),
-                   help="decode workers: processes with PyAV, else FFmpeg threads (default: "
-                        "3/4 of the CPUs granted, the rest for the engine's threads; 12 of 16 "
-                        "fed an H200 best, bench/results/h200_run_k_shard_e2e.json)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, 3 * len(os.sched_getaffinity(0)) // 4),
+        help="decode workers: processes with PyAV, else FFmpeg threads (default: "
+        "3/4 of the CPUs granted, the rest for the engine's threads; 12 of 16 "
+        "fed an H200 best, bench/results/h200_run_k_shard_e2e.json)",
+    )
     p.add_argument("--progress-interval", type=float, default=30.0)
     return p.parse_args(argv)
 
@@ -164,20 +199,39 @@ class ShardRun:
         self.engine_name = args.engine
 
     def _line(self, clip_id: str, **fields: Any) -> ClipResult:
-        return ClipResult(clip_id=clip_id, date=self.args.date, engine=self.engine_name,
-                          model=self.args.model, finished_at=_now(), **self.ident, **fields)
+        return ClipResult(
+            clip_id=clip_id,
+            date=self.args.date,
+            engine=self.engine_name,
+            model=self.args.model,
+            finished_at=_now(),
+            **self.ident,
+            **fields,
+        )
 
     def _failed(self, clip_id: str, kind: str, error: str, duration_s: float = 0.0) -> None:
         log.warning("clip %s failed (%s): %s", clip_id, kind, error)
-        self.ledger.append(self._line(clip_id, status="failed", error_kind=kind, error=error,
-                                      duration_s=round(duration_s, 3)))
+        self.ledger.append(
+            self._line(
+                clip_id,
+                status="failed",
+                error_kind=kind,
+                error=error,
+                duration_s=round(duration_s, 3),
+            )
+        )
 
     def _transfer_failures(self) -> dict[str, str]:
         """clip_id -> reason for clips the transfer job reported failed (or never staged)."""
         path = self.day / "transfer.json"
-        failed = ({c: o.error or "transfer failed" for c, o in
-                   TransferReport.from_json(path.read_text()).failed().items()}
-                  if path.exists() else {})
+        failed = (
+            {
+                c: o.error or "transfer failed"
+                for c, o in TransferReport.from_json(path.read_text()).failed().items()
+            }
+            if path.exists()
+            else {}
+        )
         for clip in self.shard.clips:
             if clip.clip_id not in failed and not (self.day / "audio" / clip.name).is_file():
                 failed[clip.clip_id] = f"audio/{clip.name} is not on staging"
@@ -196,38 +250,68 @@ class ShardRun:
         if isinstance(outcome, NoSpeech):
             self._failed(clip.clip_id, "silent", str(outcome), clip.duration_s)
         elif isinstance(outcome, Exception):
-            self._failed(clip.clip_id, "engine_error", f"{type(outcome).__name__}: {outcome}",
-                         clip.duration_s)
+            self._failed(
+                clip.clip_id,
+                "engine_error",
+                f"{type(outcome).__name__}: {outcome}",
+                clip.duration_s,
+            )
         else:
-            self.ledger.append(self._line(
-                clip.clip_id, status="ok", language=outcome.language,
-                duration_s=round(clip.duration_s, 3), text=outcome.text,
-                segments=outcome.segments, alignment=outcome.alignment,
-                timings={"decode_s": round(clip.decode_s, 3),
-                         **{k: round(v, 3) for k, v in outcome.timings.items()}}))
+            self.ledger.append(
+                self._line(
+                    clip.clip_id,
+                    status="ok",
+                    language=outcome.language,
+                    duration_s=round(clip.duration_s, 3),
+                    text=outcome.text,
+                    segments=outcome.segments,
+                    alignment=outcome.alignment,
+                    timings={
+                        "decode_s": round(clip.decode_s, 3),
+                        **{k: round(v, 3) for k, v in outcome.timings.items()},
+                    },
+                )
+            )
 
     def _load_engine(self) -> TranscriptionEngine:
         """Load the model once for the shard (decoding has already started meanwhile)."""
         a = self.args
         try:
-            return load_engine(a.engine, EngineOptions(
-                models_dir=a.models_dir, model_name=a.model, language=a.language,
-                compute_type=a.compute_type, batch_size=a.batch_size, device=a.device,
-                beam_size=a.beam_size))
+            return load_engine(
+                a.engine,
+                EngineOptions(
+                    models_dir=a.models_dir,
+                    model_name=a.model,
+                    language=a.language,
+                    compute_type=a.compute_type,
+                    batch_size=a.batch_size,
+                    device=a.device,
+                    beam_size=a.beam_size,
+                ),
+            )
         except Exception as exc:
-            raise EngineStartError(f"engine {a.engine} did not start: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+            raise EngineStartError(
+                f"engine {a.engine} did not start: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def run(self) -> ShardSummary:
         start = time.monotonic()
         done = {r.clip_id for r in self.ledger.results}
         todo = [c for c in self.shard.clips if c.clip_id not in done]
-        log.info("shard %d of plan %s: %d clips, %d already done, %d to do",
-                 self.args.shard, self.manifest.plan_id, len(self.shard.clips),
-                 len(self.shard.clips) - len(todo), len(todo))
+        log.info(
+            "shard %d of plan %s: %d clips, %d already done, %d to do",
+            self.args.shard,
+            self.manifest.plan_id,
+            len(self.shard.clips),
+            len(self.shard.clips) - len(todo),
+            len(todo),
+        )
         transfer_failed = self._transfer_failures()
-        jobs = [DecodeJob(c.clip_id, self.day / "audio" / c.name) for c in todo
-                if c.clip_id not in transfer_failed]
+        jobs = [
+            DecodeJob(c.clip_id, self.day / "audio" / c.name)
+            for c in todo
+            if c.clip_id not in transfer_failed
+        ]
         device = "none"
         with Progress(len(todo), self.args.progress_interval) as progress:
             for clip in todo:
@@ -238,10 +322,13 @@ class ShardRun:
                 with DecodePool(jobs, self.args.workers, self.args.max_clip_seconds) as pool:
                     engine = self._load_engine()
                     device = engine.device_name
-                    log.info("engine %s ready on %s after %.1f s", engine.name, device,
-                             time.monotonic() - start)
-                    for decoded, outcome in engine.transcribe_stream(
-                            self._decoded(pool, progress)):
+                    log.info(
+                        "engine %s ready on %s after %.1f s",
+                        engine.name,
+                        device,
+                        time.monotonic() - start,
+                    )
+                    for decoded, outcome in engine.transcribe_stream(self._decoded(pool, progress)):
                         self._record(decoded, outcome)
                         progress.add(decoded.duration_s)
             audio_s = progress.audio_s
@@ -254,12 +341,22 @@ class ShardRun:
         reasons = collections.Counter(r.error_kind for r in final if r.status == "failed")
         wall = time.monotonic() - start
         summary = ShardSummary(
-            date=self.args.date, plan_id=self.manifest.plan_id, shard=self.args.shard,
-            clips=len(ids), ok=sum(r.status == "ok" for r in final), failed=sum(reasons.values()),
-            failed_by_reason=dict(reasons), skipped_already_done=resumed,
-            audio_s=round(audio_s, 3), wall_s=round(wall, 3),
-            rtf=round(audio_s / wall, 3) if wall else 0.0, engine=self.engine_name,
-            model=self.args.model, device=device, **self.ident)
+            date=self.args.date,
+            plan_id=self.manifest.plan_id,
+            shard=self.args.shard,
+            clips=len(ids),
+            ok=sum(r.status == "ok" for r in final),
+            failed=sum(reasons.values()),
+            failed_by_reason=dict(reasons),
+            skipped_already_done=resumed,
+            audio_s=round(audio_s, 3),
+            wall_s=round(wall, 3),
+            rtf=round(audio_s / wall, 3) if wall else 0.0,
+            engine=self.engine_name,
+            model=self.args.model,
+            device=device,
+            **self.ident,
+        )
         write_atomic(self.summary_path, summary.to_json())
         return summary
 
@@ -273,23 +370,28 @@ def load_manifest(args: argparse.Namespace) -> Manifest:
     if args.plan_id and manifest.plan_id != args.plan_id:
         raise ContractError(f"{path} belongs to plan {manifest.plan_id!r}, not {args.plan_id!r}")
     if args.shard not in {s.index for s in manifest.shards}:
-        raise ContractError(f"shard {args.shard} is not in {path} "
-                            f"({len(manifest.shards)} shards)")
+        raise ContractError(f"shard {args.shard} is not in {path} ({len(manifest.shards)} shards)")
     return manifest
 
 
 def summary(s: ShardSummary) -> str:
-    return (f"shard {s.shard} done: {s.ok} ok, {s.failed} failed {s.failed_by_reason}, "
-            f"{s.audio_s:.1f} audio s in {s.wall_s:.1f} s (RTF {s.rtf:.2f}) on {s.device}")
+    return (
+        f"shard {s.shard} done: {s.ok} ok, {s.failed} failed {s.failed_by_reason}, "
+        f"{s.audio_s:.1f} audio s in {s.wall_s:.1f} s (RTF {s.rtf:.2f}) on {s.device}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_job(f"shard {args.shard}",
-                   lambda: summary(ShardRun(args, load_manifest(args)).run()), [
-        ((ContractError, ValueError), ExitCode.BAD_INPUT),
-        (EngineStartError, ExitCode.ENGINE_START),
-        (StagingFull, ExitCode.STAGING_FULL)])
+    return run_job(
+        f"shard {args.shard}",
+        lambda: summary(ShardRun(args, load_manifest(args)).run()),
+        [
+            ((ContractError, ValueError), ExitCode.BAD_INPUT),
+            (EngineStartError, ExitCode.ENGINE_START),
+            (StagingFull, ExitCode.STAGING_FULL),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ run's note; the public API's ``PATCH /api/v2/dags/{dag}/dagRuns/{run}?update_mas
 the supported way. The connection (type http) holds Airflow's URL and a user allowed to edit
 DAG runs; its password goes only into the token request's body.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -28,11 +29,15 @@ class AirflowApiHook:
         """A client carrying a fresh bearer token for the connection's user."""
         conn = BaseHook.get_connection(self.conn_id)
         host = conn.host or "127.0.0.1"
-        base = host if "://" in host else (f"{conn.schema or 'http'}://{host}"
-                                           + (f":{conn.port}" if conn.port else ""))
+        base = (
+            host
+            if "://" in host
+            else (f"{conn.schema or 'http'}://{host}" + (f":{conn.port}" if conn.port else ""))
+        )
         with httpx.Client(base_url=base.rstrip("/"), timeout=self.timeout_s) as client:
-            token = client.post("/auth/token",
-                                json={"username": conn.login, "password": conn.password})
+            token = client.post(
+                "/auth/token", json={"username": conn.login, "password": conn.password}
+            )
             token.raise_for_status()
             client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
             yield client
@@ -40,7 +45,9 @@ class AirflowApiHook:
     def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
         """Replace the DAG run's note (Markdown in the UI), cut to what Airflow stores."""
         with self._session() as client:
-            resp = client.patch(f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/"
-                                f"{quote(run_id, safe='')}", params={"update_mask": "note"},
-                                json={"note": note[:NOTE_MAX_CHARS]})
+            resp = client.patch(
+                f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+                params={"update_mask": "note"},
+                json={"note": note[:NOTE_MAX_CHARS]},
+            )
             resp.raise_for_status()

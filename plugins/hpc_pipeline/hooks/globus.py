@@ -7,6 +7,7 @@ for the jobs). The triggerer calls the Transfer API directly with the client-cre
 grant, so nothing is deployed or staged before the wait, and no Python runs on a login node.
 The jobs keep their own listing (``hpc/src/transfer_globus.py``) for planning.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,12 +35,16 @@ class GlobusListingHook:
         if self._client is None:
             conn = BaseHook.get_connection(self.globus_conn_id)
             if not conn.login or not conn.password:
-                raise ValueError(f"connection {self.globus_conn_id!r} needs the Globus client id "
-                                 "(login) and secret (password)")
-            auth = globus_sdk.ConfidentialAppAuthClient(client_id=conn.login,
-                                                        client_secret=conn.password)
+                raise ValueError(
+                    f"connection {self.globus_conn_id!r} needs the Globus client id "
+                    "(login) and secret (password)"
+                )
+            auth = globus_sdk.ConfidentialAppAuthClient(
+                client_id=conn.login, client_secret=conn.password
+            )
             authorizer = globus_sdk.ClientCredentialsAuthorizer(
-                auth, globus_sdk.TransferClient.scopes.all)
+                auth, globus_sdk.TransferClient.scopes.all
+            )
             self._client = globus_sdk.TransferClient(authorizer=authorizer)
         return self._client
 
@@ -52,7 +57,8 @@ class GlobusListingHook:
             rel = stack.pop()
             try:
                 items = self.client().operation_ls(
-                    self.collection, path=f"{path.rstrip('/')}/{rel}".rstrip("/") + "/")
+                    self.collection, path=f"{path.rstrip('/')}/{rel}".rstrip("/") + "/"
+                )
             except globus_sdk.TransferAPIError as exc:
                 if exc.http_status == 404 and not rel:
                     return None
@@ -62,8 +68,9 @@ class GlobusListingHook:
                 if item["type"] == "dir":
                     stack.append(child + "/")
                 else:
-                    entries.append((child, int(item.get("size") or 0),
-                                    _epoch(item.get("last_modified"))))
+                    entries.append(
+                        (child, int(item.get("size") or 0), _epoch(item.get("last_modified")))
+                    )
         return entries
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
 """Files on the login node's filesystem (SFTP, and ``tar``/``df`` over the same SSH
 connection), for ``SlurmHook``: releases, requests, manifests, results, staging space."""
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,10 @@ class RemoteFiles:
                     yield member.name, fh.read()
         rc = stdout.channel.recv_exit_status()
         if rc != 0:
-            raise SlurmError(f"tar of {root}/{subdir} failed (rc={rc}): "
-                             f"{stderr.read().decode('utf-8', 'replace').strip()}")
+            raise SlurmError(
+                f"tar of {root}/{subdir} failed (rc={rc}): "
+                f"{stderr.read().decode('utf-8', 'replace').strip()}"
+            )
 
     def write_text(self, path: str, text: str, mode: int = 0o600) -> None:
         """Write ``path``; its mode is set before any byte is written (staging may hold

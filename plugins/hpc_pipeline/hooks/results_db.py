@@ -1,5 +1,6 @@
 """ResultsDbHook: the results database for the DAG's steps and the monitoring app, one hook
 over the jobs of ``hpc_pipeline.results`` (schema, day load, reads, guards)."""
+
 from __future__ import annotations
 
 from hpc_pipeline.results.day_load import DayLoad, DayLoader, JobRecord

@@ -6,6 +6,7 @@ runs them. One paramiko connection (through the SSH provider's ``SSHHook``, whic
 connection's pinned host key) is reused for commands and SFTP until it breaks; the next call
 then reconnects.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -20,10 +21,22 @@ from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.remote_files import RemoteFiles
 from hpc_pipeline.slurm import commands
 from hpc_pipeline.slurm.errors import SlurmError, SlurmUnavailable
-from hpc_pipeline.slurm.jobs import (JobState, SiteLimits, latest_runs, merge, newest_first,
-                                     reconcile)
-from hpc_pipeline.slurm.parse import (ProgressProbe, parse_progress_probe, parse_sacct,
-                                      parse_site_limits, parse_squeue, parse_tree)
+from hpc_pipeline.slurm.jobs import (
+    JobState,
+    SiteLimits,
+    latest_runs,
+    merge,
+    newest_first,
+    reconcile,
+)
+from hpc_pipeline.slurm.parse import (
+    ProgressProbe,
+    parse_progress_probe,
+    parse_sacct,
+    parse_site_limits,
+    parse_squeue,
+    parse_tree,
+)
 from hpc_pipeline.slurm.states import MAY_BE_REQUEUED
 
 # Failures of the transport (not of SLURM): the caller may reconnect and retry.
@@ -51,13 +64,22 @@ class SlurmHook(RemoteFiles, BaseHook):
     conn_type = "ssh"
     hook_name = "SLURM over SSH"
 
-    def __init__(self, ssh_conn_id: str = default_conn_name, *, cmd_timeout: float = 60.0,
-                 conn_retry_attempts: int = 3, conn_timeout: int = 20) -> None:
+    def __init__(
+        self,
+        ssh_conn_id: str = default_conn_name,
+        *,
+        cmd_timeout: float = 60.0,
+        conn_retry_attempts: int = 3,
+        conn_timeout: int = 20,
+    ) -> None:
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
         self.cmd_timeout = cmd_timeout
-        self._ssh = SSHHook(ssh_conn_id=ssh_conn_id, conn_retry_attempts=conn_retry_attempts,
-                            conn_timeout=conn_timeout)
+        self._ssh = SSHHook(
+            ssh_conn_id=ssh_conn_id,
+            conn_retry_attempts=conn_retry_attempts,
+            conn_timeout=conn_timeout,
+        )
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_of: paramiko.SSHClient | None = None
         self._home: str | None = None
@@ -101,11 +123,12 @@ class SlurmHook(RemoteFiles, BaseHook):
         that ride out outages (the trigger) poll again on a new connection."""
         command = shlex.join(str(a) for a in argv)
         _, stdout, stderr = self.get_conn().exec_command(
-            command, timeout=timeout or self.cmd_timeout)
+            command, timeout=timeout or self.cmd_timeout
+        )
         out = stdout.read().decode("utf-8", "replace")
         err = stderr.read().decode("utf-8", "replace")
         rc = stdout.channel.recv_exit_status()
-        if rc == -1:        # paramiko's "no exit status": the channel closed under the command
+        if rc == -1:  # paramiko's "no exit status": the channel closed under the command
             raise SlurmUnavailable(f"{argv[0]}: the SSH session ended before the command finished")
         return rc, out, err
 
@@ -114,15 +137,18 @@ class SlurmHook(RemoteFiles, BaseHook):
         command), the exit status and stderr. Every command whose failure matters goes here."""
         rc, out, err = self.run(argv)
         if rc != 0:
-            raise SlurmError(f"{what or argv[0]} failed (rc={rc}): "
-                             f"{(err.strip() or out.strip())[:1000]}")
+            raise SlurmError(
+                f"{what or argv[0]} failed (rc={rc}): {(err.strip() or out.strip())[:1000]}"
+            )
         return out
 
-    def submit(self, script: str, *, job_name: str, resources: SlurmResources, output: str,
-               **options: Any) -> str:
+    def submit(
+        self, script: str, *, job_name: str, resources: SlurmResources, output: str, **options: Any
+    ) -> str:
         """``sbatch --parsable`` (options: ``commands.sbatch``); return the job id."""
-        argv = commands.sbatch(script, job_name=job_name, resources=resources, output=output,
-                               **options)
+        argv = commands.sbatch(
+            script, job_name=job_name, resources=resources, output=output, **options
+        )
         return commands.sbatch_job_id(self.check(argv))
 
     def query(self, job_ids: Sequence[str], array_size: int | None = None) -> list[JobState]:
@@ -140,8 +166,9 @@ class SlurmHook(RemoteFiles, BaseHook):
         if rc != 0 and not commands.accounting_down(err):
             raise SlurmError(f"sacct failed (rc={rc}): {err.strip()}")
         if rc != 0:
-            self.log.info("sacct cannot answer (%s): asking the controller (squeue)",
-                          err.strip()[:200])
+            self.log.info(
+                "sacct cannot answer (%s): asking the controller (squeue)", err.strip()[:200]
+            )
         found = parse_sacct(out) if rc == 0 else []
         known = {j.array_job_id for j in found}
         # Accounting lags: a fresh array job first shows as "<id>" (no index, even COMPLETED)
@@ -153,7 +180,7 @@ class SlurmHook(RemoteFiles, BaseHook):
         ask = [i for i in job_ids if i not in known or i in unindexed or i in requeued]
         # (counted per (name, index): a split array's parts each start at index 0)
         if array_size and sum(j.array_index is not None for j in latest_runs(found)) < array_size:
-            ask = list(job_ids)     # an index accounting has not recorded yet
+            ask = list(job_ids)  # an index accounting has not recorded yet
         if not ask:
             return newest_first(found)
         return reconcile(found, self._squeue(commands.squeue_by_ids(ask)))
@@ -204,8 +231,13 @@ class SlurmHook(RemoteFiles, BaseHook):
             raise SlurmError(f"cannot list {path} (rc={rc}): {err.strip()[:500]}")
         return parse_tree(out)
 
-    def progress_probe(self, pending_job_ids: Sequence[str], directory: str | None,
-                       names: Sequence[str] | None, marker: str) -> ProgressProbe:
+    def progress_probe(
+        self,
+        pending_job_ids: Sequence[str],
+        directory: str | None,
+        names: Sequence[str] | None,
+        marker: str,
+    ) -> ProgressProbe:
         """What the trigger's progress line needs beyond ``query``, in ONE remote call:
         SLURM's reason for ``pending_job_ids`` (``JobArrayTaskLimit``, ``Dependency``, ...:
         accounting often leaves it empty for an array's pending part) and
@@ -218,13 +250,19 @@ class SlurmHook(RemoteFiles, BaseHook):
         count = directory is not None and names != []
         if not pending_job_ids and not count:
             return ProgressProbe(reasons={}, counts=None)
-        rc, out, err = self.run(commands.progress_probe(
-            pending_job_ids, self.resolve(directory) if count and directory else "",
-            names, marker))
+        rc, out, err = self.run(
+            commands.progress_probe(
+                pending_job_ids,
+                self.resolve(directory) if count and directory else "",
+                names,
+                marker,
+            )
+        )
         if rc != 0:
             raise SlurmError(f"progress probe failed (rc={rc}): {err.strip()[:500]}")
         probe = parse_progress_probe(out)
         if probe.count_rc not in (None, 0):
-            raise SlurmError(f"counting lines in {directory} failed (rc={probe.count_rc}): "
-                             f"{err.strip()[:500]}")
+            raise SlurmError(
+                f"counting lines in {directory} failed (rc={probe.count_rc}): {err.strip()[:500]}"
+            )
         return probe

@@ -4,14 +4,17 @@ Mounted by the plugin at ``/audio-pipeline``; every route requires an Airflow lo
 :mod:`.auth`), the OpenAPI schema and its docs page included. Routes are plain ``def``
 functions: the DB calls block, so FastAPI runs them in its thread pool.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Path as PathParam
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -21,14 +24,26 @@ from hpc_pipeline.config import load_config
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.monitoring import metrics, transcript_routes
 from hpc_pipeline.monitoring.auth import (
-    LoginRequired, login_redirect, page_access, require_pipeline_reader)
+    LoginRequired,
+    login_redirect,
+    page_access,
+    require_pipeline_reader,
+)
 from hpc_pipeline.monitoring.models import (
-    Clip, ClipPage, ClipStatus, DayDetail, DayList, DaySummary, Health, Transcript)
+    Clip,
+    ClipPage,
+    ClipStatus,
+    DayDetail,
+    DayList,
+    DaySummary,
+    Health,
+    Transcript,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_RANGE_DAYS = 3660      # ten years of days in one /days answer
-DEFAULT_RANGE_DAYS = 90    # what the status page's calendar shows
-READERS_KEPT = 4           # idle results-DB connections kept per api-server worker
+MAX_RANGE_DAYS = 3660  # ten years of days in one /days answer
+DEFAULT_RANGE_DAYS = 90  # what the status page's calendar shows
+READERS_KEPT = 4  # idle results-DB connections kept per api-server worker
 T = TypeVar("T")
 
 
@@ -38,19 +53,24 @@ def _today() -> dt.date:
 
 def _db_errors_as_503(fn: Callable[..., T]) -> Callable[..., T]:
     """An unreachable results DB is the server's problem (503), not a missing resource."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         except OperationalError as exc:
             raise HTTPException(503, f"results DB unreachable: {exc}".strip()) from None
+
     return wrapper
 
 
 def _assets() -> dict[str, Path]:
     """The files the page may load, fixed at start: a request can name nothing else."""
-    return {p.relative_to(STATIC).as_posix(): p for p in STATIC.rglob("*")
-            if p.is_file() and p.suffix in (".js", ".css", ".html", ".svg")}
+    return {
+        p.relative_to(STATIC).as_posix(): p
+        for p in STATIC.rglob("*")
+        if p.is_file() and p.suffix in (".js", ".css", ".html", ".svg")
+    }
 
 
 def create_app() -> FastAPI:
@@ -61,10 +81,14 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="Audio pipeline monitoring",
         description="Days, clips, transcripts, SLURM jobs and health of the daily audio "
-                    "transcription pipeline, from its results DB. Every route needs an "
-                    "Airflow login (the UI's session or `Authorization: Bearer <JWT from "
-                    "POST /auth/token>`) allowed to read the runs of `audio_pipeline_daily`.",
-        version="1", docs_url=None, redoc_url=None, openapi_url=None)
+        "transcription pipeline, from its results DB. Every route needs an "
+        "Airflow login (the UI's session or `Authorization: Bearer <JWT from "
+        "POST /auth/token>`) allowed to read the runs of `audio_pipeline_daily`.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     # Starlette types handlers as taking any Exception; this one takes its LoginRequired.
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]
     reader = [require_pipeline_reader]
@@ -93,10 +117,13 @@ def create_app() -> FastAPI:
     # -- API ---------------------------------------------------------------------------
     @app.get("/api/days", response_model=DayList, dependencies=reader, tags=["days"])
     @_db_errors_as_503
-    def days(start: Annotated[dt.date | None, Query(
-                 description=f"first day (default: end - {DEFAULT_RANGE_DAYS - 1} days)")] = None,
-             end: Annotated[dt.date | None, Query(description="last day (default: today, UTC)")] = None
-             ) -> DayList:
+    def days(
+        start: Annotated[
+            dt.date | None,
+            Query(description=f"first day (default: end - {DEFAULT_RANGE_DAYS - 1} days)"),
+        ] = None,
+        end: Annotated[dt.date | None, Query(description="last day (default: today, UTC)")] = None,
+    ) -> DayList:
         """Every day of a range with its status (`not_run` when never recorded) and counts."""
         end = end or _today()
         start = start or end - dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
@@ -104,11 +131,17 @@ def create_app() -> FastAPI:
             raise HTTPException(422, "start is after end")
         if (end - start).days >= MAX_RANGE_DAYS:
             raise HTTPException(422, f"at most {MAX_RANGE_DAYS} days per request")
-        return DayList(start=start, end=end,
-                       days=[DaySummary(**row) for row in db.days_between(start, end)])
+        return DayList(
+            start=start, end=end, days=[DaySummary(**row) for row in db.days_between(start, end)]
+        )
 
-    @app.get("/api/days/{day}", response_model=DayDetail, dependencies=reader, tags=["days"],
-             responses={404: {"description": "day never recorded"}})
+    @app.get(
+        "/api/days/{day}",
+        response_model=DayDetail,
+        dependencies=reader,
+        tags=["days"],
+        responses={404: {"description": "day never recorded"}},
+    )
     @_db_errors_as_503
     def day_detail(day: dt.date) -> DayDetail:
         """One day in full: counts, failures by reason, audio/GPU seconds, real-time factor,
@@ -120,41 +153,63 @@ def create_app() -> FastAPI:
         gpu = row["gpu_seconds"]
         return DayDetail(**row, throughput=row["audio_seconds"] / gpu if gpu else None)
 
-    @app.get("/api/days/{day}/clips", response_model=ClipPage, dependencies=reader,
-             tags=["clips"])
+    @app.get("/api/days/{day}/clips", response_model=ClipPage, dependencies=reader, tags=["clips"])
     @_db_errors_as_503
-    def day_clips(day: dt.date,
-                  status: Annotated[ClipStatus | None, Query()] = None,
-                  error_kind: Annotated[str | None, Query(
-                      description="e.g. corrupt, empty, silent, not_audio, too_long")] = None,
-                  after: Annotated[str | None, Query(
-                      description="clip id the previous page ended with")] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ClipPage:
+    def day_clips(
+        day: dt.date,
+        status: Annotated[ClipStatus | None, Query()] = None,
+        error_kind: Annotated[
+            str | None, Query(description="e.g. corrupt, empty, silent, not_audio, too_long")
+        ] = None,
+        after: Annotated[
+            str | None, Query(description="clip id the previous page ended with")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> ClipPage:
         """A day's clips in clip-id order, filtered by status / error kind, a page at a time
         (keyset pagination: stable while the day is being re-recorded)."""
-        total, rows = db.day_clips(day, status=status, error_kind=error_kind, after=after,
-                                       limit=limit)
-        return ClipPage(day=day, total=total, clips=[Clip.model_validate(r) for r in rows],
-                        next_after=rows[-1]["clip_id"] if len(rows) == limit else None)
+        total, rows = db.day_clips(
+            day, status=status, error_kind=error_kind, after=after, limit=limit
+        )
+        return ClipPage(
+            day=day,
+            total=total,
+            clips=[Clip.model_validate(r) for r in rows],
+            next_after=rows[-1]["clip_id"] if len(rows) == limit else None,
+        )
 
-    @app.get("/api/clips/{clip_id:path}/transcript", response_model=Transcript,
-             dependencies=reader, tags=["clips"],
-             responses={404: {"description": "no transcript for this clip"}})
+    @app.get(
+        "/api/clips/{clip_id:path}/transcript",
+        response_model=Transcript,
+        dependencies=reader,
+        tags=["clips"],
+        responses={404: {"description": "no transcript for this clip"}},
+    )
     @_db_errors_as_503
-    def transcript(clip_id: Annotated[str, PathParam(
-            description="`<day>/<path at the source>`, as in the clips list")]) -> Transcript:
+    def transcript(
+        clip_id: Annotated[
+            str, PathParam(description="`<day>/<path at the source>`, as in the clips list")
+        ],
+    ) -> Transcript:
         """A clip's transcript with its segments (and words where aligned)."""
         row = db.transcript(clip_id)
         if row is None:
             raise HTTPException(404, f"no transcript for clip {clip_id!r}")
         return Transcript(**row)
 
-    @app.get("/api/health", response_model=Health, dependencies=reader, tags=["health"],
-             responses={503: {"model": Health, "description": "results DB unreachable"}})
-    def health(response: Response,
-               window: Annotated[int, Query(ge=1, le=MAX_RANGE_DAYS,
-                                            description="days before today to check")] = 7
-               ) -> Health:
+    @app.get(
+        "/api/health",
+        response_model=Health,
+        dependencies=reader,
+        tags=["health"],
+        responses={503: {"model": Health, "description": "results DB unreachable"}},
+    )
+    def health(
+        response: Response,
+        window: Annotated[
+            int, Query(ge=1, le=MAX_RANGE_DAYS, description="days before today to check")
+        ] = 7,
+    ) -> Health:
         """Results DB reachable, last complete day, days missing or not complete among the
         last ``window`` days (today excluded: it is not over)."""
         today = _today()
@@ -165,14 +220,18 @@ def create_app() -> FastAPI:
             return Health(results_db_reachable=False, window_days=window, error=str(exc).strip())
         return Health(results_db_reachable=True, window_days=window, **facts)
 
-    @app.get("/metrics", dependencies=reader, tags=["metrics"],
-             response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
-                              "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        dependencies=reader,
+        tags=["metrics"],
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+        },
+    )
     def prometheus_metrics() -> Response:
         """Prometheus metrics (text exposition format), fresh from the results DB."""
-        return Response(metrics.render(db.metrics_snapshot),
-                        media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(db.metrics_snapshot), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(transcript_routes.router(db), dependencies=reader)
     return app

@@ -5,6 +5,7 @@ cookie), checked by Airflow's own FastAPI dependencies, then the right to read t
 the pipeline's DAG: transcripts are that DAG's output. No token: 401; a user without access
 to the DAG: 403. Pages answer a missing or expired login with a redirect to the login page.
 """
+
 from __future__ import annotations
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -19,7 +20,8 @@ PIPELINE_DAG_ID = "audio_pipeline_daily"
 
 # A FastAPI dependency: authenticated user allowed to GET the DAG's runs, else 401 / 403.
 require_pipeline_reader = Depends(
-    requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=PIPELINE_DAG_ID))
+    requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=PIPELINE_DAG_ID)
+)
 
 
 class LoginRequired(Exception):
@@ -36,7 +38,8 @@ async def page_access(request: Request) -> None:
     # The DAG check reads the metadata DB (the DAG's team): off the event loop, as FastAPI
     # does for Airflow's own (sync) dependencies.
     await run_in_threadpool(
-        requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=PIPELINE_DAG_ID), request, user)
+        requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=PIPELINE_DAG_ID), request, user
+    )
 
 
 def login_redirect(request: Request, _exc: LoginRequired) -> RedirectResponse:

@@ -1,4 +1,5 @@
 """Response shapes of the monitoring API (what its OpenAPI schema documents)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,6 +13,7 @@ ClipStatus = Literal["ok", "failed"]
 
 class DayCounts(BaseModel):
     """A day's numbers as ``audio_days`` holds them (None for a day never recorded)."""
+
     clips_listed: int | None = Field(None, description="clips found at the source")
     clips_planned: int | None = Field(None, description="clips the last plan sent to the cluster")
     clips_skipped: int | None = Field(None, description="left out as already done")
@@ -29,7 +31,8 @@ class DaySummary(DayCounts):
     status: DayStatus
     queue_wait_s: dict[str, float] = Field(
         default_factory=dict,
-        description="step -> longest queue wait (sacct Submit -> Start) of its jobs that day")
+        description="step -> longest queue wait (sacct Submit -> Start) of its jobs that day",
+    )
 
 
 class DayList(BaseModel):
@@ -40,6 +43,7 @@ class DayList(BaseModel):
 
 class StepJob(BaseModel):
     """One SLURM job, or one index of a job array, of a step (failed attempts included)."""
+
     step: str
     job_id: str
     array_index: int = Field(description="-1 for a job that is not an array")
@@ -104,10 +108,12 @@ class Health(BaseModel):
     last_complete_day: dt.date | None = None
     last_recorded_day: dt.date | None = None
     window_days: int
-    days_missing: list[dt.date] = Field(default_factory=list,
-                                        description="days of the window never recorded")
-    days_not_complete: list[dt.date] = Field(default_factory=list,
-                                             description="days of the window partial or incomplete")
+    days_missing: list[dt.date] = Field(
+        default_factory=list, description="days of the window never recorded"
+    )
+    days_not_complete: list[dt.date] = Field(
+        default_factory=list, description="days of the window partial or incomplete"
+    )
     error: str | None = None
 
 

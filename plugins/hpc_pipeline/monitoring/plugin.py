@@ -8,6 +8,7 @@ Every Airflow process loads plugins (task processes too, for macros), but only t
 api-server reads ``fastapi_apps``: the app, and with it Airflow's API and auth modules, is
 imported on that first read, so a task's start does not pay for them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,9 +30,16 @@ class AudioPipelinePlugin(AirflowPlugin):
     name = "audio_pipeline"
     # Shown in the UI's navigation; the page opens inside the UI at /plugin/audio-pipeline.
     # Hrefs have no leading slash: the UI resolves them against its base URL.
-    external_views = [{"name": "Audio pipeline", "href": "audio-pipeline/",
-                       "url_route": "audio-pipeline", "destination": "nav",
-                       "nav_top_level": True, "icon": "audio-pipeline/static/icon.svg"}]
+    external_views = [
+        {
+            "name": "Audio pipeline",
+            "href": "audio-pipeline/",
+            "url_route": "audio-pipeline",
+            "destination": "nav",
+            "nav_top_level": True,
+            "icon": "audio-pipeline/static/icon.svg",
+        }
+    ]
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

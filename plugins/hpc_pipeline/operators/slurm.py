@@ -17,6 +17,7 @@ the DAG's ``<prefix>-<step>-<day>-<plan id>`` is)::
         env={"CONTAINER_RUNTIME": cfg.container_runtime},
         log_dir="audio-pipeline/staging/2024-01-15/logs", retries=2)
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -30,8 +31,14 @@ from airflow.sdk import BaseOperator
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm_watch import SlurmWatchMixin, complete
-from hpc_pipeline.slurm.arrays import (INDEX_OFFSET_ENV, array_chunks, chunk_name, index_spec,
-                                       lower_limits, parse_array_size)
+from hpc_pipeline.slurm.arrays import (
+    INDEX_OFFSET_ENV,
+    array_chunks,
+    chunk_name,
+    index_spec,
+    lower_limits,
+    parse_array_size,
+)
 from hpc_pipeline.slurm.jobs import JobState, latest_runs, with_offsets
 from hpc_pipeline.slurm.verdict import array_plan, plan
 
@@ -73,17 +80,38 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
     ``outage_timeout``, ``tail_lines``) are ``SlurmWatchMixin``'s.
     """
 
-    template_fields: Sequence[str] = ("script", "script_args", "job_name", "array_size", "env",
-                                      "log_dir", "chdir", "dependency", "results_dir",
-                                      "clips_total")
+    template_fields: Sequence[str] = (
+        "script",
+        "script_args",
+        "job_name",
+        "array_size",
+        "env",
+        "log_dir",
+        "chdir",
+        "dependency",
+        "results_dir",
+        "clips_total",
+    )
     ui_color = "#d9e8f5"
 
-    def __init__(self, *, script: str, job_name: str, resources: SlurmResources, log_dir: str,
-                 script_args: Sequence[str] = (), array_size: int | str | None = None,
-                 env: dict[str, str] | None = None, chdir: str | None = None,
-                 dependency: str | None = None, max_array_size: int | None = None,
-                 max_job_count: int | None = None, results_dir: str | None = None,
-                 clips_total: int | str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        script: str,
+        job_name: str,
+        resources: SlurmResources,
+        log_dir: str,
+        script_args: Sequence[str] = (),
+        array_size: int | str | None = None,
+        env: dict[str, str] | None = None,
+        chdir: str | None = None,
+        dependency: str | None = None,
+        max_array_size: int | None = None,
+        max_job_count: int | None = None,
+        results_dir: str | None = None,
+        clips_total: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.script = script
         self.script_args = script_args
@@ -100,28 +128,51 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self.results_dir = results_dir
         self.clips_total = clips_total
         self._job_ids: list[str] = []
-        self._submitted = 0   # submissions by this execute (0: it only reattached)
+        self._submitted = 0  # submissions by this execute (0: it only reattached)
 
-    def _submit(self, hook: SlurmHook, pattern: str, *, name: str, array: str | None = None,
-                env: dict[str, str] | None = None, dependency: str | None = None) -> str:
+    def _submit(
+        self,
+        hook: SlurmHook,
+        pattern: str,
+        *,
+        name: str,
+        array: str | None = None,
+        env: dict[str, str] | None = None,
+        dependency: str | None = None,
+    ) -> str:
         self._submitted += 1
-        new = hook.submit(self.script, job_name=name, resources=self.slurm_resources,
-                          output=pattern, env=env, array=array, dependency=dependency,
-                          chdir=self.chdir, script_args=[str(a) for a in self.script_args])
-        self.log.info("Submitted SLURM job %s%s named %r", new,
-                      f" (array {array})" if array else "", name)
+        new = hook.submit(
+            self.script,
+            job_name=name,
+            resources=self.slurm_resources,
+            output=pattern,
+            env=env,
+            array=array,
+            dependency=dependency,
+            chdir=self.chdir,
+            script_args=[str(a) for a in self.script_args],
+        )
+        self.log.info(
+            "Submitted SLURM job %s%s named %r", new, f" (array {array})" if array else "", name
+        )
         return new
 
-    def _run_array(self, hook: SlurmHook, size: int, pattern: str
-                   ) -> tuple[list[str], dict[str, int], dict[str, str]]:
+    def _run_array(
+        self, hook: SlurmHook, size: int, pattern: str
+    ) -> tuple[list[str], dict[str, int], dict[str, str]]:
         """Reattach to / (re)submit every part of the array; (job ids, job id -> offset,
         job id -> the whole-array indices it runs)."""
         limits = lower_limits(hook.site_limits(), self.max_array_size, self.max_job_count)
         chunks = array_chunks(size, limits)
         if len(chunks) > 1:
-            self.log.info("Array of %d indices split into %d submissions (site limits: "
-                          "MaxArraySize %d, MaxJobCount %d)", size, len(chunks),
-                          limits.max_array_size, limits.max_job_count)
+            self.log.info(
+                "Array of %d indices split into %d submissions (site limits: "
+                "MaxArraySize %d, MaxJobCount %d)",
+                size,
+                len(chunks),
+                limits.max_array_size,
+                limits.max_job_count,
+            )
         offsets: dict[str, int] = {}
         existing: list[JobState] = []
         for offset, _ in chunks:
@@ -132,8 +183,11 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         owned: dict[str, list[int]] = {}
         redo = set(todo)
         for job in latest_runs(j for j in existing if j.array_index is not None):
-            if job.array_index is not None and job.array_index < size \
-                    and job.array_index not in redo:
+            if (
+                job.array_index is not None
+                and job.array_index < size
+                and job.array_index not in redo
+            ):
                 owned.setdefault(job.array_job_id, []).append(job.array_index)
         if watch:
             self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
@@ -144,17 +198,23 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
             if not mine:
                 continue
             after = [f"afterany:{previous}"] if one_at_a_time and previous else []
-            new = self._submit(hook, pattern, name=chunk_name(self.job_name, offset),
-                               array=index_spec(mine),
-                               env={**(self.env or {}), INDEX_OFFSET_ENV: str(offset)},
-                               dependency=",".join([*after, *filter(None, [self.dependency])])
-                               or None)
+            new = self._submit(
+                hook,
+                pattern,
+                name=chunk_name(self.job_name, offset),
+                array=index_spec(mine),
+                env={**(self.env or {}), INDEX_OFFSET_ENV: str(offset)},
+                dependency=",".join([*after, *filter(None, [self.dependency])]) or None,
+            )
             offsets[new] = offset
             owned[new] = [offset + i for i in mine]
             watch.append(new)
             previous = new
-        return (watch, {j: o for j, o in offsets.items() if j in watch and o},
-                {j: index_spec(owned[j]) for j in watch})
+        return (
+            watch,
+            {j: o for j, o in offsets.items() if j in watch and o},
+            {j: index_spec(owned[j]) for j in watch},
+        )
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         size = parse_array_size(self.array_size)
@@ -175,15 +235,27 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                 if watch:
                     self.log.info("Reattaching to SLURM job(s) %s named %r", watch, self.job_name)
                 if submit:
-                    watch = [self._submit(hook, pattern, name=self.job_name, env=self.env,
-                                          dependency=self.dependency)]
+                    watch = [
+                        self._submit(
+                            hook,
+                            pattern,
+                            name=self.job_name,
+                            env=self.env,
+                            dependency=self.dependency,
+                        )
+                    ]
             self._job_ids = watch
             self.log.info("Watching SLURM job(s) %s; remote log: %s", watch, pattern)
             context["ti"].xcom_push(key=XCOM_KEY, value={"job_ids": watch, "log_path": pattern})
             trigger = self.watch_trigger(
-                watch, pattern, array_size=size, index_offsets=offsets or None,
-                job_indices=owned or None, results_dir=self.results_dir or None,
-                clips_total=parse_array_size(self.clips_total, "clips_total"))
+                watch,
+                pattern,
+                array_size=size,
+                index_offsets=offsets or None,
+                job_indices=owned or None,
+                results_dir=self.results_dir or None,
+                clips_total=parse_array_size(self.clips_total, "clips_total"),
+            )
             # Only reattached, nothing submitted: finished jobs complete the task right here.
             if not self._submitted and (event := trigger.settled(hook)) is not None:
                 return complete(self.log, hook, event, self.tail_lines)

@@ -1,5 +1,6 @@
 """What the submit operator and the sensor share: the watch parameters (defined once), the
 trigger they defer to, and how its event becomes the task's outcome."""
+
 from __future__ import annotations
 
 import logging
@@ -26,13 +27,16 @@ def full_disk_note(hook: SlurmHook, log_dir: str) -> str | None:
     free, total, mount = space
     if free >= min(_FULL_BYTES, total // 100):
         return None
-    return (f"STAGING FULL: the filesystem holding {log_dir} (mounted at {mount}) has "
-            f"{free // 1024} KiB free of {total // 1024} KiB; free space there, then clear "
-            "the task (finished clips are kept)")
+    return (
+        f"STAGING FULL: the filesystem holding {log_dir} (mounted at {mount}) has "
+        f"{free // 1024} KiB free of {total // 1024} KiB; free space there, then clear "
+        "the task (finished clips are kept)"
+    )
 
 
-def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
-             tail_lines: int) -> dict[str, Any]:
+def complete(
+    log: logging.Logger, hook: SlurmHook, event: dict[str, Any], tail_lines: int
+) -> dict[str, Any]:
     """Log the shown jobs' log tails; return the outcome (counts per state) or raise naming
     what failed: states, failed indices, what to change, log tails.
 
@@ -58,8 +62,11 @@ def complete(log: logging.Logger, hook: SlurmHook, event: dict[str, Any],
             notes.append(full)
         raise AirflowException(
             f"SLURM job failed: {event['message']}"
-            + (f"; failed array indices: {indices}" if indices else "") + "\n"
-            + "".join(f"{n}\n" for n in notes) + "\n".join(tails))
+            + (f"; failed array indices: {indices}" if indices else "")
+            + "\n"
+            + "".join(f"{n}\n" for n in notes)
+            + "\n".join(tails)
+        )
     raise AirflowException(f"SLURM watch error: {event['message']}")
 
 
@@ -75,11 +82,18 @@ class SlurmWatchMixin:
     :param tail_lines: lines of each shown job's log copied into the task log.
     """
 
-    log: Any    # the operator's or sensor's own logger (Airflow's LoggingMixin)
+    log: Any  # the operator's or sensor's own logger (Airflow's LoggingMixin)
 
-    def __init__(self, *, ssh_conn_id: str = SlurmHook.default_conn_name,
-                 poll_interval: float = 10, max_poll_interval: float = 120,
-                 outage_timeout: float = 900, tail_lines: int = 30, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        ssh_conn_id: str = SlurmHook.default_conn_name,
+        poll_interval: float = 10,
+        max_poll_interval: float = 120,
+        outage_timeout: float = 900,
+        tail_lines: int = 30,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.ssh_conn_id = ssh_conn_id
         self.poll_interval = poll_interval
@@ -87,13 +101,19 @@ class SlurmWatchMixin:
         self.outage_timeout = outage_timeout
         self.tail_lines = tail_lines
 
-    def watch_trigger(self, job_ids: list[str], log_path: str | None,
-                      **watch: Any) -> SlurmJobTrigger:
+    def watch_trigger(
+        self, job_ids: list[str], log_path: str | None, **watch: Any
+    ) -> SlurmJobTrigger:
         """The trigger for ``job_ids``; ``watch``: its array options (``SlurmJobTrigger``)."""
-        return SlurmJobTrigger(ssh_conn_id=self.ssh_conn_id, job_ids=job_ids,
-                               poll_interval=self.poll_interval,
-                               max_poll_interval=self.max_poll_interval,
-                               outage_timeout=self.outage_timeout, log_path=log_path, **watch)
+        return SlurmJobTrigger(
+            ssh_conn_id=self.ssh_conn_id,
+            job_ids=job_ids,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            outage_timeout=self.outage_timeout,
+            log_path=log_path,
+            **watch,
+        )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         with SlurmHook(self.ssh_conn_id) as hook:

@@ -1,5 +1,6 @@
 """Versioned SQL migrations (``sql/migrations/NNNN_*.sql``), applied once each, in order,
 under an advisory lock (one migrator at a time)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,11 +39,14 @@ class ResultsSchema(ResultsConnection):
                             if done[version] != checksum:
                                 raise RuntimeError(
                                     f"migration {version} was edited after it was applied; "
-                                    "add a new migration instead")
+                                    "add a new migration instead"
+                                )
                             continue
                         cur.execute(sql)
-                        cur.execute("INSERT INTO schema_migrations (version, checksum) "
-                                    "VALUES (%s, %s)", (version, checksum))
+                        cur.execute(
+                            "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)",
+                            (version, checksum),
+                        )
                         conn.commit()
                         applied_now.append(version)
                 finally:

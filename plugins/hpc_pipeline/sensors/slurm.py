@@ -1,4 +1,5 @@
 """SlurmJobSensor: wait for SLURM jobs submitted elsewhere (same trigger as the operator)."""
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,15 @@ class SlurmJobSensor(SlurmWatchMixin, BaseSensorOperator):
 
     template_fields: Sequence[str] = ("job_id", "log_path")
 
-    def __init__(self, *, job_id: str | int | Sequence[str | int], log_path: str | None = None,
-                 deferrable: bool = True, poke_interval: float = 10, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        job_id: str | int | Sequence[str | int],
+        log_path: str | None = None,
+        deferrable: bool = True,
+        poke_interval: float = 10,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(poll_interval=poke_interval, poke_interval=poke_interval, **kwargs)
         self.job_id = job_id
         self.log_path = log_path
@@ -51,8 +59,10 @@ class SlurmJobSensor(SlurmWatchMixin, BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         self.log.info("Waiting for SLURM job(s) %s", parse_job_ids(self.job_id))
-        self.defer(trigger=self.watch_trigger(parse_job_ids(self.job_id), self.log_path),
-                   method_name="execute_complete")
+        self.defer(
+            trigger=self.watch_trigger(parse_job_ids(self.job_id), self.log_path),
+            method_name="execute_complete",
+        )
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
         job_ids = parse_job_ids(self.job_id)
@@ -61,8 +71,13 @@ class SlurmJobSensor(SlurmWatchMixin, BaseSensorOperator):
             if problem or overall is Verdict.WAIT:
                 return False
             failed = overall is Verdict.FAILURE
-            event = event_payload(job_ids, "failed" if failed else "success",
-                                  failure_message(tasks) if failed else "completed", tasks,
-                                  self.log_path)
-            return PokeReturnValue(is_done=True, xcom_value=complete(
-                self.log, hook, event, self.tail_lines))
+            event = event_payload(
+                job_ids,
+                "failed" if failed else "success",
+                failure_message(tasks) if failed else "completed",
+                tasks,
+                self.log_path,
+            )
+            return PokeReturnValue(
+                is_done=True, xcom_value=complete(self.log, hook, event, self.tail_lines)
+            )

@@ -5,6 +5,7 @@ rule's clock lives in the trigger across polls (a poke/reschedule sensor would l
 between pokes). The task succeeds with the snapshot it logged (XCom: clips, bytes, files,
 polls, waited) or fails without retries, naming what was missing, once the deadline passes.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,9 +31,18 @@ class SourceReadySensor(BaseOperator):
     template_fields: Sequence[str] = ("day", "source_root")
     ui_color = "#e8f4f8"
 
-    def __init__(self, *, day: str, source_root: str, readiness: Readiness, backend: str = "local",
-                 ssh_conn_id: str = "", globus_conn_id: str = "", collection: str = "",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        day: str,
+        source_root: str,
+        readiness: Readiness,
+        backend: str = "local",
+        ssh_conn_id: str = "",
+        globus_conn_id: str = "",
+        collection: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if backend not in ("local", "globus"):
             raise ValueError(f"backend must be local or globus, got {backend!r}")
@@ -50,13 +60,28 @@ class SourceReadySensor(BaseOperator):
             return None
         now = time.time()
         where = day_path(self.source_root, self.day)
-        self.log.info("Waiting for day %s at %s:%s (rule %s, deadline in %.0fs)", self.day,
-                      self.backend, where, self.readiness.rule, self.readiness.deadline_s)
-        self.defer(trigger=SourceReadyTrigger(
-            day=self.day, where=where, backend=self.backend, rule=asdict(self.readiness),
-            started_at=now, deadline_at=now + self.readiness.deadline_s,
-            ssh_conn_id=self.ssh_conn_id, globus_conn_id=self.globus_conn_id,
-            collection=self.collection), method_name="execute_complete")
+        self.log.info(
+            "Waiting for day %s at %s:%s (rule %s, deadline in %.0fs)",
+            self.day,
+            self.backend,
+            where,
+            self.readiness.rule,
+            self.readiness.deadline_s,
+        )
+        self.defer(
+            trigger=SourceReadyTrigger(
+                day=self.day,
+                where=where,
+                backend=self.backend,
+                rule=asdict(self.readiness),
+                started_at=now,
+                deadline_at=now + self.readiness.deadline_s,
+                ssh_conn_id=self.ssh_conn_id,
+                globus_conn_id=self.globus_conn_id,
+                collection=self.collection,
+            ),
+            method_name="execute_complete",
+        )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         if event["status"] != "ready":

@@ -1,5 +1,6 @@
 """A day's job array under the site's limits: ``--array`` specs and the split into
 submissions when the array is larger than the controller accepts at once."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,12 +32,14 @@ def index_spec(indices: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def lower_limits(site: SiteLimits, max_array_size: int | None,
-                 max_job_count: int | None) -> SiteLimits:
+def lower_limits(
+    site: SiteLimits, max_array_size: int | None, max_job_count: int | None
+) -> SiteLimits:
     """The controller's limits, lowered by an operator's overrides (a QOS cap, a test)."""
     return SiteLimits(
         max_array_size=min(site.max_array_size, max_array_size or site.max_array_size),
-        max_job_count=min(site.max_job_count, max_job_count or site.max_job_count))
+        max_job_count=min(site.max_job_count, max_job_count or site.max_job_count),
+    )
 
 
 def array_chunks(array_size: int, limits: SiteLimits) -> list[tuple[int, int]]:

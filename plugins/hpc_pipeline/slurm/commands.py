@@ -2,6 +2,7 @@
 :func:`shlex.join`, so job names, paths, dates and arguments holding spaces, quotes, ``;`` or
 ``$(...)`` reach the shell as literal strings; shell logic lives in constant ``sh -c`` scripts
 whose values are positional arguments, never part of the script text."""
+
 from __future__ import annotations
 
 import re
@@ -14,11 +15,16 @@ from hpc_pipeline.slurm.parse import SACCT_FIELDS, SEP, SQUEUE_FIELDS
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # sacct cannot answer: slurmdbd down / accounting disabled / not reachable.
-_ACCOUNTING_DOWN = re.compile(r"accounting storage is disabled|slurmdbd|talking to the database|"
-                              r"connection refused|unable to connect|timed out", re.IGNORECASE)
+_ACCOUNTING_DOWN = re.compile(
+    r"accounting storage is disabled|slurmdbd|talking to the database|"
+    r"connection refused|unable to connect|timed out",
+    re.IGNORECASE,
+)
 # Per file: "<lines> <lines holding the marker m> <path>" (POSIX awk: gawk, mawk, busybox).
-_COUNT_LINES = ('FNR == 1 { if (p != "") print n, f, p; n = 0; f = 0; p = FILENAME } '
-                '{ n++ } index($0, m) { f++ } END { if (p != "") print n, f, p }')
+_COUNT_LINES = (
+    'FNR == 1 { if (p != "") print n, f, p; n = 0; f = 0; p = FILENAME } '
+    '{ n++ } index($0, m) { f++ } END { if (p != "") print n, f, p }'
+)
 # The progress probe: $1 job ids ("" = skip squeue), $2 results dir ("" = skip counting),
 # $3 "m=<marker>", $4 the awk program, $5 squeue's -o format, then find's name tests.
 # Sections are headed by lines starting with "@@" (squeue's "<id>..." and awk's
@@ -31,14 +37,24 @@ if [ -n "$dir" ]; then echo @@count
 fi"""
 #: Exit status of ``list_tree`` when the directory does not exist (not an error).
 NO_SUCH_DIR = 3
-_LIST_TREE = ('[ -d "$1" ] || exit 3; cd -- "$1" || exit 4; '
-              "exec find . -mindepth 1 ! -type d -printf '%s %T@ %P\\0'")
+_LIST_TREE = (
+    '[ -d "$1" ] || exit 3; cd -- "$1" || exit 4; '
+    "exec find . -mindepth 1 ! -type d -printf '%s %T@ %P\\0'"
+)
 
 
-def sbatch(script: str, *, job_name: str, resources: SlurmResources, output: str,
-           env: dict[str, str] | None = None, array: str | None = None,
-           dependency: str | None = None, chdir: str | None = None,
-           script_args: Sequence[str] = ()) -> list[str]:
+def sbatch(
+    script: str,
+    *,
+    job_name: str,
+    resources: SlurmResources,
+    output: str,
+    env: dict[str, str] | None = None,
+    array: str | None = None,
+    dependency: str | None = None,
+    chdir: str | None = None,
+    script_args: Sequence[str] = (),
+) -> list[str]:
     """``sbatch --parsable``.
 
     The environment is given to ``sbatch`` itself (``env K=V sbatch --export=ALL``) rather
@@ -50,13 +66,24 @@ def sbatch(script: str, *, job_name: str, resources: SlurmResources, output: str
         if bad:
             raise ValueError(f"invalid environment variable names: {bad}")
         argv += ["env", *(f"{k}={v}" for k, v in env.items())]
-    argv += ["sbatch", "--parsable", "--export=ALL", f"--job-name={check_job_name(job_name)}",
-             f"--output={output}", f"--time={resources.time}",
-             f"--cpus-per-task={resources.cpus_per_task}"]
-    for flag, value in (("partition", resources.partition), ("account", resources.account),
-                        ("qos", resources.qos), ("mem", resources.mem),
-                        ("gres", resources.gres), ("dependency", dependency),
-                        ("chdir", chdir)):
+    argv += [
+        "sbatch",
+        "--parsable",
+        "--export=ALL",
+        f"--job-name={check_job_name(job_name)}",
+        f"--output={output}",
+        f"--time={resources.time}",
+        f"--cpus-per-task={resources.cpus_per_task}",
+    ]
+    for flag, value in (
+        ("partition", resources.partition),
+        ("account", resources.account),
+        ("qos", resources.qos),
+        ("mem", resources.mem),
+        ("gres", resources.gres),
+        ("dependency", dependency),
+        ("chdir", chdir),
+    ):
         if value:
             argv.append(f"--{flag}={value}")
     if array is not None:
@@ -72,8 +99,16 @@ def sbatch_job_id(stdout: str) -> str:
 
 def sacct(job_ids: Sequence[str]) -> list[str]:
     """One ``sacct`` row per job / array index of ``job_ids`` (``-X``: no job steps)."""
-    return ["sacct", "-X", "--parsable2", "--noheader", f"--delimiter={SEP}",
-            f"--format={','.join(SACCT_FIELDS)}", "-j", ",".join(job_ids)]
+    return [
+        "sacct",
+        "-X",
+        "--parsable2",
+        "--noheader",
+        f"--delimiter={SEP}",
+        f"--format={','.join(SACCT_FIELDS)}",
+        "-j",
+        ",".join(job_ids),
+    ]
 
 
 def sacct_history(name: str, days: int) -> list[str]:
@@ -81,8 +116,16 @@ def sacct_history(name: str, days: int) -> list[str]:
     misses names with quotes or ';' (slurmdbd escapes them): for those, every job of the
     period is listed and the caller matches the name."""
     by_name = [f"--name={name}"] if _PLAIN_NAME.match(name) else []
-    return ["sacct", "-X", "--parsable2", "--noheader", f"--delimiter={SEP}",
-            f"--format={','.join(SACCT_FIELDS)}", *by_name, f"--starttime=now-{days}days"]
+    return [
+        "sacct",
+        "-X",
+        "--parsable2",
+        "--noheader",
+        f"--delimiter={SEP}",
+        f"--format={','.join(SACCT_FIELDS)}",
+        *by_name,
+        f"--starttime=now-{days}days",
+    ]
 
 
 def accounting_down(stderr: str) -> bool:
@@ -121,16 +164,27 @@ def list_tree(path: str) -> list[str]:
     return ["sh", "-c", _LIST_TREE, "list_tree", path]
 
 
-def progress_probe(pending_job_ids: Sequence[str], directory: str,
-                   names: Sequence[str] | None, marker: str) -> list[str]:
+def progress_probe(
+    pending_job_ids: Sequence[str], directory: str, names: Sequence[str] | None, marker: str
+) -> list[str]:
     """squeue's reasons for ``pending_job_ids`` and the line counts of ``directory``'s files
     ``names`` (None: every ``shard-*.jsonl``; ``directory == ""``: no counting)."""
     if names is None:
         match = ["-name", "shard-*.jsonl"]
     else:
         match = ["("] + [a for n in names for a in ("-o", "-name", n)][1:] + [")"]
-    return ["sh", "-c", _PROBE_SCRIPT, "progress_probe", ",".join(pending_job_ids), directory,
-            f"m={marker}", _COUNT_LINES, f"%i{SEP}%r", *match]
+    return [
+        "sh",
+        "-c",
+        _PROBE_SCRIPT,
+        "progress_probe",
+        ",".join(pending_job_ids),
+        directory,
+        f"m={marker}",
+        _COUNT_LINES,
+        f"%i{SEP}%r",
+        *match,
+    ]
 
 
 def tar_tree(root: str, subdir: str) -> list[str]:

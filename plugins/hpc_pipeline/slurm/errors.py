@@ -1,4 +1,5 @@
 """What a SLURM command can end with, as seen by its caller."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Job rows and the rules for naming, finding and selecting them."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,12 +12,13 @@ from typing import Any
 @dataclass(frozen=True)
 class JobState:
     """One job, or one index of a job array, as SLURM reports it."""
-    job_id: str              # "12" or "12_3": what scancel/sacct accept
-    array_job_id: str        # "12" for both
+
+    job_id: str  # "12" or "12_3": what scancel/sacct accept
+    array_job_id: str  # "12" for both
     array_index: int | None
     name: str
-    state: str               # long name, reason stripped: "CANCELLED", not "CANCELLED by 1001"
-    exit_code: str           # "rc:signal", e.g. "3:0"
+    state: str  # long name, reason stripped: "CANCELLED", not "CANCELLED by 1001"
+    exit_code: str  # "rc:signal", e.g. "3:0"
     node: str | None
     elapsed_s: int | None
     alloc_tres: str
@@ -24,8 +26,8 @@ class JobState:
     stdout: str | None = None  # only squeue reports it
     source: str = "sacct"
     submit_time: str | None = None  # cluster local time "YYYY-MM-DDTHH:MM:SS"
-    start_time: str | None = None   # None while pending; queue wait = start - submit
-    reason: str = ""           # why it waits (Priority, Resources, ...); "" when none
+    start_time: str | None = None  # None while pending; queue wait = start - submit
+    reason: str = ""  # why it waits (Priority, Resources, ...); "" when none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,6 +40,7 @@ class SiteLimits:
     ``max_array_size``: array indices must be below it (an index value, not a count).
     ``max_job_count``: jobs the controller holds at once; every array index counts as one.
     """
+
     max_array_size: int
     max_job_count: int
 
@@ -73,8 +76,12 @@ def expand_job_id(raw: str) -> list[tuple[str, int | None]]:
 def with_offsets(jobs: Iterable[JobState], offsets: dict[str, int]) -> list[JobState]:
     """Array indices shifted by their job's offset (a day's array split into submissions
     whose SLURM indices restart at 0); ``job_id`` keeps SLURM's own ``<id>_<index>``."""
-    return [replace(j, array_index=j.array_index + offsets[j.array_job_id])
-            if j.array_index is not None and offsets.get(j.array_job_id) else j for j in jobs]
+    return [
+        replace(j, array_index=j.array_index + offsets[j.array_job_id])
+        if j.array_index is not None and offsets.get(j.array_job_id)
+        else j
+        for j in jobs
+    ]
 
 
 def newest_first(jobs: Iterable[JobState]) -> list[JobState]:
@@ -97,8 +104,9 @@ def latest_runs(jobs: Iterable[JobState]) -> list[JobState]:
 def merge(primary: list[JobState], secondary: list[JobState]) -> list[JobState]:
     """``primary`` plus the rows of ``secondary`` for (job, index) pairs it lacks."""
     seen = {(j.array_job_id, j.array_index) for j in primary}
-    return newest_first(primary + [j for j in secondary
-                                   if (j.array_job_id, j.array_index) not in seen])
+    return newest_first(
+        primary + [j for j in secondary if (j.array_job_id, j.array_index) not in seen]
+    )
 
 
 def reconcile(accounting: list[JobState], controller: list[JobState]) -> list[JobState]:
@@ -106,13 +114,19 @@ def reconcile(accounting: list[JobState], controller: list[JobState]) -> list[Jo
     rows stay for indices the controller did not list (under load it can miss one), but not
     its unindexed row of a job the controller answered for (accounting's lag)."""
     answered = {j.array_job_id for j in controller}
-    return merge(controller, [j for j in accounting
-                              if j.array_job_id not in answered or j.array_index is not None])
+    return merge(
+        controller,
+        [j for j in accounting if j.array_job_id not in answered or j.array_index is not None],
+    )
 
 
 def log_path(pattern: str, job: JobState) -> str:
     """Fill the ``%A``/``%a``/``%j`` of an ``--output`` pattern for one job or array index
     (SLURM's own index, from ``job_id``: ``array_index`` may carry a split's offset)."""
-    values = {"A": job.array_job_id, "a": job.job_id.partition("_")[2],
-              "j": job.array_job_id if job.array_index is None else job.job_id, "%": "%"}
+    values = {
+        "A": job.array_job_id,
+        "a": job.job_id.partition("_")[2],
+        "j": job.array_job_id if job.array_index is None else job.job_id,
+        "%": "%",
+    }
     return re.sub(r"%([Aaj%])", lambda m: values[m.group(1)], pattern)

@@ -1,21 +1,44 @@
 """SLURM's output into rows: ``sacct --parsable2``, ``squeue -O``, ``scontrol show config``,
 and the answers of the hook's shell probes. Pure functions over text (golden-file tested)."""
+
 from __future__ import annotations
 
 import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from hpc_pipeline.slurm.errors import SlurmError
 from hpc_pipeline.slurm.jobs import JobState, SiteLimits, expand_job_id
 from hpc_pipeline.slurm.states import base_state
 
 SEP = "\x1f"  # ASCII unit separator: cannot occur in job names or paths we create
-SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "ElapsedRaw", "AllocTRES", "Submit",
-                "Start", "Reason", "JobName")  # JobName last: the one field that may hold SEP
-SQUEUE_FIELDS = ("JobArrayID", "State", "Exit_Code", "NodeList", "TimeUsed", "tres-alloc",
-                 "StdOut", "SubmitTime", "StartTime", "Reason", "Name")
+SACCT_FIELDS = (
+    "JobID",
+    "State",
+    "ExitCode",
+    "NodeList",
+    "ElapsedRaw",
+    "AllocTRES",
+    "Submit",
+    "Start",
+    "Reason",
+    "JobName",
+)  # JobName last: the one field that may hold SEP
+SQUEUE_FIELDS = (
+    "JobArrayID",
+    "State",
+    "Exit_Code",
+    "NodeList",
+    "TimeUsed",
+    "tres-alloc",
+    "StdOut",
+    "SubmitTime",
+    "StartTime",
+    "Reason",
+    "Name",
+)
 _SACCT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z")
 
 
@@ -24,8 +47,9 @@ def parse_site_limits(text: str) -> SiteLimits:
     values = dict(re.findall(r"^(MaxArraySize|MaxJobCount)\s*=\s*(\d+)", text, re.MULTILINE))
     if len(values) != 2:
         raise SlurmError(f"scontrol show config lacks MaxArraySize/MaxJobCount: {sorted(values)}")
-    return SiteLimits(max_array_size=int(values["MaxArraySize"]),
-                      max_job_count=int(values["MaxJobCount"]))
+    return SiteLimits(
+        max_array_size=int(values["MaxArraySize"]), max_job_count=int(values["MaxJobCount"])
+    )
 
 
 def _gpus(tres: str) -> int:
@@ -63,12 +87,21 @@ def _node(value: str) -> str | None:
     return None if not value or value.startswith("(") or value == "None assigned" else value
 
 
-def _rows(jid: str, *, state: str, node: str, tres: str, **fields: object) -> list[JobState]:
+def _rows(jid: str, *, state: str, node: str, tres: str, **fields: Any) -> list[JobState]:
     """One ``JobState`` per job / array index that ``jid`` names (``12_[0-3%2]``: four)."""
-    return [JobState(job_id=base if index is None else f"{base}_{index}", array_job_id=base,
-                     array_index=index, state=base_state(state), node=_node(node),
-                     alloc_tres=tres, gpus=_gpus(tres), **fields)  # type: ignore[arg-type]
-            for base, index in expand_job_id(jid)]
+    return [
+        JobState(
+            job_id=base if index is None else f"{base}_{index}",
+            array_job_id=base,
+            array_index=index,
+            state=base_state(state),
+            node=_node(node),
+            alloc_tres=tres,
+            gpus=_gpus(tres),
+            **fields,
+        )
+        for base, index in expand_job_id(jid)
+    ]
 
 
 def squeue_exit_code(status: str) -> str:
@@ -90,12 +123,22 @@ def _records(text: str, fields: tuple[str, ...]) -> Iterator[list[str]]:
 def parse_sacct(text: str) -> list[JobState]:
     out = []
     for cols in _records(text, SACCT_FIELDS):
-        jid, state, exit_code, node, elapsed, tres, submit, start, reason, name = (
-            cols[:9] + [SEP.join(cols[9:])])
-        out += _rows(jid, state=state, node=node, tres=tres, name=name, exit_code=exit_code,
-                     elapsed_s=int(elapsed) if elapsed.isdigit() else None, source="sacct",
-                     submit_time=_timestamp(submit), start_time=_timestamp(start),
-                     reason=reason_text(reason))
+        jid, state, exit_code, node, elapsed, tres, submit, start, reason, name = cols[:9] + [
+            SEP.join(cols[9:])
+        ]
+        out += _rows(
+            jid,
+            state=state,
+            node=node,
+            tres=tres,
+            name=name,
+            exit_code=exit_code,
+            elapsed_s=int(elapsed) if elapsed.isdigit() else None,
+            source="sacct",
+            submit_time=_timestamp(submit),
+            start_time=_timestamp(start),
+            reason=reason_text(reason),
+        )
     return out
 
 
@@ -103,14 +146,24 @@ def parse_squeue(text: str) -> list[JobState]:
     out = []
     for cols in _records(text, SQUEUE_FIELDS):
         jid, state, status, node, used, tres, stdout, submit, start, reason = (
-            c.strip() for c in cols[:10])
+            c.strip() for c in cols[:10]
+        )
         # a pending job's StartTime is only the scheduler's forecast
         started = None if base_state(state) == "PENDING" else _timestamp(start)
-        out += _rows(jid, state=state, node=node, tres=tres, name=cols[10],
-                     exit_code=squeue_exit_code(status), elapsed_s=_seconds(used),
-                     stdout=None if stdout in ("", "(null)") else stdout, source="squeue",
-                     submit_time=_timestamp(submit), start_time=started,
-                     reason=reason_text(reason))
+        out += _rows(
+            jid,
+            state=state,
+            node=node,
+            tres=tres,
+            name=cols[10],
+            exit_code=squeue_exit_code(status),
+            elapsed_s=_seconds(used),
+            stdout=None if stdout in ("", "(null)") else stdout,
+            source="squeue",
+            submit_time=_timestamp(submit),
+            start_time=started,
+            reason=reason_text(reason),
+        )
     return out
 
 
@@ -121,6 +174,7 @@ class ProgressProbe:
     ``reasons``: SLURM job id (``"12_3"``, or ``"12"``) -> why it is pending; ``counts``:
     ``{file name: (lines, lines holding the marker)}``, None when lines were not counted;
     ``*_rc``: the exit status of each part (None: not run)."""
+
     reasons: dict[str, str]
     counts: dict[str, tuple[int, int]] | None
     squeue_rc: int | None = None
@@ -152,8 +206,9 @@ def parse_progress_probe(text: str) -> ProgressProbe:
         elif section == "count" and counts is not None:
             lines, marked, path = line.split(" ", 2)
             counts[posixpath.basename(path)] = (int(lines), int(marked))
-    return ProgressProbe(reasons=reasons, counts=counts, squeue_rc=rcs.get("squeue"),
-                         count_rc=rcs.get("count"))
+    return ProgressProbe(
+        reasons=reasons, counts=counts, squeue_rc=rcs.get("squeue"), count_rc=rcs.get("count")
+    )
 
 
 def parse_tree(text: str) -> list[tuple[str, int, float]]:

@@ -12,13 +12,14 @@ remote call that counts result lines (``SlurmHook.progress_probe``).
 ``ShardLines`` keeps the per-shard counts between polls so that a poll re-reads only the
 files that can still grow: those of running shards, and of shards that just ended.
 """
+
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from hpc_pipeline.slurm.jobs import JobState
 from audio_hpc.contract import shard_results_name
+from hpc_pipeline.slurm.jobs import JobState
 from hpc_pipeline.slurm.states import Verdict, verdict
 
 # Waiting states in which the job's processes exist (a shard may be writing results).
@@ -28,6 +29,7 @@ RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT",
 @dataclass(frozen=True)
 class ArrayCounts:
     """Indices (or single jobs) of a step by state; ``pending`` by SLURM's reason."""
+
     total: int
     array: bool = True
     pending: dict[str, int] = field(default_factory=dict)
@@ -38,9 +40,9 @@ class ArrayCounts:
 
 @dataclass(frozen=True)
 class ClipCounts:
-    done: int       # result lines written (ok or failed)
+    done: int  # result lines written (ok or failed)
     failed: int
-    total: int      # clips the plan gave the shards
+    total: int  # clips the plan gave the shards
 
 
 def pending_without_reason(tasks: list[JobState]) -> list[str]:
@@ -50,9 +52,12 @@ def pending_without_reason(tasks: list[JobState]) -> list[str]:
 
 def with_reasons(tasks: list[JobState], reasons: dict[str, str]) -> list[JobState]:
     """``tasks`` with the pending reasons the controller gave (by SLURM job id ``"12_3"``)."""
-    return [replace(j, reason=reasons[j.job_id])
-            if j.state == "PENDING" and not j.reason and j.job_id in reasons else j
-            for j in tasks]
+    return [
+        replace(j, reason=reasons[j.job_id])
+        if j.state == "PENDING" and not j.reason and j.job_id in reasons
+        else j
+        for j in tasks
+    ]
 
 
 def array_counts(tasks: list[JobState], size: int | None = None) -> ArrayCounts:
@@ -76,18 +81,22 @@ def array_counts(tasks: list[JobState], size: int | None = None) -> ArrayCounts:
     if total > len(tasks):
         pending["unlisted"] += total - len(tasks)
     array = size is not None or any(j.array_index is not None for j in tasks)
-    return ArrayCounts(total=total, array=array, pending=dict(pending), running=running,
-                       done=done, failed=failed)
+    return ArrayCounts(
+        total=total, array=array, pending=dict(pending), running=running, done=done, failed=failed
+    )
 
 
 def format_progress(counts: ArrayCounts, clips: ClipCounts | None = None) -> str:
-    reasons = ", ".join(f"{n} {r}" for r, n in sorted(counts.pending.items(),
-                                                      key=lambda kv: (-kv[1], kv[0])))
+    reasons = ", ".join(
+        f"{n} {r}" for r, n in sorted(counts.pending.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
     pending = sum(counts.pending.values())
     nouns = ("index", "indices") if counts.array else ("job", "jobs")
-    line = (f"{counts.total} {nouns[counts.total != 1]}: pending {pending}"
-            + (f" ({reasons})" if reasons else "")
-            + f", running {counts.running}, done {counts.done}, failed {counts.failed}")
+    line = (
+        f"{counts.total} {nouns[counts.total != 1]}: pending {pending}"
+        + (f" ({reasons})" if reasons else "")
+        + f", running {counts.running}, done {counts.done}, failed {counts.failed}"
+    )
     if clips is not None:
         share = f" ({100 * clips.done // clips.total}%)" if clips.total else ""
         line += f" | clips {clips.done}/{clips.total} done{share}, {clips.failed} failed"
@@ -111,13 +120,19 @@ class ShardLines:
         """File names to count now; ``None`` = every shard's; ``[]`` = nothing can have changed."""
         if not self.read_once:
             return None
-        return [shard_results_name(j.array_index) for j in tasks
-                if j.array_index is not None and j.array_index not in self.final
-                and (j.state in RUNNING_STATES or verdict(j.state) in (Verdict.SUCCESS,
-                                                                        Verdict.FAILURE))]
+        return [
+            shard_results_name(j.array_index)
+            for j in tasks
+            if j.array_index is not None
+            and j.array_index not in self.final
+            and (
+                j.state in RUNNING_STATES or verdict(j.state) in (Verdict.SUCCESS, Verdict.FAILURE)
+            )
+        ]
 
-    def record(self, tasks: list[JobState], names: list[str] | None,
-               counts: dict[str, tuple[int, int]]) -> None:
+    def record(
+        self, tasks: list[JobState], names: list[str] | None, counts: dict[str, tuple[int, int]]
+    ) -> None:
         """Take the counts of a read of ``names`` (files absent from ``counts`` are empty)."""
         by_name = {shard_results_name(j.array_index): j for j in tasks if j.array_index is not None}
         if names is None:
@@ -134,5 +149,6 @@ class ShardLines:
         done = sum(n for n, _ in self.lines.values())
         failed = sum(f for _, f in self.lines.values())
         # A torn last line (shard killed mid-write) can count once until it is rewritten.
-        return ClipCounts(done=min(done, self.total), failed=min(failed, self.total),
-                          total=self.total)
+        return ClipCounts(
+            done=min(done, self.total), failed=min(failed, self.total), total=self.total
+        )

@@ -5,6 +5,7 @@ from 23.02). ``FAILED exit=0:9`` alone does not tell a user that the job was kil
 can have done it; :func:`signal_note` says so. A batch script whose child was killed exits with
 128 + the signal (bash's convention), so ``137:0`` is read the same way, as likely.
 """
+
 from __future__ import annotations
 
 import signal
@@ -13,20 +14,20 @@ from collections.abc import Iterable
 # Who sends a signal that ends a job, for the ones a user meets.
 _SENDERS = {
     signal.SIGKILL: "sent by the OOM killer, an admin, or `scancel --signal`; SLURM also sends "
-                    "it KillWait seconds after SIGTERM at a time limit or cancel",
+    "it KillWait seconds after SIGTERM at a time limit or cancel",
     signal.SIGTERM: "sent by SLURM at a time limit, `scancel`, preemption or a node shutdown, "
-                    "or by an admin",
+    "or by an admin",
     signal.SIGINT: "sent by an admin or `scancel --signal=INT`",
     signal.SIGHUP: "sent by an admin or `scancel --signal=HUP`",
     signal.SIGUSR1: "sent by `scancel --signal` or `sbatch --signal` (a warning before the limit)",
     signal.SIGUSR2: "sent by `scancel --signal` or `sbatch --signal` (a warning before the limit)",
     signal.SIGSEGV: "raised by the program itself: it crashed (invalid memory access)",
     signal.SIGBUS: "raised by the program itself: it crashed (bus error, e.g. a truncated "
-                   "memory-mapped file)",
+    "memory-mapped file)",
     signal.SIGABRT: "raised by the program itself: it aborted (failed assertion, fatal error)",
     signal.SIGFPE: "raised by the program itself: arithmetic fault",
     signal.SIGILL: "raised by the program itself: illegal instruction (a binary built for "
-                   "another CPU?)",
+    "another CPU?)",
 }
 
 
@@ -57,8 +58,10 @@ def signal_note(exit_code: str) -> str | None:
     if number:
         return f"exit={exit_code}: killed by {_described(number)}"
     if 128 < status <= 128 + 64:
-        return (f"exit={exit_code}: exit status {status} is how a shell reports a command "
-                f"killed by {_described(status - 128)} (likely)")
+        return (
+            f"exit={exit_code}: exit status {status} is how a shell reports a command "
+            f"killed by {_described(status - 128)} (likely)"
+        )
     return None
 
 

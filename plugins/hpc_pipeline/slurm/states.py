@@ -6,6 +6,7 @@ trigger keeps waiting, but treats the poll as *degraded*, so an unknown state th
 for the whole outage window fails the task with the state named, instead of silently
 passing or failing a job that may still be doing useful work.
 """
+
 from __future__ import annotations
 
 import enum
@@ -20,13 +21,33 @@ class Verdict(str, enum.Enum):
 
 
 _WAIT = {
-    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
-    "REQUEUE_HOLD", "RESIZING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD",
-    "POWER_UP_NODE", "UPDATE_DB",
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "STOPPED",
+    "SIGNALING",
+    "STAGE_OUT",
+    "RESV_DEL_HOLD",
+    "POWER_UP_NODE",
+    "UPDATE_DB",
 }
 _FAILURE = {
-    "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
-    "PREEMPTED", "REVOKED", "SPECIAL_EXIT",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+    "REVOKED",
+    "SPECIAL_EXIT",
 }
 
 # Accounting records these for the attempt that ended, but SLURM may have requeued the job
@@ -55,11 +76,11 @@ def verdict(raw_state: str) -> Verdict:
 # What a failure state means for the user, and what to change before clearing the task.
 EXPLAIN = {
     "OUT_OF_MEMORY": "OUT_OF_MEMORY: the job used more memory than it asked for (sbatch --mem; "
-                     "raise resources.<step>.mem in the site config, then clear the task)",
+    "raise resources.<step>.mem in the site config, then clear the task)",
     "TIMEOUT": "TIMEOUT: the job hit its time limit (sbatch --time; raise resources.<step>.time, "
-               "then clear the task: a shard resumes after its last finished clip)",
+    "then clear the task: a shard resumes after its last finished clip)",
     "NODE_FAIL": "NODE_FAIL: the node running the job stopped answering; clear the task to run "
-                 "the job elsewhere (a shard resumes after its last finished clip)",
+    "the job elsewhere (a shard resumes after its last finished clip)",
     "PREEMPTED": "PREEMPTED: a higher-priority job took the resources; clear the task to retry",
 }
 

@@ -1,5 +1,6 @@
 """The verdict on a set of SLURM jobs (an array's indices judged by their newest run), what
 a finished watch reports, and what a retry resubmits."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -12,9 +13,12 @@ from hpc_pipeline.slurm.states import Verdict, verdict
 SHOWN_JOBS = 5  # jobs whose log tails a finished task shows; arrays can have thousands
 
 
-def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = None,
-          job_indices: dict[str, str] | None = None
-          ) -> tuple[Verdict, list[JobState], str | None]:
+def judge(
+    job_ids: list[str],
+    jobs: list[JobState],
+    array_size: int | None = None,
+    job_indices: dict[str, str] | None = None,
+) -> tuple[Verdict, list[JobState], str | None]:
     """Overall verdict over the newest job of every (name, index), those jobs, and why the
     poll is degraded (None when every job was understood).
 
@@ -33,13 +37,20 @@ def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = Non
     reported = {j.array_index for j in latest}
     unlisted = [i for i in range(array_size or 0) if i not in reported]
     rows = {(j.array_job_id, j.array_index) for j in jobs}
-    unlisted += sorted(i for job, spec in (job_indices or {}).items()
-                       for _, i in expand_job_id(f"{job}_[{spec}]")
-                       if i is not None and (job, i) not in rows)
+    unlisted += sorted(
+        i
+        for job, spec in (job_indices or {}).items()
+        for _, i in expand_job_id(f"{job}_[{spec}]")
+        if i is not None and (job, i) not in rows
+    )
     if missing or unknown or unlisted:
-        why = (f"jobs unknown to SLURM: {missing}" if missing else
-               f"unknown states: {unknown}" if unknown else
-               f"array indices not reported yet: {unlisted[:20]}")
+        why = (
+            f"jobs unknown to SLURM: {missing}"
+            if missing
+            else f"unknown states: {unknown}"
+            if unknown
+            else f"array indices not reported yet: {unlisted[:20]}"
+        )
         return Verdict.UNKNOWN, latest, why
     verdicts = {verdict(j.state) for j in latest}
     if Verdict.WAIT in verdicts:
@@ -49,14 +60,22 @@ def judge(job_ids: list[str], jobs: list[JobState], array_size: int | None = Non
 
 def failure_message(tasks: list[JobState], limit: int = 20) -> str:
     """``"12_1 FAILED exit=3:0 node=vm; ..."`` for the failed indices (the first ``limit``)."""
-    failed = [f"{j.job_id} {j.state} exit={j.exit_code} node={j.node or '-'}"
-              for j in tasks if verdict(j.state) is Verdict.FAILURE]
+    failed = [
+        f"{j.job_id} {j.state} exit={j.exit_code} node={j.node or '-'}"
+        for j in tasks
+        if verdict(j.state) is Verdict.FAILURE
+    ]
     more = f"; ... and {len(failed) - limit} more" if len(failed) > limit else ""
     return "; ".join(failed[:limit]) + more
 
 
-def event_payload(job_ids: list[str], status: str, message: str, tasks: list[JobState],
-                  log_path: str | None = None) -> dict[str, Any]:
+def event_payload(
+    job_ids: list[str],
+    status: str,
+    message: str,
+    tasks: list[JobState],
+    log_path: str | None = None,
+) -> dict[str, Any]:
     """The outcome in a size that does not grow with the array, except by its failed
     indices: Airflow stores the event in its metadata DB (a row per index was 113 KB at 400
     indices). A retry needs nothing from it: it asks SLURM what failed (``array_plan``).
@@ -67,21 +86,32 @@ def event_payload(job_ids: list[str], status: str, message: str, tasks: list[Job
     numbering], "shown": [JobState dicts of the first SHOWN_JOBS failed indices (all jobs
     when none failed): the task shows their log tails]}``"""
     failed = [j for j in tasks if verdict(j.state) is Verdict.FAILURE]
-    return {"status": status, "job_ids": job_ids, "message": message, "log_path": log_path,
-            "counts": dict(sorted(Counter(j.state for j in tasks).items())),
-            "failed_indices": sorted(j.array_index for j in failed if j.array_index is not None),
-            "shown": [j.to_dict() for j in (failed if status == "failed" else tasks)[:SHOWN_JOBS]]}
+    return {
+        "status": status,
+        "job_ids": job_ids,
+        "message": message,
+        "log_path": log_path,
+        "counts": dict(sorted(Counter(j.state for j in tasks).items())),
+        "failed_indices": sorted(j.array_index for j in failed if j.array_index is not None),
+        "shown": [j.to_dict() for j in (failed if status == "failed" else tasks)[:SHOWN_JOBS]],
+    }
 
 
 def array_plan(existing: list[JobState], array_size: int) -> tuple[list[str], list[int]]:
     """(job ids to reattach to, indices to (re)submit) for an array: judged per index by the
     newest job that ran it; missing and failed indices are (re)submitted, the rest watched."""
-    latest = {j.array_index: j
-              for j in latest_runs(j for j in existing if j.array_index is not None)}
-    todo = [i for i in range(array_size)
-            if i not in latest or verdict(latest[i].state) is Verdict.FAILURE]
-    watch = sorted({latest[i].array_job_id for i in range(array_size)
-                    if i in latest and i not in todo}, key=int)
+    latest = {
+        j.array_index: j for j in latest_runs(j for j in existing if j.array_index is not None)
+    }
+    todo = [
+        i
+        for i in range(array_size)
+        if i not in latest or verdict(latest[i].state) is Verdict.FAILURE
+    ]
+    watch = sorted(
+        {latest[i].array_job_id for i in range(array_size) if i in latest and i not in todo},
+        key=int,
+    )
     return watch, todo
 
 

@@ -5,13 +5,15 @@ group (pyarrow) or a block of JSON lines and is handed on before the next is fet
 memory stays flat whatever the range. One row per clip (ok and failed), or with
 ``segments`` one row per transcript segment, always in clip-id order.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,20 +23,36 @@ FORMATS: tuple[str, ...] = ("parquet", "jsonl")
 BATCH_ROWS = 5000
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "jsonl": "application/x-ndjson"}
 
-CLIP_SCHEMA = pa.schema([
-    ("clip_id", pa.string()), ("day", pa.date32()), ("status", pa.string()),
-    ("error_kind", pa.string()), ("duration_s", pa.float64()), ("language", pa.string()),
-    ("engine", pa.string()), ("model", pa.string()), ("text", pa.string()),
-    ("word_count", pa.int32()), ("segment_count", pa.int32()),
-    ("finished_at", pa.timestamp("us", tz="UTC"))])
-SEGMENT_SCHEMA = pa.schema([
-    ("clip_id", pa.string()), ("day", pa.date32()), ("segment", pa.int32()),
-    ("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string()),
-    ("language", pa.string())])
+CLIP_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("day", pa.date32()),
+        ("status", pa.string()),
+        ("error_kind", pa.string()),
+        ("duration_s", pa.float64()),
+        ("language", pa.string()),
+        ("engine", pa.string()),
+        ("model", pa.string()),
+        ("text", pa.string()),
+        ("word_count", pa.int32()),
+        ("segment_count", pa.int32()),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+SEGMENT_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("day", pa.date32()),
+        ("segment", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("text", pa.string()),
+        ("language", pa.string()),
+    ]
+)
 
 # Clip ids start with their day: the clip-id range lets the primary key give clip order.
-_RANGE = ("c.day BETWEEN %(start)s AND %(end)s "
-          "AND c.clip_id >= %(lo)s AND c.clip_id < %(hi)s")
+_RANGE = "c.day BETWEEN %(start)s AND %(end)s AND c.clip_id >= %(lo)s AND c.clip_id < %(hi)s"
 _CLIPS_SQL = f"""
     SELECT c.clip_id, c.day, c.status, c.error_kind, c.duration_s,
            coalesce(t.language, c.language), c.engine, c.model, t.text, t.word_count,
@@ -53,12 +71,17 @@ def schema_for(segments: bool) -> pa.Schema:
     return SEGMENT_SCHEMA if segments else CLIP_SCHEMA
 
 
-def row_batches(cur: Any, start: dt.date, end: dt.date, segments: bool,
-                batch_rows: int = BATCH_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+def row_batches(
+    cur: Any, start: dt.date, end: dt.date, segments: bool, batch_rows: int = BATCH_ROWS
+) -> Iterator[list[tuple[Any, ...]]]:
     """Rows of [start, end] from a server-side cursor opened on ``cur``'s connection (which
     must be inside a transaction), ``batch_rows`` at a time."""
-    params = {"start": start, "end": end, "lo": start.isoformat(),
-              "hi": (end + dt.timedelta(days=1)).isoformat()}
+    params = {
+        "start": start,
+        "end": end,
+        "lo": start.isoformat(),
+        "hi": (end + dt.timedelta(days=1)).isoformat(),
+    }
     with cur.connection.cursor(name="transcripts_export") as server_side:
         server_side.itersize = batch_rows
         server_side.execute(_SEGMENTS_SQL if segments else _CLIPS_SQL, params)
@@ -69,7 +92,8 @@ def row_batches(cur: Any, start: dt.date, end: dt.date, segments: bool,
 def to_record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
     columns = list(zip(*rows))
     return pa.RecordBatch.from_arrays(
-        [pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema
+    )
 
 
 class _Spool:
@@ -100,8 +124,7 @@ class _Spool:
         return data
 
 
-def parquet_stream(batches: Iterator[list[tuple[Any, ...]]], schema: pa.Schema
-                   ) -> Iterator[bytes]:
+def parquet_stream(batches: Iterator[list[tuple[Any, ...]]], schema: pa.Schema) -> Iterator[bytes]:
     """A Parquet file as byte chunks: one row group per batch, the footer last."""
     spool = _Spool()
     with pq.ParquetWriter(spool, schema, compression="zstd") as writer:
@@ -121,12 +144,13 @@ def jsonl_stream(batches: Iterator[list[tuple[Any, ...]]], schema: pa.Schema) ->
     """JSON Lines, one object per row, a batch per chunk."""
     names = schema.names
     for rows in batches:
-        yield "".join(json.dumps({n: _json_value(v) for n, v in zip(names, row)},
-                                 ensure_ascii=False) + "\n" for row in rows).encode()
+        yield "".join(
+            json.dumps({n: _json_value(v) for n, v in zip(names, row)}, ensure_ascii=False) + "\n"
+            for row in rows
+        ).encode()
 
 
-def stream(cur: Any, start: dt.date, end: dt.date, fmt: Format, segments: bool
-           ) -> Iterator[bytes]:
+def stream(cur: Any, start: dt.date, end: dt.date, fmt: Format, segments: bool) -> Iterator[bytes]:
     """The export of [start, end] in ``fmt`` as byte chunks."""
     schema = schema_for(segments)
     batches = row_batches(cur, start, end, segments)

@@ -6,6 +6,7 @@ The user's text never becomes SQL: it is parsed here into the part PostgreSQL's
 all passed as bind parameters. Matches come ranked (``ts_rank``) or newest first, a page at a
 time with keyset paging, each with a ``ts_headline`` snippet computed for that page only.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,14 +17,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-TS_CONFIG = "english"          # must match migration 0005's generated column
+TS_CONFIG = "english"  # must match migration 0005's generated column
 MAX_QUERY_CHARS = 200
 MAX_PREFIXES = 5
 MIN_PREFIX_CHARS = 2
 Order = Literal["rank", "recent"]
-START_SEL, STOP_SEL = "\x02", "\x03"   # cannot occur in transcripts: split into fragments
-_HEADLINE_OPTS = (f"StartSel={START_SEL}, StopSel={STOP_SEL}, MaxWords=24, MinWords=10, "
-                  "MaxFragments=2, FragmentDelimiter=\" … \"")
+START_SEL, STOP_SEL = "\x02", "\x03"  # cannot occur in transcripts: split into fragments
+_HEADLINE_OPTS = (
+    f"StartSel={START_SEL}, StopSel={STOP_SEL}, MaxWords=24, MinWords=10, "
+    'MaxFragments=2, FragmentDelimiter=" … "'
+)
 _TOKEN = re.compile(r'"([^"]*)"|(\S+)')
 _WORD = re.compile(r"[^\W_]+")
 
@@ -34,8 +37,8 @@ class BadQuery(ValueError):
 
 @dataclass(frozen=True)
 class ParsedQuery:
-    websearch: str                  # for websearch_to_tsquery; "" when only prefixes
-    prefixes: tuple[str, ...]       # lower-cased, without the trailing '*'
+    websearch: str  # for websearch_to_tsquery; "" when only prefixes
+    prefixes: tuple[str, ...]  # lower-cased, without the trailing '*'
 
 
 def parse_query(q: str) -> ParsedQuery:
@@ -60,8 +63,10 @@ def parse_query(q: str) -> ParsedQuery:
         elif word.endswith("*") and not word.startswith("-"):
             stem = word.rstrip("*")
             if not _WORD.fullmatch(stem) or len(stem) < MIN_PREFIX_CHARS:
-                raise BadQuery(f"prefix {word!r}: put * after at least {MIN_PREFIX_CHARS} "
-                               "letters or digits (e.g. transcri*)")
+                raise BadQuery(
+                    f"prefix {word!r}: put * after at least {MIN_PREFIX_CHARS} "
+                    "letters or digits (e.g. transcri*)"
+                )
             prefixes.append(stem.lower())
         else:
             words.append(word)
@@ -107,10 +112,13 @@ def decode_cursor(order: Order, after: str) -> list[Any]:
         key = json.loads(base64.urlsafe_b64decode(after.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise BadQuery("after: not a cursor this API returned (next_after)") from None
-    ok = (order == "rank" and isinstance(key, list) and len(key) == 2
-          and isinstance(key[0], (int, float)) and isinstance(key[1], str)) or (
-          order == "recent" and isinstance(key, list) and len(key) == 1
-          and isinstance(key[0], str))
+    ok = (
+        order == "rank"
+        and isinstance(key, list)
+        and len(key) == 2
+        and isinstance(key[0], (int, float))
+        and isinstance(key[1], str)
+    ) or (order == "recent" and isinstance(key, list) and len(key) == 1 and isinstance(key[0], str))
     if not ok:
         raise BadQuery(f"after: not a cursor of order={order} (next_after)")
     return key
@@ -132,17 +140,24 @@ def search(cur: Any, req: SearchRequest) -> dict[str, Any]:
         raise BadQuery(f"the day range is backwards: start {req.start} is after end {req.end}")
     parsed = parse_query(req.q)
     params: dict[str, Any] = {
-        "start": req.start, "end": req.end, "status": req.status, "language": req.language,
-        "limit": req.limit, "opts": _HEADLINE_OPTS,
+        "start": req.start,
+        "end": req.end,
+        "status": req.status,
+        "language": req.language,
+        "limit": req.limit,
+        "opts": _HEADLINE_OPTS,
         # clip ids start with their day: a clip-id range lets the primary key serve the range
         "lo": req.start.isoformat() if req.start else None,
-        "hi": (req.end + dt.timedelta(days=1)).isoformat() if req.end else None}
+        "hi": (req.end + dt.timedelta(days=1)).isoformat() if req.end else None,
+    }
     query = tsquery_sql(parsed, params)
     cur.execute(f"SELECT numnode({query}) AS nodes, {query}::text AS tsquery", params)
     probe = cur.fetchone()
     if not probe["nodes"]:
-        raise BadQuery("the query holds only common words that are not indexed (stop words "
-                       "such as 'the', 'and'); add a more specific word")
+        raise BadQuery(
+            "the query holds only common words that are not indexed (stop words "
+            "such as 'the', 'and'); add a more specific word"
+        )
     if req.order == "rank":
         order_by = "rank DESC, clip_id"
         keyset = "(rank < %(k0)s::real OR (rank = %(k0)s::real AND clip_id > %(k1)s))"
@@ -171,9 +186,18 @@ def search(cur: Any, req: SearchRequest) -> dict[str, Any]:
                          AND (%(language)s::text IS NULL OR t.language = %(language)s::text)
                      ) m
                     WHERE {keyset} ORDER BY {order_by} LIMIT %(limit)s) page
-             ORDER BY {order_by}""", params)
+             ORDER BY {order_by}""",
+        params,
+    )
     rows = cur.fetchall()
-    hits = [{**{k: v for k, v in r.items() if k != "headline"},
-             "snippet": split_snippet(r["headline"])} for r in rows]
-    return {"q": req.q, "tsquery": probe["tsquery"], "order": req.order, "hits": hits,
-            "next_after": encode_cursor(req.order, hits[-1]) if len(hits) == req.limit else None}
+    hits = [
+        {**{k: v for k, v in r.items() if k != "headline"}, "snippet": split_snippet(r["headline"])}
+        for r in rows
+    ]
+    return {
+        "q": req.q,
+        "tsquery": probe["tsquery"],
+        "order": req.order,
+        "hits": hits,
+        "next_after": encode_cursor(req.order, hits[-1]) if len(hits) == req.limit else None,
+    }

@@ -1,4 +1,5 @@
 """The triggers' one backoff rule."""
+
 from __future__ import annotations
 
 import random

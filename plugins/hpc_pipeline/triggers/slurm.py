@@ -8,8 +8,8 @@ trigger keeps for its whole life and re-opens only after a transport error.
 
 Outage handling: a poll that cannot give a verdict for every job (SSH down, controller
 unreachable, a job id neither ``sacct`` nor ``squeue`` knows, a state unknown to
-``hpc_pipeline.slurm.states``) is *degraded*. The trigger keeps polling with backoff and fails only when
-polls have been degraded continuously for ``outage_timeout``.
+``hpc_pipeline.slurm.states``) is *degraded*. The trigger keeps polling with backoff and fails
+only when polls have been degraded continuously for ``outage_timeout``.
 
 Progress: on every change the trigger logs the jobs' counts by state and, given
 ``results_dir`` and ``clips_total`` (the audio step), the clips done / total from the shards'
@@ -22,6 +22,7 @@ Cancellation: Airflow 3.3 calls ``BaseTrigger.on_kill()`` (only) when a user mar
 deferred task failed/success or clears it; we ``scancel`` the jobs there. ``cleanup()``
 runs on every exit, including triggerer restarts, so it only closes the connection.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,13 @@ from audio_hpc.contract import FAILED_LINE_MARK
 from hpc_pipeline.hooks.slurm import OUTAGE_ERRORS, REMOTE_ERRORS, SlurmHook
 from hpc_pipeline.slurm.errors import SlurmError
 from hpc_pipeline.slurm.jobs import JobState, with_offsets
-from hpc_pipeline.slurm.progress import (ShardLines, array_counts, format_progress,
-                                         pending_without_reason, with_reasons)
+from hpc_pipeline.slurm.progress import (
+    ShardLines,
+    array_counts,
+    format_progress,
+    pending_without_reason,
+    with_reasons,
+)
 from hpc_pipeline.slurm.states import Verdict
 from hpc_pipeline.slurm.verdict import event_payload, failure_message, judge
 from hpc_pipeline.triggers.backoff import next_interval
@@ -62,12 +68,21 @@ class SlurmJobTrigger(BaseTrigger):
     :param clips_total: how many clips the shards were given (None: job counts only).
     """
 
-    def __init__(self, *, ssh_conn_id: str, job_ids: list[str], poll_interval: float = 10.0,
-                 max_poll_interval: float = 120.0, outage_timeout: float = 900.0,
-                 log_path: str | None = None, array_size: int | None = None,
-                 index_offsets: dict[str, int] | None = None,
-                 job_indices: dict[str, str] | None = None,
-                 results_dir: str | None = None, clips_total: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ssh_conn_id: str,
+        job_ids: list[str],
+        poll_interval: float = 10.0,
+        max_poll_interval: float = 120.0,
+        outage_timeout: float = 900.0,
+        log_path: str | None = None,
+        array_size: int | None = None,
+        index_offsets: dict[str, int] | None = None,
+        job_indices: dict[str, str] | None = None,
+        results_dir: str | None = None,
+        clips_total: int | None = None,
+    ) -> None:
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
         self.job_ids = [str(j) for j in job_ids]
@@ -84,13 +99,22 @@ class SlurmJobTrigger(BaseTrigger):
         self._last_progress: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("hpc_pipeline.triggers.slurm.SlurmJobTrigger", {
-            "ssh_conn_id": self.ssh_conn_id, "job_ids": self.job_ids,
-            "poll_interval": self.poll_interval, "max_poll_interval": self.max_poll_interval,
-            "outage_timeout": self.outage_timeout, "log_path": self.log_path,
-            "array_size": self.array_size, "index_offsets": self.index_offsets,
-            "job_indices": self.job_indices, "results_dir": self.results_dir,
-            "clips_total": self.clips_total})
+        return (
+            "hpc_pipeline.triggers.slurm.SlurmJobTrigger",
+            {
+                "ssh_conn_id": self.ssh_conn_id,
+                "job_ids": self.job_ids,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "outage_timeout": self.outage_timeout,
+                "log_path": self.log_path,
+                "array_size": self.array_size,
+                "index_offsets": self.index_offsets,
+                "job_indices": self.job_indices,
+                "results_dir": self.results_dir,
+                "clips_total": self.clips_total,
+            },
+        )
 
     def _hook(self) -> SlurmHook:
         # One connection attempt per poll: the backoff between polls is ours.
@@ -132,8 +156,12 @@ class SlurmJobTrigger(BaseTrigger):
         if wanted or names != []:
             try:
                 probe = await asyncio.to_thread(
-                    hook.progress_probe, wanted,
-                    self.results_dir if names != [] else None, names, FAILED_LINE_MARK)
+                    hook.progress_probe,
+                    wanted,
+                    self.results_dir if names != [] else None,
+                    names,
+                    FAILED_LINE_MARK,
+                )
                 if probe.squeue_rc:
                     self.log.info("squeue gave no pending reasons (rc=%s)", probe.squeue_rc)
                 tasks = with_reasons(tasks, probe.reasons)
@@ -157,10 +185,13 @@ class SlurmJobTrigger(BaseTrigger):
                 try:
                     if hook is None:
                         hook = await asyncio.to_thread(self._hook)
-                    jobs = with_offsets(await asyncio.to_thread(
-                        hook.query, self.job_ids, self.array_size), self.index_offsets)
-                    overall, tasks, problem = judge(self.job_ids, jobs, self.array_size,
-                                                    self.job_indices)
+                    jobs = with_offsets(
+                        await asyncio.to_thread(hook.query, self.job_ids, self.array_size),
+                        self.index_offsets,
+                    )
+                    overall, tasks, problem = judge(
+                        self.job_ids, jobs, self.array_size, self.job_indices
+                    )
                     if tasks:
                         await self._log_progress(hook, tasks)
                 except OUTAGE_ERRORS as exc:
@@ -179,13 +210,20 @@ class SlurmJobTrigger(BaseTrigger):
                 else:
                     now = time.monotonic()
                     degraded_since = degraded_since or now
-                    self.log.warning("SLURM poll degraded for %.0fs: %s", now - degraded_since, problem)
+                    self.log.warning(
+                        "SLURM poll degraded for %.0fs: %s", now - degraded_since, problem
+                    )
                     if now - degraded_since >= self.outage_timeout:
-                        yield self._event("error", f"no verdict on SLURM jobs {self.job_ids} for "
-                                          f"{self.outage_timeout:.0f}s: {problem}", tasks)
+                        yield self._event(
+                            "error",
+                            f"no verdict on SLURM jobs {self.job_ids} for "
+                            f"{self.outage_timeout:.0f}s: {problem}",
+                            tasks,
+                        )
                         return
-                await asyncio.sleep(next_interval(attempt, self.poll_interval,
-                                                  self.max_poll_interval))
+                await asyncio.sleep(
+                    next_interval(attempt, self.poll_interval, self.max_poll_interval)
+                )
                 attempt += 1
         finally:
             if hook is not None:
@@ -193,8 +231,10 @@ class SlurmJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: cancel its SLURM jobs."""
+
         def cancel() -> None:
             with self._hook() as hook:
                 hook.cancel(self.job_ids)
+
         self.log.info("Cancelling SLURM jobs %s", self.job_ids)
         await asyncio.to_thread(cancel)

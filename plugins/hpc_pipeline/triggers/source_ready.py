@@ -11,6 +11,7 @@ names the last error; an error polling again cannot fix (a listing refused, bad 
 credentials) ends the wait at once. A triggerer restart re-creates the trigger from its
 kwargs: the deadline is absolute, the stability clock restarts (the safe direction).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,10 +25,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from hpc_pipeline.config import Readiness
 from hpc_pipeline.hooks.globus import GlobusListingHook
 from hpc_pipeline.hooks.slurm import OUTAGE_ERRORS, REMOTE_ERRORS, SlurmHook
+from hpc_pipeline.readiness import Listing, ReadinessWatch, SourceFile, deadline_message, describe
 from hpc_pipeline.triggers.backoff import next_interval
-from hpc_pipeline.readiness import (Listing, ReadinessWatch, SourceFile, deadline_message,
-                                    describe)
-
 
 # What a listing can fail with, through either backend.
 LISTING_ERRORS: tuple[type[BaseException], ...] = (*REMOTE_ERRORS, globus_sdk.GlobusError)
@@ -38,7 +37,8 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, (*OUTAGE_ERRORS, globus_sdk.NetworkError)):
         return True
     return isinstance(exc, globus_sdk.GlobusAPIError) and (
-        exc.http_status >= 500 or exc.http_status == 429)
+        exc.http_status >= 500 or exc.http_status == 429
+    )
 
 
 class SourceReadyTrigger(BaseTrigger):
@@ -46,9 +46,19 @@ class SourceReadyTrigger(BaseTrigger):
     "snapshot": {day, rule, where, exists, files, clips, clip_bytes, newest_mtime,
     last_change_seen, polls, waited_s}}``."""
 
-    def __init__(self, *, day: str, where: str, backend: str, rule: dict[str, Any],
-                 started_at: float, deadline_at: float, ssh_conn_id: str = "",
-                 globus_conn_id: str = "", collection: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        day: str,
+        where: str,
+        backend: str,
+        rule: dict[str, Any],
+        started_at: float,
+        deadline_at: float,
+        ssh_conn_id: str = "",
+        globus_conn_id: str = "",
+        collection: str = "",
+    ) -> None:
         super().__init__()
         self.day = day
         self.where = where
@@ -61,11 +71,20 @@ class SourceReadyTrigger(BaseTrigger):
         self.collection = collection
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("hpc_pipeline.triggers.source_ready.SourceReadyTrigger", {
-            "day": self.day, "where": self.where, "backend": self.backend, "rule": self.rule,
-            "started_at": self.started_at, "deadline_at": self.deadline_at,
-            "ssh_conn_id": self.ssh_conn_id, "globus_conn_id": self.globus_conn_id,
-            "collection": self.collection})
+        return (
+            "hpc_pipeline.triggers.source_ready.SourceReadyTrigger",
+            {
+                "day": self.day,
+                "where": self.where,
+                "backend": self.backend,
+                "rule": self.rule,
+                "started_at": self.started_at,
+                "deadline_at": self.deadline_at,
+                "ssh_conn_id": self.ssh_conn_id,
+                "globus_conn_id": self.globus_conn_id,
+                "collection": self.collection,
+            },
+        )
 
     def _hook(self) -> SlurmHook | GlobusListingHook:
         if self.backend == "globus":
@@ -86,8 +105,12 @@ class SourceReadyTrigger(BaseTrigger):
                     entries = await asyncio.to_thread(hook.list_tree, self.where)
                 except LISTING_ERRORS as exc:
                     if not transient(exc):  # the listing itself was refused: waiting won't help
-                        yield self._event("error", f"day {self.day}: cannot list {self.where}: "
-                                          f"{type(exc).__name__}: {exc}", watch)
+                        yield self._event(
+                            "error",
+                            f"day {self.day}: cannot list {self.where}: "
+                            f"{type(exc).__name__}: {exc}",
+                            watch,
+                        )
                         return
                     last_error = f"{type(exc).__name__}: {exc}"
                     self.log.warning("Listing %s failed (will retry): %s", self.where, last_error)
@@ -104,14 +127,20 @@ class SourceReadyTrigger(BaseTrigger):
                     waiting_for = decision.waiting_for
                     if decision.changed:
                         attempt = 0  # data is moving: look again soon
-                        self.log.info("Day %s: %s; waiting for: %s", self.day,
-                                      describe(watch.snapshot(self.day, self.started_at)),
-                                      waiting_for)
+                        self.log.info(
+                            "Day %s: %s; waiting for: %s",
+                            self.day,
+                            describe(watch.snapshot(self.day, self.started_at)),
+                            waiting_for,
+                        )
                 now = time.time()
                 if now >= self.deadline_at:
-                    message = deadline_message(watch.snapshot(self.day, self.started_at),
-                                               waiting_for, self.deadline_at - self.started_at,
-                                               last_error)
+                    message = deadline_message(
+                        watch.snapshot(self.day, self.started_at),
+                        waiting_for,
+                        self.deadline_at - self.started_at,
+                        last_error,
+                    )
                     yield self._event("deadline", message, watch)
                     return
                 wait = next_interval(attempt, rule.poll_interval_s, rule.max_poll_interval_s)
@@ -122,5 +151,10 @@ class SourceReadyTrigger(BaseTrigger):
                 await asyncio.to_thread(hook.close)
 
     def _event(self, status: str, message: str, watch: ReadinessWatch) -> TriggerEvent:
-        return TriggerEvent({"status": status, "message": message,
-                             "snapshot": watch.snapshot(self.day, self.started_at)})
+        return TriggerEvent(
+            {
+                "status": status,
+                "message": message,
+                "snapshot": watch.snapshot(self.day, self.started_at),
+            }
+        )

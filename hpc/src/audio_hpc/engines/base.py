@@ -5,12 +5,14 @@ done, in any order: that lets an engine batch across clips (the torch engine) or
 at a time (WhisperX) behind the same interface, and lets the caller append each result line
 the moment it exists (so a killed shard resumes where it stopped).
 """
+
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ SAMPLE_RATE = 16_000
 @dataclass
 class DecodedClip:
     """A clip decoded by FFmpeg to 16 kHz mono float32."""
+
     clip_id: str
     audio: np.ndarray
     decode_s: float = 0.0
@@ -33,8 +36,8 @@ class DecodedClip:
 class Transcript:
     text: str
     language: str
-    segments: list[dict[str, Any]]        # {start, end, text, words: [{word, start, end, score}]}
-    alignment: str = "skipped: no alignment model"   # or "aligned"
+    segments: list[dict[str, Any]]  # {start, end, text, words: [{word, start, end, score}]}
+    alignment: str = "skipped: no alignment model"  # or "aligned"
     timings: dict[str, float] = field(default_factory=dict)  # transcribe_s, align_s
 
 
@@ -46,11 +49,11 @@ class NoSpeech(Exception):
 class EngineOptions:
     models_dir: str
     model_name: str
-    language: str = "en"        # "" = detect per clip
+    language: str = "en"  # "" = detect per clip
     compute_type: str = "int8"
     batch_size: int = 16
-    device: str = "auto"        # auto | cpu | cuda
-    beam_size: int | None = None    # 1 = greedy; None = the engine's default (WhisperX 5, torch 1)
+    device: str = "auto"  # auto | cpu | cuda
+    beam_size: int | None = None  # 1 = greedy; None = the engine's default (WhisperX 5, torch 1)
 
 
 class TranscriptionEngine(ABC):
@@ -65,14 +68,17 @@ class TranscriptionEngine(ABC):
         """GPU name, or "cpu": recorded in the shard summary."""
 
     @abstractmethod
-    def transcribe_stream(self, clips: Iterable[DecodedClip]
-                          ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
+    def transcribe_stream(
+        self, clips: Iterable[DecodedClip]
+    ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """One (clip, outcome) per input clip; an outcome that is an exception is a per-clip
         failure (``NoSpeech`` for silence), never raised."""
 
 
-ENGINES = {"whisperx": "audio_hpc.engines.whisperx_engine:WhisperXEngine",
-           "torch": "audio_hpc.engines.torch_engine:TorchWhisperEngine"}
+ENGINES = {
+    "whisperx": "audio_hpc.engines.whisperx_engine:WhisperXEngine",
+    "torch": "audio_hpc.engines.torch_engine:TorchWhisperEngine",
+}
 
 
 def load_engine(name: str, options: EngineOptions) -> TranscriptionEngine:

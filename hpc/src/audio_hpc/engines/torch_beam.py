@@ -13,6 +13,7 @@ early); the hypothesis with the best average log-probability per token wins.
 The prompt phase (no-speech probability, language) is ``BatchDecoder.prompt_phase``, the one
 greedy decoding runs too: this module only searches the text.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,18 +24,22 @@ from audio_hpc.engines.torch_rows import Decoded, Encoded, RowDecoder
 
 
 @torch.inference_mode()
-def beam_search(dec: RowDecoder, layout: Layout, encoded: Encoded | None = None,
-                fixed_tokens: list[int] | None = None) -> list[Decoded]:
+def beam_search(
+    dec: RowDecoder,
+    layout: Layout,
+    encoded: Encoded | None = None,
+    fixed_tokens: list[int] | None = None,
+) -> list[Decoded]:
     """Beam search at temperature 0 for the chunks of ``layout`` (<= ``dec.max_chunks``);
     ``fixed_tokens`` as in ``BatchDecoder.decode`` (every beam of a chunk ends at that length)."""
     b, n = dec.options.beam_size, len(layout.spans)
     prompted = dec.prompt_phase(layout, encoded, b)
     dev, lp, st = dec.device, len(dec.prompt), dec.state
     v, eot = dec.model.dims.vocab_size, dec.vocab.eot
-    chunk = torch.arange(n, device=dev).repeat_interleave(b)        # live row -> chunk
-    score = torch.full((n, b), -torch.inf, device=dev)               # per live chunk, beam
-    score[:, 0] = 0.0                        # the beams of a chunk are one until it speaks
-    hist = torch.full((n * b, dec.max_new), eot, device=dev)        # live row's text tokens
+    chunk = torch.arange(n, device=dev).repeat_interleave(b)  # live row -> chunk
+    score = torch.full((n, b), -torch.inf, device=dev)  # per live chunk, beam
+    score[:, 0] = 0.0  # the beams of a chunk are one until it speaks
+    hist = torch.full((n * b, dec.max_new), eot, device=dev)  # live row's text tokens
     ended: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
     fixed = None if fixed_tokens is None else dec.fixed_lengths(fixed_tokens)
     logits = prompted.logits
@@ -44,15 +49,18 @@ def beam_search(dec: RowDecoder, layout: Layout, encoded: Encoded | None = None,
             logits = dec.logits(live)
         m = live // b
         logprobs = F.log_softmax(logits + (dec.begin_bias if g == 0 else dec.bias), dim=-1)
-        if fixed is not None:               # end-of-text before the length: never; at it: only
+        if fixed is not None:  # end-of-text before the length: never; at it: only
             at = (g >= fixed[chunk])[:, None]
             logprobs = torch.where(at == (torch.arange(v, device=dev) == eot), logprobs, -torch.inf)
         ids = chunk[::b].tolist()
-        if g == dec.max_new - 1:            # out of room: every live beam ends here
+        if g == dec.max_new - 1:  # out of room: every live beam ends here
             final = (score + logprobs[:, eot].view(m, b)).tolist()
             for ci, c in enumerate(ids):
-                ended[c] += [(s, hist[ci * b + k, :g].tolist())
-                             for k, s in enumerate(final[ci]) if s > -torch.inf]
+                ended[c] += [
+                    (s, hist[ci * b + k, :g].tolist())
+                    for k, s in enumerate(final[ci])
+                    if s > -torch.inf
+                ]
             break
         top, index = (score[:, :, None] + logprobs.view(m, b, v)).view(m, b * v).topk(b, dim=1)
         parent, tok = index // v, index % v
@@ -64,12 +72,12 @@ def beam_search(dec: RowDecoder, layout: Layout, encoded: Encoded | None = None,
         hist[:, g] = tok.view(-1)
         src, dst = st.slot[:live][rows], st.slot[:live]
         moved = src != dst
-        if moved.any():                     # positions [0, lp + g) of the parent's cache
+        if moved.any():  # positions [0, lp + g) of the parent's cache
             src, dst = src[moved], dst[moved]
-            st.self_k[:, dst, :, :lp + g] = st.self_k[:, src, :, :lp + g]
-            st.self_v[:, dst, :, :lp + g] = st.self_v[:, src, :, :lp + g]
+            st.self_k[:, dst, :, : lp + g] = st.self_k[:, src, :, : lp + g]
+            st.self_v[:, dst, :, : lp + g] = st.self_v[:, src, :, : lp + g]
         st.tokens[:live], st.positions[:live] = tok.view(-1), lp + g
-        open_ = ~ends[:, 0]                 # a chunk is done when its best continuation ended
+        open_ = ~ends[:, 0]  # a chunk is done when its best continuation ended
         if not open_.all():
             if not open_.any():
                 break

@@ -9,6 +9,7 @@ a row whose text compresses too well (repetition loop) or whose mean log-probabi
 low is decoded again at the next temperature; a row whose no-speech probability is high and
 whose log-probability is low is silence.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -22,8 +23,13 @@ from audio_hpc.engines.torch_beam import beam_search
 from audio_hpc.engines.torch_checkpoint import Vocab
 from audio_hpc.engines.torch_model import DecodeState, WhisperTorch
 from audio_hpc.engines.torch_pack import WINDOW_SAMPLES, Layout
-from audio_hpc.engines.torch_rows import (Decoded, DecodeOptions, Encoded, Prompted,
-                                          compression_ratio)
+from audio_hpc.engines.torch_rows import (
+    Decoded,
+    DecodeOptions,
+    Encoded,
+    Prompted,
+    compression_ratio,
+)
 
 
 def _buckets(limit: int, first: int) -> list[int]:
@@ -37,8 +43,15 @@ def _buckets(limit: int, first: int) -> list[int]:
 class BatchDecoder:
     """Encodes windows and decodes batches of up to ``max_batch`` rows (chunks) on one device."""
 
-    def __init__(self, model: WhisperTorch, vocab: Vocab, max_batch: int, language: str,
-                 options: DecodeOptions = DecodeOptions(), cuda_graphs: bool = True) -> None:
+    def __init__(
+        self,
+        model: WhisperTorch,
+        vocab: Vocab,
+        max_batch: int,
+        language: str,
+        options: DecodeOptions = DecodeOptions(),
+        cuda_graphs: bool = True,
+    ) -> None:
         """``max_batch`` rows, decoded against at most as many windows."""
         self.model, self.vocab, self.options = model, vocab, options
         self.device = next(model.parameters()).device
@@ -48,12 +61,16 @@ class BatchDecoder:
         self.max_new = max_len - len(self.prompt)
         self.state = DecodeState(model, max_batch, max_len, options.cross_fp8)
         if not 1 <= options.beam_size <= max_batch:
-            raise ValueError(f"beam_size {options.beam_size} must be between 1 and the batch ({max_batch})")
-        self.max_chunks = max_batch // options.beam_size     # chunks per batch: a row per beam
-        self.row_buckets = sorted({*_buckets(min(max_batch, 64), 8), *range(64, max_batch, 32), max_batch})
+            raise ValueError(
+                f"beam_size {options.beam_size} must be between 1 and the batch ({max_batch})"
+            )
+        self.max_chunks = max_batch // options.beam_size  # chunks per batch: a row per beam
+        self.row_buckets = sorted(
+            {*_buckets(min(max_batch, 64), 8), *range(64, max_batch, 32), max_batch}
+        )
         v = model.dims.vocab_size
         bias = torch.zeros(v, device=self.device)
-        bias[vocab.eot + 1:] = -torch.inf               # special and timestamp tokens
+        bias[vocab.eot + 1 :] = -torch.inf  # special and timestamp tokens
         bias[[i for i in vocab.suppress if i < v]] = -torch.inf
         self.bias = bias
         self.begin_bias = bias.clone()
@@ -64,13 +81,13 @@ class BatchDecoder:
         cuda = self.device.type == "cuda"
         self.encoder_stream = torch.cuda.Stream(self.device, priority=0) if cuda else None
         self.decode_stream = torch.cuda.Stream(self.device, priority=-1) if cuda else None
-        if options.compile_encoder:     # one graph for all layers; shapes fixed (encode pads)
+        if options.compile_encoder:  # one graph for all layers; shapes fixed (encode pads)
             for layer in model.model.encoder.layers:
                 layer.compile(dynamic=False)
         if cuda_graphs and cuda:
             self._capture_all()
         if cuda:
-            torch.cuda.synchronize(self.device)     # buffers are used from other streams next
+            torch.cuda.synchronize(self.device)  # buffers are used from other streams next
 
     def _capture_all(self) -> None:
         """Capture one graph per row bucket up front, sharing one memory pool."""
@@ -79,7 +96,7 @@ class BatchDecoder:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for n in self.row_buckets:
-                self.state.step(n)                  # warm-up: lazy init outside capture
+                self.state.step(n)  # warm-up: lazy init outside capture
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, pool=pool, stream=stream):
                     out = self.state.step(n)
@@ -98,14 +115,17 @@ class BatchDecoder:
         outputs = []
         with torch.cuda.stream(self.encoder_stream) if self.encoder_stream else nullcontext():
             for i in range(0, len(windows), step):
-                part = windows[i:i + step]
+                part = windows[i : i + step]
                 rows = step if self.options.compile_encoder else len(part)
-                audio = torch.zeros((rows, WINDOW_SAMPLES), dtype=torch.float32,
-                                    pin_memory=self.device.type == "cuda")
+                audio = torch.zeros(
+                    (rows, WINDOW_SAMPLES),
+                    dtype=torch.float32,
+                    pin_memory=self.device.type == "cuda",
+                )
                 for j, w in enumerate(part):
-                    audio[j, :len(w)] = torch.from_numpy(w[:WINDOW_SAMPLES])
+                    audio[j, : len(w)] = torch.from_numpy(w[:WINDOW_SAMPLES])
                 mel = self.model.log_mel(audio.to(self.device, non_blocking=True)).to(dtype)
-                outputs.append(self.model.model.encoder(mel)[:len(part)])
+                outputs.append(self.model.model.encoder(mel)[: len(part)])
             ready = self.encoder_stream.record_event() if self.encoder_stream else None
         return Encoded(outputs, ready)
 
@@ -115,7 +135,7 @@ class BatchDecoder:
             torch.cuda.current_stream().wait_event(encoded.ready)
         first = 0
         for out in encoded.outputs:
-            if encoded.ready is not None:    # made on the side stream, read on this one
+            if encoded.ready is not None:  # made on the side stream, read on this one
                 out.record_stream(torch.cuda.current_stream())
             self.state.set_cross(first, out)
             first += len(out)
@@ -140,8 +160,9 @@ class BatchDecoder:
         self._load_cross(encoded or self.encode(layout.windows))
         rows = n * per_chunk
         st.start([astuple(sp) for sp in layout.spans for _ in range(per_chunk)], self.prompt[0])
-        language = torch.full((n,), self.prompt[1] if self.vocab.multilingual else -1,
-                              device=self.device)
+        language = torch.full(
+            (n,), self.prompt[1] if self.vocab.multilingual else -1, device=self.device
+        )
         no_speech = torch.zeros(n, device=self.device)
         for step in range(lp):
             logits = self.logits(rows)
@@ -161,9 +182,13 @@ class BatchDecoder:
         return torch.tensor([min(f, self.max_new - 1) for f in fixed_tokens], device=self.device)
 
     @torch.inference_mode()
-    def decode(self, layout: Layout, temperature: float = 0.0,
-               fixed_tokens: list[int] | None = None, encoded: Encoded | None = None
-               ) -> list[Decoded]:
+    def decode(
+        self,
+        layout: Layout,
+        temperature: float = 0.0,
+        fixed_tokens: list[int] | None = None,
+        encoded: Encoded | None = None,
+    ) -> list[Decoded]:
         """Decode the rows of ``layout`` (<= max_batch) at one temperature: greedy at 0,
         sampling above.
 
@@ -182,7 +207,7 @@ class BatchDecoder:
         out_tokens = torch.full((n, self.max_new), eot, device=dev)
         sum_lp = torch.zeros(n, device=dev)
         n_text = torch.zeros(n, dtype=torch.long, device=dev)
-        row = torch.arange(n, device=dev)         # live row -> row of the layout
+        row = torch.arange(n, device=dev)  # live row -> row of the layout
         done = torch.zeros(n, dtype=torch.bool, device=dev)
         live, logits = n, prompted.logits
         for g in range(self.max_new):
@@ -211,33 +236,50 @@ class BatchDecoder:
                 if left < live:
                     st.keep(keep)
                     row, done, live = row[keep], done[keep], left
-        return [self.decoded(toks[:k], s, ns, lang, temperature)
-                for toks, s, k, ns, lang in zip(out_tokens.tolist(), sum_lp.tolist(), n_text.tolist(),
-                                                prompted.no_speech.tolist(), prompted.language.tolist())]
+        return [
+            self.decoded(toks[:k], s, ns, lang, temperature)
+            for toks, s, k, ns, lang in zip(
+                out_tokens.tolist(),
+                sum_lp.tolist(),
+                n_text.tolist(),
+                prompted.no_speech.tolist(),
+                prompted.language.tolist(),
+            )
+        ]
 
-    def decoded(self, tokens: list[int], sum_lp: float, no_speech: float, language: int,
-                temperature: float) -> Decoded:
+    def decoded(
+        self, tokens: list[int], sum_lp: float, no_speech: float, language: int, temperature: float
+    ) -> Decoded:
         """A row's outcome; ``sum_lp`` includes the end-of-text token (Whisper's average)."""
         text = self.vocab.decode(tokens).strip()
-        return Decoded(text=text, tokens=tokens, avg_logprob=sum_lp / (len(tokens) + 1),
-                       no_speech_prob=no_speech, compression_ratio=compression_ratio(text),
-                       language=self.lang_names.get(language, "en"), temperature=temperature)
+        return Decoded(
+            text=text,
+            tokens=tokens,
+            avg_logprob=sum_lp / (len(tokens) + 1),
+            no_speech_prob=no_speech,
+            compression_ratio=compression_ratio(text),
+            language=self.lang_names.get(language, "en"),
+            temperature=temperature,
+        )
 
-    def decode_beam(self, layout: Layout, encoded: Encoded | None = None,
-                    fixed_tokens: list[int] | None = None) -> list[Decoded]:
+    def decode_beam(
+        self, layout: Layout, encoded: Encoded | None = None, fixed_tokens: list[int] | None = None
+    ) -> list[Decoded]:
         """Beam search (``torch_beam``) of ``options.beam_size`` for the rows of ``layout``."""
         return beam_search(self, layout, encoded, fixed_tokens)
 
-    def transcribe(self, layout: Layout, fixed_tokens: list[int] | None = None,
-                   encoded: Encoded | None = None) -> list[Decoded]:
+    def transcribe(
+        self, layout: Layout, fixed_tokens: list[int] | None = None, encoded: Encoded | None = None
+    ) -> list[Decoded]:
         """Greedy (or beam search) first; rows failing the guards go again, together, at each
         next temperature (sampling).
         When every temperature fails, the attempt with the best log-probability is kept."""
         with torch.cuda.stream(self.decode_stream) if self.decode_stream else nullcontext():
             return self._transcribe(layout, fixed_tokens, encoded)
 
-    def _transcribe(self, layout: Layout, fixed_tokens: list[int] | None,
-                    encoded: Encoded | None) -> list[Decoded]:
+    def _transcribe(
+        self, layout: Layout, fixed_tokens: list[int] | None, encoded: Encoded | None
+    ) -> list[Decoded]:
         o = self.options
         if o.beam_size > 1:
             encoded = encoded or self.encode(layout.windows)
@@ -246,8 +288,10 @@ class BatchDecoder:
             # first word that skips a sentence) and lose the greedy path; keep greedy's text
             # when it is the likelier per token (tiny.en, 24 clips: WER 8.64 % -> 8.11 %).
             greedy = self.decode(layout, 0.0, fixed_tokens, encoded)
-            best = [replace(g if g.avg_logprob > b.avg_logprob else b, greedy_logprob=g.avg_logprob)
-                    for b, g in zip(beamed, greedy)]
+            best = [
+                replace(g if g.avg_logprob > b.avg_logprob else b, greedy_logprob=g.avg_logprob)
+                for b, g in zip(beamed, greedy)
+            ]
         else:
             best = self.decode(layout, o.temperatures[0], fixed_tokens, encoded)
         todo = [i for i, d in enumerate(best) if d.needs_fallback(o)]
@@ -256,8 +300,9 @@ class BatchDecoder:
                 break
             retry = self.decode(layout.subset(todo), temperature)
             for i, d in zip(todo, retry):
-                if best[i].needs_fallback(o) and (not d.needs_fallback(o)
-                                                  or d.avg_logprob > best[i].avg_logprob):
+                if best[i].needs_fallback(o) and (
+                    not d.needs_fallback(o) or d.avg_logprob > best[i].avg_logprob
+                ):
                     best[i] = d
             todo = [i for i, d in zip(todo, retry) if d.needs_fallback(o)]
         return best

@@ -19,20 +19,28 @@ per window with ``Packing(enabled=True)``: faster, but it cost tiny.en ~2 WER po
 off), and yields a clip's transcript as soon as its last chunk is decoded. An encoder thread
 packs the next batch and queues its encoder while this one decodes.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 
-from audio_hpc.engines.base import (SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech, Transcript,
-                          TranscriptionEngine)
+from audio_hpc.engines.base import (
+    SAMPLE_RATE,
+    DecodedClip,
+    EngineOptions,
+    NoSpeech,
+    Transcript,
+    TranscriptionEngine,
+)
 from audio_hpc.engines.torch_checkpoint import Vocab, load_checkpoint
 from audio_hpc.engines.torch_decode import BatchDecoder, Decoded, DecodeOptions, Encoded
 from audio_hpc.engines.torch_model import WhisperTorch
@@ -64,11 +72,19 @@ def _dtype(options: EngineOptions, device: torch.device) -> torch.dtype:
 class TorchWhisperEngine(TranscriptionEngine):
     name = "torch"
 
-    def __init__(self, options: EngineOptions, model: WhisperTorch | None = None,
-                 vocab: Vocab | None = None, decode_options: DecodeOptions | None = None,
-                 vad: VadConfig = VadConfig(), packing: Packing = Packing(), lookahead: int = 4,
-                 bench_tokens_per_s: float | None = None, overlap: bool = True,
-                 idle_start: int | None = None) -> None:
+    def __init__(
+        self,
+        options: EngineOptions,
+        model: WhisperTorch | None = None,
+        vocab: Vocab | None = None,
+        decode_options: DecodeOptions | None = None,
+        vad: VadConfig = VadConfig(),
+        packing: Packing = Packing(),
+        lookahead: int = 4,
+        bench_tokens_per_s: float | None = None,
+        overlap: bool = True,
+        idle_start: int | None = None,
+    ) -> None:
         """``model``/``vocab`` bypass loading (benchmarks with random weights);
         ``decode_options`` default, on CUDA, to float8 cross-attention K/V (half the bytes of
         every decoder step) and a compiled encoder, and to neither elsewhere; ``packing``:
@@ -79,8 +95,13 @@ class TorchWhisperEngine(TranscriptionEngine):
         full batch of clips to be decoded."""
         super().__init__(options)
         want = options.device
-        self.device = torch.device("cuda" if want == "auto" and torch.cuda.is_available()
-                                   else "cpu" if want == "auto" else want)
+        self.device = torch.device(
+            "cuda"
+            if want == "auto" and torch.cuda.is_available()
+            else "cpu"
+            if want == "auto"
+            else want
+        )
         if model is None or vocab is None:
             dims, state_dict, vocab = load_checkpoint(Path(options.models_dir) / options.model_name)
             model = WhisperTorch(dims)
@@ -90,11 +111,15 @@ class TorchWhisperEngine(TranscriptionEngine):
         self.bench_tokens_per_s = bench_tokens_per_s
         self.overlap = overlap
         cuda = self.device.type == "cuda"
-        decode_options = replace(decode_options or DecodeOptions(cross_fp8=cuda, compile_encoder=cuda),
-                                 beam_size=options.beam_size or 1)
-        self.decoder = BatchDecoder(model, vocab, options.batch_size, options.language, decode_options)
+        decode_options = replace(
+            decode_options or DecodeOptions(cross_fp8=cuda, compile_encoder=cuda),
+            beam_size=options.beam_size or 1,
+        )
+        self.decoder = BatchDecoder(
+            model, vocab, options.batch_size, options.language, decode_options
+        )
         self.idle_start = idle_start or max(1, self.decoder.max_chunks // 4)
-        self.windows, self.window_audio_s = 0, 0.0       # how full the 30 s windows were
+        self.windows, self.window_audio_s = 0, 0.0  # how full the 30 s windows were
         # one encoder thread for the engine's life: a new thread pays cuBLAS/cuDNN handle setup
         self.encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="encode")
 
@@ -117,25 +142,42 @@ class TorchWhisperEngine(TranscriptionEngine):
 
     def _finish(self, c: _Clip) -> Transcript | Exception:
         o = self.decoder.options
-        segments: list[dict[str, Any]] = [{"start": round(s / SAMPLE_RATE, 3), "end": round(e / SAMPLE_RATE, 3),
-                     "text": d.text, "words": []}
-                    for i, (s, e) in enumerate(c.chunks)
-                    if not (d := c.decoded[i]).silent(o) and d.text]
+        segments: list[dict[str, Any]] = [
+            {
+                "start": round(s / SAMPLE_RATE, 3),
+                "end": round(e / SAMPLE_RATE, 3),
+                "text": d.text,
+                "words": [],
+            }
+            for i, (s, e) in enumerate(c.chunks)
+            if not (d := c.decoded[i]).silent(o) and d.text
+        ]
         if not segments:
             silent = sum(d.silent(o) for d in c.decoded.values())
-            return NoSpeech(f"no speech: of {len(c.chunks)} chunks the no-speech rule rejected "
-                            f"{silent}, the rest decoded to no text")
-        return Transcript(text=" ".join(s["text"] for s in segments),
-                          language=c.decoded[0].language, segments=segments, alignment=ALIGNMENT,
-                          timings={"transcribe_s": round(c.transcribe_s, 3)})
+            return NoSpeech(
+                f"no speech: of {len(c.chunks)} chunks the no-speech rule rejected "
+                f"{silent}, the rest decoded to no text"
+            )
+        return Transcript(
+            text=" ".join(s["text"] for s in segments),
+            language=c.decoded[0].language,
+            segments=segments,
+            alignment=ALIGNMENT,
+            timings={"transcribe_s": round(c.transcribe_s, 3)},
+        )
 
     def _layout(self, batch: list[tuple[_Clip, int]]) -> Layout:
-        return pack([c.clip.audio[c.chunks[i][0]:c.chunks[i][1]] for c, i in batch], self.packing)
+        return pack([c.clip.audio[c.chunks[i][0] : c.chunks[i][1]] for c, i in batch], self.packing)
 
-    def _run_batch(self, batch: list[tuple[_Clip, int]], layout: Layout, encoded: Encoded | None) -> None:
+    def _run_batch(
+        self, batch: list[tuple[_Clip, int]], layout: Layout, encoded: Encoded | None
+    ) -> None:
         lengths = [(c.chunks[i][1] - c.chunks[i][0]) / SAMPLE_RATE for c, i in batch]
-        fixed = None if self.bench_tokens_per_s is None else [
-            round(self.bench_tokens_per_s * s) for s in lengths]
+        fixed = (
+            None
+            if self.bench_tokens_per_s is None
+            else [round(self.bench_tokens_per_s * s) for s in lengths]
+        )
         t0 = time.perf_counter()
         results = self.decoder.transcribe(layout, fixed, encoded)
         share = (time.perf_counter() - t0) / len(batch)
@@ -145,8 +187,9 @@ class TorchWhisperEngine(TranscriptionEngine):
             c.decoded[i] = d
             c.transcribe_s += share
 
-    def transcribe_stream(self, clips: Iterable[DecodedClip]
-                          ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
+    def transcribe_stream(
+        self, clips: Iterable[DecodedClip]
+    ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """Batches windows across clips; yields each clip once all its windows are done.
 
         Batch k+1 is formed, and packed and its encoder queued by the encoder thread, while
@@ -163,12 +206,15 @@ class TorchWhisperEngine(TranscriptionEngine):
         ended = False
         while not ended or ready or pending:
             while not ended and len(ready) < self.lookahead * size:
-                wait = (len(ready) < self.idle_start if pending is None
-                        else len(ready) < size and self._encoding(pending))
-                try:    # wait for clips while the GPU has nothing queued or is still encoding
+                wait = (
+                    len(ready) < self.idle_start
+                    if pending is None
+                    else len(ready) < size and self._encoding(pending)
+                )
+                try:  # wait for clips while the GPU has nothing queued or is still encoding
                     item = inbox.get(block=wait, timeout=None if pending is None else 0.01)
                 except queue.Empty:
-                    if wait:        # polled: is the pending batch still encoding?
+                    if wait:  # polled: is the pending batch still encoding?
                         continue
                     break
                 if item is _END:
@@ -184,13 +230,14 @@ class TorchWhisperEngine(TranscriptionEngine):
                     ready.extend((c, i) for i in range(len(c.chunks)))
             following = None
             if ready and (ended or len(ready) >= size or pending is None):
-                ready.sort(key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0],
-                           reverse=True)
+                ready.sort(
+                    key=lambda ci: ci[0].chunks[ci[1]][1] - ci[0].chunks[ci[1]][0], reverse=True
+                )
                 batch, ready = ready[:size], ready[size:]
                 following = (batch, self.encoder_thread.submit(self._prepare, batch))
             if pending is not None:
                 yield from self._complete(*pending, failed)
-                if failed:      # chunks of clips already failed are not worth decoding
+                if failed:  # chunks of clips already failed are not worth decoding
                     ready = [(c, i) for c, i in ready if id(c) not in failed]
             pending = following
 
@@ -214,8 +261,9 @@ class TorchWhisperEngine(TranscriptionEngine):
         layout = self._layout(batch)
         return layout, self.decoder.encode(layout.windows) if self.overlap else None
 
-    def _complete(self, batch: list[tuple[_Clip, int]], prepared: Future, failed: set[int]
-                  ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
+    def _complete(
+        self, batch: list[tuple[_Clip, int]], prepared: Future, failed: set[int]
+    ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """Decode one batch whole (its rows are the encoded ones); yield the clips it completes,
         or fails (out of memory, say, fails this batch's clips, not the shard). A clip that
         already failed in an earlier batch is never yielded again."""

@@ -8,6 +8,7 @@ buffers (self-attention K/V per row, cross-attention K/V per window), so one dec
 a fixed sequence of kernels that a CUDA graph can replay. Attention is SDPA in the encoder and
 ``torch_attention.attend`` in the decoder.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,8 +51,11 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.self_attn
         h = self.self_attn_layer_norm(x)
-        x = x + a.merge(F.scaled_dot_product_attention(
-            a.split(a.q_proj(h)), a.split(a.k_proj(h)), a.split(a.v_proj(h))))
+        x = x + a.merge(
+            F.scaled_dot_product_attention(
+                a.split(a.q_proj(h)), a.split(a.k_proj(h)), a.split(a.v_proj(h))
+            )
+        )
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
 
@@ -73,8 +77,10 @@ class Encoder(nn.Module):
         self.conv1 = nn.Conv1d(dims.num_mel_bins, d, 3, padding=1)
         self.conv2 = nn.Conv1d(d, d, 3, stride=2, padding=1)
         self.embed_positions = nn.Embedding(dims.max_source_positions, d)
-        self.layers = nn.ModuleList(EncoderLayer(d, dims.encoder_attention_heads, dims.encoder_ffn_dim)
-                                    for _ in range(dims.encoder_layers))
+        self.layers = nn.ModuleList(
+            EncoderLayer(d, dims.encoder_attention_heads, dims.encoder_ffn_dim)
+            for _ in range(dims.encoder_layers)
+        )
         self.layer_norm = nn.LayerNorm(d)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -91,8 +97,10 @@ class Decoder(nn.Module):
         d = dims.d_model
         self.embed_tokens = nn.Embedding(dims.vocab_size, d)
         self.embed_positions = nn.Embedding(dims.max_target_positions, d)
-        self.layers = nn.ModuleList(DecoderLayer(d, dims.decoder_attention_heads, dims.decoder_ffn_dim)
-                                    for _ in range(dims.decoder_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(d, dims.decoder_attention_heads, dims.decoder_ffn_dim)
+            for _ in range(dims.decoder_layers)
+        )
         self.layer_norm = nn.LayerNorm(d)
 
 
@@ -109,22 +117,35 @@ class WhisperTorch(nn.Module):
 
     def load_hf_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
         missing, unexpected = self.load_state_dict(
-            {k: v for k, v in sd.items() if k != "proj_out.weight"}, strict=False)
+            {k: v for k, v in sd.items() if k != "proj_out.weight"}, strict=False
+        )
         if missing or unexpected:
-            raise ValueError(f"checkpoint does not match: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"checkpoint does not match: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """Whisper's log-mel of (B, 480000) zero-padded windows, on the model's device."""
         if self.mel_filters is None or self.mel_filters.device != audio.device:
             from transformers.audio_utils import mel_filter_bank
-            fb = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2,
-                                 num_mel_filters=self.dims.num_mel_bins, min_frequency=0.0,
-                                 max_frequency=8000.0, sampling_rate=16_000, norm="slaney",
-                                 mel_scale="slaney")
+
+            fb = mel_filter_bank(
+                num_frequency_bins=1 + N_FFT // 2,
+                num_mel_filters=self.dims.num_mel_bins,
+                min_frequency=0.0,
+                max_frequency=8000.0,
+                sampling_rate=16_000,
+                norm="slaney",
+                mel_scale="slaney",
+            )
             self.mel_filters = torch.from_numpy(fb).float().T.contiguous().to(audio.device)
-        stft = torch.stft(audio.float(), N_FFT, HOP, window=torch.hann_window(N_FFT, device=audio.device),
-                          return_complex=True)
+        stft = torch.stft(
+            audio.float(),
+            N_FFT,
+            HOP,
+            window=torch.hann_window(N_FFT, device=audio.device),
+            return_complex=True,
+        )
         power = stft[..., :-1].abs() ** 2
         mel = torch.clamp(self.mel_filters @ power, min=1e-10).log10()
         mel = torch.maximum(mel, mel.amax(dim=(1, 2), keepdim=True) - 8.0)
@@ -146,19 +167,24 @@ class DecodeState:
     cost next to nothing and can never write into a live row's cache.
     """
 
-    def __init__(self, model: WhisperTorch, max_rows: int, max_len: int, cross_fp8: bool = False) -> None:
+    def __init__(
+        self, model: WhisperTorch, max_rows: int, max_len: int, cross_fp8: bool = False
+    ) -> None:
         d = model.dims
         p = next(model.parameters())
         heads, dh = d.decoder_attention_heads, d.d_model // d.decoder_attention_heads
         kw = {"device": p.device, "dtype": p.dtype}
         self.model, self.max_rows, self.max_len = model, max_rows, max_len
         self.cross_fp8 = cross_fp8
-        self.scratch = max_rows                 # the self-attention slot parked rows use
+        self.scratch = max_rows  # the self-attention slot parked rows use
         shape_self = (d.decoder_layers, max_rows + 1, heads, max_len, dh)
         shape_cross = (d.decoder_layers, max_rows, heads, d.max_source_positions, dh)
         self.self_k, self.self_v = torch.zeros(shape_self, **kw), torch.zeros(shape_self, **kw)
         cross_kw = {**kw, "dtype": FP8} if cross_fp8 else kw
-        self.cross_k, self.cross_v = torch.zeros(shape_cross, **cross_kw), torch.zeros(shape_cross, **cross_kw)
+        self.cross_k, self.cross_v = (
+            torch.zeros(shape_cross, **cross_kw),
+            torch.zeros(shape_cross, **cross_kw),
+        )
         scale_shape = (d.decoder_layers, max_rows, heads, d.max_source_positions)
         self.k_scale = torch.ones(scale_shape, device=p.device) if cross_fp8 else None
         self.v_scale = torch.ones(scale_shape, device=p.device) if cross_fp8 else None
@@ -166,14 +192,27 @@ class DecodeState:
         self.tokens, self.positions = torch.zeros(max_rows, **ints), torch.zeros(max_rows, **ints)
         self.slot, self.window = torch.arange(max_rows, **ints), torch.zeros(max_rows, **ints)
         self.cross_ranges = torch.zeros(max_rows, 4, **ints)
-        self.parked_range = torch.tensor([0, 1, 1, 1], **ints)   # frame 0 alone
-        self.self_ranges = torch.zeros(max_rows, 4, **ints)     # [0, position + 1), nothing
+        self.parked_range = torch.tensor([0, 1, 1, 1], **ints)  # frame 0 alone
+        self.self_ranges = torch.zeros(max_rows, 4, **ints)  # [0, position + 1), nothing
         self._park(0)
         layers = model.model.decoder.layers
-        self.w_cross_kv = torch.cat([torch.cat([l.encoder_attn.k_proj.weight, l.encoder_attn.v_proj.weight])
-                                     for l in layers])
-        self.b_cross_kv = torch.cat([torch.cat([torch.zeros_like(l.encoder_attn.v_proj.bias),
-                                                l.encoder_attn.v_proj.bias]) for l in layers])
+        self.w_cross_kv = torch.cat(
+            [
+                torch.cat([layer.encoder_attn.k_proj.weight, layer.encoder_attn.v_proj.weight])
+                for layer in layers
+            ]
+        )
+        self.b_cross_kv = torch.cat(
+            [
+                torch.cat(
+                    [
+                        torch.zeros_like(layer.encoder_attn.v_proj.bias),
+                        layer.encoder_attn.v_proj.bias,
+                    ]
+                )
+                for layer in layers
+            ]
+        )
 
     @torch.inference_mode()
     def set_cross(self, first: int, enc: torch.Tensor, windows_per_pass: int = 16) -> None:
@@ -181,10 +220,16 @@ class DecodeState:
         ``windows_per_pass`` windows: 4 GB for large-v3), into windows ``first, first + 1, ...``."""
         d = self.model.dims
         for i in range(0, len(enc), windows_per_pass):
-            part = enc[i:i + windows_per_pass]
+            part = enc[i : i + windows_per_pass]
             kv = F.linear(part, self.w_cross_kv, self.b_cross_kv)
-            store(kv.view(*part.shape[:2], d.decoder_layers, 2, d.decoder_attention_heads, -1),
-                  self.cross_k, self.cross_v, first + i, self.k_scale, self.v_scale)
+            store(
+                kv.view(*part.shape[:2], d.decoder_layers, 2, d.decoder_attention_heads, -1),
+                self.cross_k,
+                self.cross_v,
+                first + i,
+                self.k_scale,
+                self.v_scale,
+            )
 
     @torch.inference_mode()
     def start(self, spans: list[tuple[int, int, int, int, int]], first_token: int) -> None:
@@ -233,13 +278,26 @@ class DecodeState:
             h = layer.self_attn_layer_norm(x)
             self.self_k[i, slot, :, pos] = a.k_proj(h).view(n, heads, dh)
             self.self_v[i, slot, :, pos] = a.v_proj(h).view(n, heads, dh)
-            x = x + a.out_proj(attend(a.q_proj(h).view(n, heads, dh), self.self_k[i], self.self_v[i],
-                                      slot, self.self_ranges[:n]).view(n, -1))
+            x = x + a.out_proj(
+                attend(
+                    a.q_proj(h).view(n, heads, dh),
+                    self.self_k[i],
+                    self.self_v[i],
+                    slot,
+                    self.self_ranges[:n],
+                ).view(n, -1)
+            )
             c = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x)
-            x = x + c.out_proj(attend(
-                c.q_proj(h).view(n, heads, dh), self.cross_k[i], self.cross_v[i], window,
-                self.cross_ranges[:n],
-                *self._cross_scales(i)).view(n, -1))
+            x = x + c.out_proj(
+                attend(
+                    c.q_proj(h).view(n, heads, dh),
+                    self.cross_k[i],
+                    self.cross_v[i],
+                    window,
+                    self.cross_ranges[:n],
+                    *self._cross_scales(i),
+                ).view(n, -1)
+            )
             x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
         return F.linear(dec.layer_norm(x), dec.embed_tokens.weight).float()

@@ -12,6 +12,7 @@ boundary to guess, and reading only its frames makes the row's decoding cheaper.
 Off by default: on tiny.en (6-20 s clips) it still costs 2-4 WER points (a chunk that does
 not start its window sometimes loses its first sentence); numbers in ``bench/RESULTS.md``.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,16 +23,16 @@ import numpy as np
 from audio_hpc.engines.base import SAMPLE_RATE
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
-FRAMES = 1500                               # encoder frames per 30 s window
+FRAMES = 1500  # encoder frames per 30 s window
 SAMPLES_PER_FRAME = WINDOW_SAMPLES // FRAMES
 
 
 @dataclass(frozen=True)
 class Packing:
-    enabled: bool = False       # True: chunks share windows (costs WER, see above)
-    gap_s: float = 1.0          # silence between chunks sharing a window
-    margin_s: float = 0.5       # frames either side of a chunk its row may attend to (< gap_s)
-    reserve_s: float = 2.0      # padding kept free at the end of a shared window
+    enabled: bool = False  # True: chunks share windows (costs WER, see above)
+    gap_s: float = 1.0  # silence between chunks sharing a window
+    margin_s: float = 0.5  # frames either side of a chunk its row may attend to (< gap_s)
+    reserve_s: float = 2.0  # padding kept free at the end of a shared window
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin_s < self.gap_s:
@@ -41,7 +42,8 @@ class Packing:
 @dataclass(frozen=True)
 class Span:
     """The encoder frames a row attends to: [lo, hi) (its chunk) and [lo2, hi2) (padding)."""
-    window: int     # index into Layout.windows
+
+    window: int  # index into Layout.windows
     lo: int
     hi: int
     lo2: int
@@ -51,15 +53,18 @@ class Span:
 @dataclass
 class Layout:
     """Windows to encode and, per row (in the caller's order), the span it decodes."""
+
     windows: list[np.ndarray]
     spans: list[Span]
 
-    def subset(self, rows: list[int]) -> "Layout":
+    def subset(self, rows: list[int]) -> Layout:
         """The layout of ``rows`` alone (for re-decoding them), windows renumbered."""
         used = sorted({self.spans[r].window for r in rows})
         new = {w: i for i, w in enumerate(used)}
-        return Layout([self.windows[w] for w in used],
-                      [replace(self.spans[r], window=new[self.spans[r].window]) for r in rows])
+        return Layout(
+            [self.windows[w] for w in used],
+            [replace(self.spans[r], window=new[self.spans[r].window]) for r in rows],
+        )
 
 
 def _frames(samples: int) -> int:
@@ -77,12 +82,13 @@ def pack(pieces: list[np.ndarray], packing: Packing) -> Layout:
     shared window keeps ``reserve_s`` free at its end."""
     gap = int(packing.gap_s * SAMPLE_RATE)
     room = WINDOW_SAMPLES - int(packing.reserve_s * SAMPLE_RATE)
-    fills: list[int] = []                          # samples used per window
-    placed: list[tuple[int, int]] = [(0, 0)] * len(pieces)    # (window, offset) per piece
+    fills: list[int] = []  # samples used per window
+    placed: list[tuple[int, int]] = [(0, 0)] * len(pieces)  # (window, offset) per piece
     for i in sorted(range(len(pieces)), key=lambda i: -len(pieces[i])):
         n = min(len(pieces[i]), WINDOW_SAMPLES)
-        w = next((w for w, used in enumerate(fills)
-                  if packing.enabled and used + gap + n <= room), None)
+        w = next(
+            (w for w, used in enumerate(fills) if packing.enabled and used + gap + n <= room), None
+        )
         if w is None:
             fills.append(n)
             placed[i] = (len(fills) - 1, 0)
@@ -93,6 +99,6 @@ def pack(pieces: list[np.ndarray], packing: Packing) -> Layout:
     spans = []
     for piece, (w, offset) in zip(pieces, placed):
         n = min(len(piece), WINDOW_SAMPLES)
-        windows[w][offset:offset + n] = piece[:n]
+        windows[w][offset : offset + n] = piece[:n]
         spans.append(_span(w, offset, offset + n, fills[w], packing))
     return Layout(windows, spans)

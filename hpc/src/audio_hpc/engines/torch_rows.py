@@ -1,6 +1,7 @@
 """What batched decoding and beam search share, below both modules: the options, the
 per-row outcomes, and ``RowDecoder``, the part of ``torch_decode.BatchDecoder`` that
 ``torch_beam`` drives (so beam search needs no import of the decoder it is called from)."""
+
 from __future__ import annotations
 
 import zlib
@@ -22,14 +23,15 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6
     max_new_tokens: int = 220
     encoder_batch: int = 32
-    cross_fp8: bool = False             # cross-attention K/V stored as float8 (half the bytes)
-    compile_encoder: bool = False       # torch.compile the encoder layers (CUDA: +28 % windows/s)
-    beam_size: int = 1                  # > 1: beam search at temperature 0 (rows per chunk)
+    cross_fp8: bool = False  # cross-attention K/V stored as float8 (half the bytes)
+    compile_encoder: bool = False  # torch.compile the encoder layers (CUDA: +28 % windows/s)
+    beam_size: int = 1  # > 1: beam search at temperature 0 (rows per chunk)
 
 
 @dataclass
 class Encoded:
     """Encoder outputs of one batch, possibly still being computed on the encoder stream."""
+
     outputs: list[torch.Tensor]
     ready: torch.cuda.Event | None
 
@@ -38,9 +40,10 @@ class Encoded:
 class Prompted:
     """What the prompt phase decided per chunk, and the logits of the first text token's step
     (one row per beam)."""
-    no_speech: torch.Tensor     # (chunks,) probability of <|nospeech|> at the first position
-    language: torch.Tensor      # (chunks,) language token ids; -1 for an English-only model
-    logits: torch.Tensor        # (rows, vocab)
+
+    no_speech: torch.Tensor  # (chunks,) probability of <|nospeech|> at the first position
+    language: torch.Tensor  # (chunks,) language token ids; -1 for an English-only model
+    logits: torch.Tensor  # (rows, vocab)
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Decoded:
     compression_ratio: float
     language: str
     temperature: float
-    greedy_logprob: float | None = None     # beam search: the greedy decode's avg_logprob
+    greedy_logprob: float | None = None  # beam search: the greedy decode's avg_logprob
 
     def silent(self, o: DecodeOptions) -> bool:
         """Whisper's no-speech rule: a likely <|nospeech|> at the first position and an
@@ -62,8 +65,10 @@ class Decoded:
         return self.no_speech_prob > o.no_speech_threshold and logprob < o.logprob_threshold
 
     def needs_fallback(self, o: DecodeOptions) -> bool:
-        return not self.silent(o) and (self.compression_ratio > o.compression_ratio_threshold
-                                       or self.avg_logprob < o.logprob_threshold)
+        return not self.silent(o) and (
+            self.compression_ratio > o.compression_ratio_threshold
+            or self.avg_logprob < o.logprob_threshold
+        )
 
 
 def compression_ratio(text: str) -> float:
@@ -85,12 +90,12 @@ class RowDecoder(Protocol):
     bias: torch.Tensor
     begin_bias: torch.Tensor
 
-    def prompt_phase(self, layout: Layout, encoded: Encoded | None,
-                     per_chunk: int) -> Prompted: ...
+    def prompt_phase(self, layout: Layout, encoded: Encoded | None, per_chunk: int) -> Prompted: ...
 
     def logits(self, n: int) -> torch.Tensor: ...
 
     def fixed_lengths(self, fixed_tokens: list[int]) -> torch.Tensor: ...
 
-    def decoded(self, tokens: list[int], sum_lp: float, no_speech: float, language: int,
-                temperature: float) -> Decoded: ...
+    def decoded(
+        self, tokens: list[int], sum_lp: float, no_speech: float, language: int, temperature: float
+    ) -> Decoded: ...

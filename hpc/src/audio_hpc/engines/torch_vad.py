@@ -5,6 +5,7 @@ its whole stack into the torch engine. A frame is speech when its energy stands 
 the clip's own noise floor; gaps shorter than ``min_gap_s`` are bridged. Chunks for the model
 are at most ``max_chunk_s`` (Whisper's 30 s window) and end in silences where possible.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,24 +13,24 @@ from dataclasses import dataclass
 import numpy as np
 
 SAMPLE_RATE = 16_000
-FRAME = 320                      # 20 ms
+FRAME = 320  # 20 ms
 
 
 @dataclass(frozen=True)
 class VadConfig:
-    above_floor_db: float = 12.0   # speech frames exceed the 10th-percentile energy by this
-    min_level_db: float = -55.0    # and this absolute level (dBFS), so hiss is never speech
-    min_gap_s: float = 0.4         # shorter pauses stay inside one region
-    min_speech_s: float = 0.15     # shorter blips are dropped
-    pad_s: float = 0.2             # context kept around each region
+    above_floor_db: float = 12.0  # speech frames exceed the 10th-percentile energy by this
+    min_level_db: float = -55.0  # and this absolute level (dBFS), so hiss is never speech
+    min_gap_s: float = 0.4  # shorter pauses stay inside one region
+    min_speech_s: float = 0.15  # shorter blips are dropped
+    pad_s: float = 0.2  # context kept around each region
     max_chunk_s: float = 30.0
 
 
 def frame_db(audio: np.ndarray) -> np.ndarray:
     """Energy per 20 ms frame in dBFS."""
     n = len(audio) // FRAME
-    frames = audio[:n * FRAME].astype(np.float32).reshape(n, FRAME)
-    return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
+    frames = audio[: n * FRAME].astype(np.float32).reshape(n, FRAME)
+    return 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
 
 
 def speech_regions(audio: np.ndarray, cfg: VadConfig = VadConfig()) -> list[tuple[int, int]]:
@@ -45,8 +46,11 @@ def speech_regions(audio: np.ndarray, cfg: VadConfig = VadConfig()) -> list[tupl
     starts = np.concatenate(([voiced[0]], voiced[breaks + 1]))
     ends = np.concatenate((voiced[breaks], [voiced[-1]])) + 1
     pad = int(cfg.pad_s * SAMPLE_RATE)
-    return [(max(0, int(s) * FRAME - pad), min(len(audio), int(e) * FRAME + pad))
-            for s, e in zip(starts, ends) if (e - s) * FRAME >= cfg.min_speech_s * SAMPLE_RATE]
+    return [
+        (max(0, int(s) * FRAME - pad), min(len(audio), int(e) * FRAME + pad))
+        for s, e in zip(starts, ends)
+        if (e - s) * FRAME >= cfg.min_speech_s * SAMPLE_RATE
+    ]
 
 
 def _split_long(audio: np.ndarray, start: int, end: int, limit: int) -> list[tuple[int, int]]:

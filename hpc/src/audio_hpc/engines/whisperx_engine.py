@@ -5,21 +5,28 @@ weights ship inside the whisperx wheel, so no hub access is needed. Word alignme
 wav2vec2 model per language, which the hub would normally provide: it is used only when one
 exists locally at ``<models_dir>/align-<lang>``, otherwise the result says why it was skipped.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-os.environ["HF_HUB_OFFLINE"] = "1"          # before whisperx/transformers read it
+os.environ["HF_HUB_OFFLINE"] = "1"  # before whisperx/transformers read it
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import torch  # noqa: E402
 import whisperx  # noqa: E402
 
-from audio_hpc.engines.base import (DecodedClip, EngineOptions, NoSpeech, Transcript,  # noqa: E402
-                          TranscriptionEngine)
+from audio_hpc.engines.base import (
+    DecodedClip,
+    EngineOptions,
+    NoSpeech,
+    Transcript,  # noqa: E402
+    TranscriptionEngine,
+)
 
 
 def _cpu_threads() -> int:
@@ -40,10 +47,15 @@ class WhisperXEngine(TranscriptionEngine):
         else:
             self.device = options.device
         self.model = whisperx.load_model(
-            str(model_path), self.device, compute_type=options.compute_type,
-            language=options.language or None, vad_method="pyannote",
-            asr_options={"beam_size": options.beam_size or 5}, local_files_only=True,
-            threads=_cpu_threads())
+            str(model_path),
+            self.device,
+            compute_type=options.compute_type,
+            language=options.language or None,
+            vad_method="pyannote",
+            asr_options={"beam_size": options.beam_size or 5},
+            local_files_only=True,
+            threads=_cpu_threads(),
+        )
         self._aligners: dict[str, tuple[Any, dict] | str] = {}
 
     @property
@@ -59,15 +71,17 @@ class WhisperXEngine(TranscriptionEngine):
             else:
                 try:
                     self._aligners[language] = whisperx.load_align_model(
-                        language, self.device, model_name=str(path), model_cache_only=True)
+                        language, self.device, model_name=str(path), model_cache_only=True
+                    )
                 except Exception as exc:  # a broken aligner must not fail every clip
                     self._aligners[language] = f"skipped: cannot load {path}: {exc}"
         return self._aligners[language]
 
     def _transcribe(self, clip: DecodedClip) -> Transcript:
         t0 = time.perf_counter()
-        result = self.model.transcribe(clip.audio, batch_size=self.options.batch_size,
-                                       language=self.options.language or None)
+        result = self.model.transcribe(
+            clip.audio, batch_size=self.options.batch_size, language=self.options.language or None
+        )
         segments = [s for s in result["segments"] if s["text"].strip()]
         if not segments:
             raise NoSpeech("the VAD found no speech")
@@ -76,20 +90,35 @@ class WhisperXEngine(TranscriptionEngine):
         aligner = self._aligner(language)
         if isinstance(aligner, str):
             alignment = aligner
-            out = [{"start": s["start"], "end": s["end"], "text": s["text"].strip(), "words": []}
-                   for s in segments]
+            out = [
+                {"start": s["start"], "end": s["end"], "text": s["text"].strip(), "words": []}
+                for s in segments
+            ]
         else:
             t1 = time.perf_counter()
             aligned = whisperx.align(segments, aligner[0], aligner[1], clip.audio, self.device)
             timings["align_s"] = time.perf_counter() - t1
             alignment = "aligned"
-            out = [{"start": s["start"], "end": s["end"], "text": s["text"].strip(),
-                    "words": s.get("words", [])} for s in aligned["segments"]]
-        return Transcript(text=" ".join(s["text"] for s in out), language=language,
-                          segments=out, alignment=alignment, timings=timings)
+            out = [
+                {
+                    "start": s["start"],
+                    "end": s["end"],
+                    "text": s["text"].strip(),
+                    "words": s.get("words", []),
+                }
+                for s in aligned["segments"]
+            ]
+        return Transcript(
+            text=" ".join(s["text"] for s in out),
+            language=language,
+            segments=out,
+            alignment=alignment,
+            timings=timings,
+        )
 
-    def transcribe_stream(self, clips: Iterable[DecodedClip]
-                          ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
+    def transcribe_stream(
+        self, clips: Iterable[DecodedClip]
+    ) -> Iterator[tuple[DecodedClip, Transcript | Exception]]:
         """One clip at a time: WhisperX batches VAD chunks within a clip, not across clips."""
         for clip in clips:
             try:

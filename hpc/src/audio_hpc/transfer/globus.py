@@ -5,6 +5,7 @@ login. Idempotent: the ``submission_id`` is stored on staging *before* submittin
 task id right after, so a retried job re-attaches to its task (or re-submits with the same
 submission id, which Globus de-duplicates) instead of starting a second transfer.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,9 +14,9 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import globus_sdk
 
@@ -38,27 +39,30 @@ def load_credentials(path: str | None) -> tuple[str, str]:
     if path:
         mode = os.stat(path).st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise PermissionError(f"{path} is readable by others (mode {oct(mode & 0o777)}); "
-                                  "chmod 600 it")
+            raise PermissionError(
+                f"{path} is readable by others (mode {oct(mode & 0o777)}); chmod 600 it"
+            )
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         return doc["client_id"], doc["client_secret"]
     try:
         return os.environ["GLOBUS_CLIENT_ID"], os.environ["GLOBUS_CLIENT_SECRET"]
     except KeyError:
-        raise PermissionError("no Globus credentials: pass --globus-credentials FILE or set "
-                              "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET") from None
+        raise PermissionError(
+            "no Globus credentials: pass --globus-credentials FILE or set "
+            "GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET"
+        ) from None
 
 
 def make_client(credentials_path: str | None) -> globus_sdk.TransferClient:
     client_id, secret = load_credentials(credentials_path)
     auth = globus_sdk.ConfidentialAppAuthClient(client_id=client_id, client_secret=secret)
-    authorizer = globus_sdk.ClientCredentialsAuthorizer(
-        auth, globus_sdk.TransferClient.scopes.all)
+    authorizer = globus_sdk.ClientCredentialsAuthorizer(auth, globus_sdk.TransferClient.scopes.all)
     return globus_sdk.TransferClient(authorizer=authorizer)
 
 
-def list_day(tc: globus_sdk.TransferClient, collection: str, source_root: str,
-             date: str) -> list[Clip]:
+def list_day(
+    tc: globus_sdk.TransferClient, collection: str, source_root: str, date: str
+) -> list[Clip]:
     """Every audio/video file under ``<source_root>/<date>/`` on the collection, recursively."""
     day_root = f"{source_root.rstrip('/')}/{date}"
     entries: list[tuple[str, int]] = []
@@ -77,6 +81,7 @@ def list_day(tc: globus_sdk.TransferClient, collection: str, source_root: str,
 @dataclass
 class TaskState:
     """What is stored on staging (``transfer.globus.json``) to make retries idempotent."""
+
     plan_id: str
     submission_id: str
     task_id: str = ""
@@ -85,11 +90,18 @@ class TaskState:
 class GlobusTransfer:
     """One day's transfer: submit (or re-attach), wait for a terminal state, report per file."""
 
-    def __init__(self, tc: globus_sdk.TransferClient, source_collection: str,
-                 dest_collection: str, dest_day_path: str, day: Path,
-                 deadline: dt.timedelta = dt.timedelta(hours=12), poll_s: float = 30.0,
-                 timeout_s: float = 12 * 3600, sleep: Callable[[float], None] = time.sleep
-                 ) -> None:
+    def __init__(
+        self,
+        tc: globus_sdk.TransferClient,
+        source_collection: str,
+        dest_collection: str,
+        dest_day_path: str,
+        day: Path,
+        deadline: dt.timedelta = dt.timedelta(hours=12),
+        poll_s: float = 30.0,
+        timeout_s: float = 12 * 3600,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.tc = tc
         self.source, self.dest = source_collection, dest_collection
         self.dest_day_path = dest_day_path.rstrip("/")
@@ -114,23 +126,36 @@ class GlobusTransfer:
         (nothing of it arrived); otherwise the stored ids are reused."""
         state = self._load_state(manifest.plan_id)
         if state and state.task_id and self._task_status(state.task_id) != "FAILED":
-            log.info("re-attaching to Globus task %s (submission %s)", state.task_id,
-                     state.submission_id)
+            log.info(
+                "re-attaching to Globus task %s (submission %s)", state.task_id, state.submission_id
+            )
             return state
         if state is None or state.task_id:
             state = TaskState(manifest.plan_id, self.tc.get_submission_id()["value"])
-            self._save(state)          # stored BEFORE submitting: a crash here is harmless
+            self._save(state)  # stored BEFORE submitting: a crash here is harmless
         data = globus_sdk.TransferData(
-            self.source, self.dest, label=f"audio {manifest.date} {manifest.plan_id}"[:128],
-            submission_id=state.submission_id, sync_level="checksum", verify_checksum=True,
-            skip_source_errors=True, fail_on_quota_errors=True,
+            self.source,
+            self.dest,
+            label=f"audio {manifest.date} {manifest.plan_id}"[:128],
+            submission_id=state.submission_id,
+            sync_level="checksum",
+            verify_checksum=True,
+            skip_source_errors=True,
+            fail_on_quota_errors=True,
             deadline=dt.datetime.now(dt.timezone.utc) + self.deadline,
-            notify_on_succeeded=False, notify_on_failed=False, notify_on_inactive=False)
+            notify_on_succeeded=False,
+            notify_on_failed=False,
+            notify_on_inactive=False,
+        )
         for clip in manifest.clips:
             data.add_item(clip.source_path, f"{self.dest_day_path}/audio/{clip.name}")
         result = self.tc.submit_transfer(data)
-        log.info("Globus submission %s: %s, task %s", state.submission_id, result["code"],
-                 result["task_id"])
+        log.info(
+            "Globus submission %s: %s, task %s",
+            state.submission_id,
+            result["code"],
+            result["task_id"],
+        )
         state.task_id = result["task_id"]
         self._save(state)
         return state
@@ -141,14 +166,17 @@ class GlobusTransfer:
         waited = 0.0
         while (status := self._task_status(task_id)) not in TERMINAL:
             if waited >= self.timeout_s:
-                raise GlobusTransferError(f"task {task_id} still {status} after {waited:.0f} s; "
-                                          "a retry re-attaches to it")
+                raise GlobusTransferError(
+                    f"task {task_id} still {status} after {waited:.0f} s; a retry re-attaches to it"
+                )
             self.sleep(self.poll_s)
             waited += self.poll_s
         if status != "SUCCEEDED":
             task = self.tc.get_task(task_id)
-            raise GlobusTransferError(f"task {task_id} ended {status}: "
-                                      f"{task.get('nice_status') or task.get('fatal_error')}")
+            raise GlobusTransferError(
+                f"task {task_id} ended {status}: "
+                f"{task.get('nice_status') or task.get('fatal_error')}"
+            )
 
     def run(self, manifest: Manifest) -> tuple[TaskState | None, list[TransferOutcome]]:
         """Submit or re-attach, wait, report; Globus API/network errors become
@@ -165,22 +193,40 @@ class GlobusTransfer:
     def outcomes(self, task_id: str, clips: list[Clip]) -> list[TransferOutcome]:
         """Per clip: transferred (in the task's successful list), failed (skipped source
         error, or missing on staging), else skipped (checksum-identical already)."""
-        moved = {t["destination_path"] for t in
-                 self.tc.paginated.task_successful_transfers(task_id).items()}
-        errors = {e["source_path"]: f"{e.get('error_code', '')}: {e.get('error_details', '')}"
-                  for e in self.tc.paginated.task_skipped_errors(task_id).items()}
+        moved = {
+            t["destination_path"]
+            for t in self.tc.paginated.task_successful_transfers(task_id).items()
+        }
+        errors = {
+            e["source_path"]: f"{e.get('error_code', '')}: {e.get('error_details', '')}"
+            for e in self.tc.paginated.task_skipped_errors(task_id).items()
+        }
         out = []
         for clip in clips:
             dest = f"{self.dest_day_path}/audio/{clip.name}"
             local = self.day / "audio" / clip.name
             if clip.source_path in errors:
-                out.append(TransferOutcome(clip.clip_id, clip.name, "failed",
-                                           error=errors[clip.source_path]))
+                out.append(
+                    TransferOutcome(
+                        clip.clip_id, clip.name, "failed", error=errors[clip.source_path]
+                    )
+                )
             elif not local.is_file():
-                out.append(TransferOutcome(clip.clip_id, clip.name, "failed",
-                                           error="task succeeded but file is not on staging"))
+                out.append(
+                    TransferOutcome(
+                        clip.clip_id,
+                        clip.name,
+                        "failed",
+                        error="task succeeded but file is not on staging",
+                    )
+                )
             else:
-                out.append(TransferOutcome(clip.clip_id, clip.name,
-                                           "transferred" if dest in moved else "skipped",
-                                           checksum=sha256_file(local)))
+                out.append(
+                    TransferOutcome(
+                        clip.clip_id,
+                        clip.name,
+                        "transferred" if dest in moved else "skipped",
+                        checksum=sha256_file(local),
+                    )
+                )
         return out

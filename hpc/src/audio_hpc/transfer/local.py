@@ -3,6 +3,7 @@
 A clip already staged with the same checksum is skipped; a source that cannot be read is
 recorded as failed with the reason and the other clips proceed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,14 +32,19 @@ def transfer_clip(clip: Clip, audio_dir: Path) -> TransferOutcome:
             return TransferOutcome(clip.clip_id, clip.name, "skipped", checksum=source_sum)
         copied_sum = _copy_hashing(src, dest)
     except OSError as exc:
-        StagingFull.check(exc, dest)   # a full staging disk is the day's fault, not the clip's
-        return TransferOutcome(clip.clip_id, clip.name, "failed",
-                               error=f"cannot copy {src}: {exc.strerror or exc}")
+        StagingFull.check(exc, dest)  # a full staging disk is the day's fault, not the clip's
+        return TransferOutcome(
+            clip.clip_id, clip.name, "failed", error=f"cannot copy {src}: {exc.strerror or exc}"
+        )
     staged_sum = sha256_file(dest)
     if not source_sum == copied_sum == staged_sum:
         dest.unlink(missing_ok=True)
-        return TransferOutcome(clip.clip_id, clip.name, "failed",
-                               error="checksum mismatch after copy (source changed or bad disk)")
+        return TransferOutcome(
+            clip.clip_id,
+            clip.name,
+            "failed",
+            error="checksum mismatch after copy (source changed or bad disk)",
+        )
     return TransferOutcome(clip.clip_id, clip.name, "transferred", checksum=staged_sum)
 
 
