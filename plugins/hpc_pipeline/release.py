@@ -17,14 +17,19 @@ from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.slurm.errors import SlurmError
 
 log = logging.getLogger(__name__)
-_SKIP_PARTS = {"__pycache__", ".pytest_cache", "devcluster"}
+# What the jobs run: the sbatch scripts, the cluster package and the runtime's requirements
+# (a checkout's hpc/ also holds the dev bed, the container cluster and packaging files).
+_RELEASED = ("slurm/", "src/", "requirements-hpc")
+_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 
 
 def release_files(local_dir: Path) -> list[Path]:
     return sorted(
         p
         for p in local_dir.rglob("*")
-        if p.is_file() and not _SKIP_PARTS.intersection(p.relative_to(local_dir).parts)
+        if p.is_file()
+        and p.relative_to(local_dir).as_posix().startswith(_RELEASED)
+        and not _SKIP_PARTS.intersection(p.relative_to(local_dir).parts)
     )
 
 
