@@ -11,12 +11,12 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 NS = os.environ.get("AUDIO_TEST_NS", "")
@@ -29,6 +29,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # Airflow puts its plugins folder (set above) on sys.path when imported: then the plugin's
 # package imports by name, as in the DAG processor and the workers.
 import airflow  # noqa: E402,F401
+
 from audio_hpc.contract import ClipResult  # noqa: E402
 
 WORDS = (

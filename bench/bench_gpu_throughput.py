@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 from audio_hpc.engines.base import SAMPLE_RATE, DecodedClip, EngineOptions, NoSpeech  # noqa: E402
+from audio_hpc.engines.torch_attention import attend, reference  # noqa: E402
 from audio_hpc.engines.torch_checkpoint import Dims, load_vocab  # noqa: E402
 from audio_hpc.engines.torch_decode import BatchDecoder, DecodeOptions  # noqa: E402
 from audio_hpc.engines.torch_engine import TorchWhisperEngine  # noqa: E402
-from audio_hpc.engines.torch_attention import attend, reference  # noqa: E402
 from audio_hpc.engines.torch_model import WhisperTorch  # noqa: E402
 from audio_hpc.engines.torch_pack import Packing, pack  # noqa: E402
 from audio_hpc.engines.torch_vad import VadConfig, chunk  # noqa: E402

@@ -23,12 +23,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import bed  # sets up Airflow's environment: import first
-
 import psycopg
 
-from hpc_pipeline import steps
-from hpc_pipeline.hooks.slurm import SlurmHook
+import bed  # sets up Airflow's environment: import first
 from audio_hpc.contract import (
     Clip,
     Manifest,
@@ -38,6 +35,8 @@ from audio_hpc.contract import (
     shard_results_name,
     write_atomic,
 )
+from hpc_pipeline import steps
+from hpc_pipeline.hooks.slurm import SlurmHook
 
 DATES = {20000: "2026-09-01", 100000: "2026-09-02"}
 SHARD = 50

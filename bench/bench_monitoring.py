@@ -23,7 +23,6 @@ import platform
 import random
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,8 @@ def psql(sql: str) -> None:
 
 def synthetic_day(day: dt.date, clips: int, rng: random.Random) -> Any:
     """One day's load as the DAG would record it: a manifest, clip results and SLURM jobs."""
-    from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
     from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
+    from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
 
     iso = day.isoformat()
     roll = rng.random()

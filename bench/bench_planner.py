@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import bed  # sets up Airflow's environment: import first
-
+from audio_hpc.contract import Clip, Manifest, Shard, shard_results_name
 from hpc_pipeline import steps
 from hpc_pipeline.config import PipelineConfig
 from hpc_pipeline.hooks.results_db import DayLoad, ResultsDbHook
 from hpc_pipeline.hooks.slurm import SlurmHook
-from audio_hpc.contract import Clip, Manifest, Shard, shard_results_name
 from hpc_pipeline.release import deploy_release
 
 SOURCE_ROOT = Path(f"/srv/audio-source-bench{bed.NS}")

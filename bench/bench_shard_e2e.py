@@ -35,8 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 from audio_hpc import process  # (light: decode workers are spawned and re-import this file)
-from audio_hpc.decode import DecodeJob, DecodePool  # noqa: E402
 from audio_hpc.contract import Clip, Manifest, Shard, day_dir, results_dir  # noqa: E402
+from audio_hpc.decode import DecodeJob, DecodePool  # noqa: E402
 
 DATE = "2026-12-01"
 PLAN = "bench-e2e"
@@ -114,7 +114,7 @@ class GpuBusy:
         except Exception:  # no NVIDIA GPU (the CPU smoke test)
             pass
 
-    def __enter__(self) -> "GpuBusy":
+    def __enter__(self) -> GpuBusy:
         self.start = time.perf_counter()
         if self._nvml:
             self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -159,12 +159,13 @@ class BenchShard(process.ShardRun):
 def build_engine(shape: str, batch: int, device: str, tokens_per_s: float, tokenizer: Path):
     """The torch engine with the CUDA defaults (float8 cross K/V, compiled encoder), warmed up."""
     import torch
-    from bench_gpu_throughput import SHAPES, synthetic_day
+
     from audio_hpc.engines.base import DecodedClip, EngineOptions
     from audio_hpc.engines.torch_checkpoint import load_vocab
     from audio_hpc.engines.torch_decode import DecodeOptions
     from audio_hpc.engines.torch_engine import TorchWhisperEngine
     from audio_hpc.engines.torch_model import WhisperTorch
+    from bench_gpu_throughput import SHAPES, synthetic_day
 
     torch.manual_seed(0)
     dims = SHAPES[shape]

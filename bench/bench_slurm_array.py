@@ -26,10 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import bed  # sets up Airflow's environment: import first
-
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
+import bed  # sets up Airflow's environment: import first
 from hpc_pipeline.config import PipelineConfig, SlurmResources
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.operators.slurm import SlurmSubmitOperator

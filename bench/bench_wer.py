@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from espeak_clips import corpus  # noqa: E402
-
 from audio_hpc.engines.base import DecodedClip, EngineOptions, load_engine  # noqa: E402
 from audio_hpc.engines.torch_decode import DecodeOptions  # noqa: E402
 from audio_hpc.engines.torch_engine import TorchWhisperEngine  # noqa: E402
 from audio_hpc.engines.torch_pack import Packing  # noqa: E402
+from espeak_clips import corpus  # noqa: E402
 from wer_score import corpus_wer  # noqa: E402
-
 
 TORCH_VARIANTS = {  # chunks packed into shared windows, float8 cross K/V (the CUDA default)
     "unpacked": (Packing(), False),

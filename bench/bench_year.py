@@ -39,8 +39,9 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import bed  # noqa: F401  (Airflow's environment first: the plugin imports by name)
 
@@ -120,8 +121,8 @@ class Speech:
 
 def synthetic_day(day: dt.date, clips: int, speech: Speech, job_base: int) -> Any:
     """One day's load as the DAG records it: manifest, clip results, SLURM jobs."""
-    from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
     from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
+    from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
 
     iso, rng = day.isoformat(), speech.rng
     names = [f"cam{i % 7}/clip_{i:06d}.m4a" for i in range(clips)]

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench_gpu_throughput import LARGE_V3, _time_ms, synthetic_day, sync
 from audio_hpc.engines.base import DecodedClip, EngineOptions
 from audio_hpc.engines.torch_attention import (
     BLOCK,
@@ -37,6 +36,7 @@ from audio_hpc.engines.torch_checkpoint import load_vocab
 from audio_hpc.engines.torch_decode import DecodeOptions
 from audio_hpc.engines.torch_engine import TorchWhisperEngine
 from audio_hpc.engines.torch_model import WhisperTorch
+from bench_gpu_throughput import LARGE_V3, _time_ms, sync, synthetic_day
 
 KINDS = (
     ("span attention", ("_attend_kernel",)),

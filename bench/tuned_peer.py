@@ -16,11 +16,11 @@ cache classes built (``__init__`` counted on transformers' cache classes) and wh
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
