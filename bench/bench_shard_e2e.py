@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
 from audio_hpc import process  # (light: decode workers are spawned and re-import this file)
-from audio_hpc.contract import Clip, Manifest, Shard, day_dir, results_dir  # noqa: E402
-from audio_hpc.decode import DecodeJob, DecodePool  # noqa: E402
+from audio_hpc.contract import Clip, Manifest, Shard, day_dir, results_dir
+from audio_hpc.decode import DecodeJob, DecodePool
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATE = "2026-12-01"
 PLAN = "bench-e2e"
