@@ -20,17 +20,10 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from hpc_pipeline.results.reads import DAY_COUNTS
+
 TRANSCRIPTS = Asset(
     name="audio_pipeline_transcripts", uri="audio-pipeline://transcripts", group="audio-pipeline"
-)
-
-_COUNTS = (
-    "clips_listed",
-    "clips_planned",
-    "clips_skipped",
-    "clips_ok",
-    "clips_failed",
-    "clips_missing",
 )
 
 
@@ -40,7 +33,7 @@ def transcripts_extra(summary: dict[str, Any], run_id: str) -> dict[str, Any]:
         "day": summary["day"],
         "status": summary["status"],
         "dag_run_id": run_id,
-        **{k: int(summary[k]) for k in _COUNTS},
+        **{k: int(summary[k]) for k in DAY_COUNTS},
         "failed_by_reason": {k: int(v) for k, v in summary["failed_by_reason"].items()},
         "audio_seconds": float(summary["audio_seconds"] or 0),
         "gpu_seconds": float(summary["gpu_seconds"] or 0),

@@ -16,6 +16,7 @@ clear message instead of guessing.
 
 from __future__ import annotations
 
+import collections
 import errno
 import json
 import os
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 SCHEMA_VERSION = 1
 
@@ -123,6 +124,20 @@ def _from_dict(cls: type, doc: dict[str, Any], kind: str) -> Any:
     return cls(**{k: v for k, v in doc.items() if k in names})
 
 
+def _document(cls: type, text: str, kind: str) -> Any:
+    """``text`` as a ``cls``: JSON in a schema version this code reads, the fields it knows."""
+    doc = json.loads(text)
+    _check_version(doc, kind)
+    return _from_dict(cls, doc, kind)
+
+
+class _JsonFile:
+    """A contract file written for people too: one field a line, keys sorted."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(cast(Any, self)), indent=1, sort_keys=True)
+
+
 @dataclass
 class Clip:
     """One source clip. ``clip_id`` is ``<date>/<relative path>``: unique across days."""
@@ -155,9 +170,7 @@ class Request:
 
     @classmethod
     def from_json(cls, text: str) -> Request:
-        doc = json.loads(text)
-        _check_version(doc, "request.json")
-        req = _from_dict(cls, doc, "request.json")
+        req = _document(cls, text, "request.json")
         if req.reprocess not in REPROCESS_MODES:
             raise ContractError(
                 f"request.json: reprocess must be one of {REPROCESS_MODES}, got {req.reprocess!r}"
@@ -166,7 +179,7 @@ class Request:
 
 
 @dataclass
-class Manifest:
+class Manifest(_JsonFile):
     date: str
     plan_id: str
     source: str
@@ -180,14 +193,16 @@ class Manifest:
     def clips(self) -> list[Clip]:
         return [c for s in self.shards for c in s.clips]
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+    def summary(self) -> str:
+        """The master job's one line."""
+        return (
+            f"plan {self.date} plan_id={self.plan_id} listed={self.listed} "
+            f"skipped={self.skipped} to_process={len(self.clips)} shards={len(self.shards)}"
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        doc = json.loads(text)
-        _check_version(doc, "manifest.json")
-        m = _from_dict(cls, doc, "manifest.json")
+        m = _document(cls, text, "manifest.json")
         m.shards = [
             Shard(
                 index=s["index"],
@@ -210,7 +225,7 @@ class TransferOutcome:
 
 
 @dataclass
-class TransferReport:
+class TransferReport(_JsonFile):
     date: str
     plan_id: str
     backend: str
@@ -222,14 +237,18 @@ class TransferReport:
     def failed(self) -> dict[str, TransferOutcome]:
         return {f.clip_id: f for f in self.files if f.status == "failed"}
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+    def summary(self) -> str:
+        """The transfer job's one line."""
+        n = collections.Counter(f.status for f in self.files)
+        return (
+            f"transfer {self.date} plan={self.plan_id} backend={self.backend} "
+            f"files={len(self.files)} transferred={n['transferred']} skipped={n['skipped']} "
+            f"failed={n['failed']}"
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TransferReport:
-        doc = json.loads(text)
-        _check_version(doc, "transfer.json")
-        r = _from_dict(cls, doc, "transfer.json")
+        r = _document(cls, text, "transfer.json")
         r.files = [_from_dict(TransferOutcome, f, "transfer.json file") for f in r.files]
         return r
 
@@ -279,7 +298,7 @@ class ClipResult:
 
 
 @dataclass
-class ShardSummary:
+class ShardSummary(_JsonFile):
     date: str
     plan_id: str
     shard: int
@@ -299,14 +318,17 @@ class ShardSummary:
     node: str = ""
     schema_version: int = SCHEMA_VERSION
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+    def summary(self) -> str:
+        """The audio job's one line."""
+        return (
+            f"shard {self.shard} done: {self.ok} ok, {self.failed} failed "
+            f"{self.failed_by_reason}, {self.audio_s:.1f} audio s in {self.wall_s:.1f} s "
+            f"(RTF {self.rtf:.2f}) on {self.device}"
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ShardSummary:
-        doc = json.loads(text)
-        _check_version(doc, "shard summary")
-        return _from_dict(cls, doc, "shard summary")
+        return _document(cls, text, "shard summary")
 
 
 # How a failed clip's result line reads on disk (``ClipResult.to_line``: sorted keys, json's

@@ -28,7 +28,7 @@ from audio_hpc.contract import (
     iter_result_lines,
     write_atomic,
 )
-from audio_hpc.jobmain import ExitCode, day_parser, run_job
+from audio_hpc.jobmain import Errors, ExitCode, day_parser, run_job
 from audio_hpc.listing import list_local
 
 log = logging.getLogger("audio_hpc.plan")
@@ -146,20 +146,15 @@ def plan(args: argparse.Namespace) -> Manifest:
     return manifest
 
 
-def summary(m: Manifest) -> str:
-    return (
-        f"plan {m.date} plan_id={m.plan_id} listed={m.listed} skipped={m.skipped} "
-        f"to_process={len(m.clips)} shards={len(m.shards)}"
-    )
+#: What the job's failures mean (``jobmain.run_job``).
+ERRORS: Errors = [
+    ((ContractError, FileNotFoundError, PermissionError, ValueError), ExitCode.BAD_INPUT)
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_job(
-        f"plan {args.date}",
-        lambda: summary(plan(args)),
-        [((ContractError, FileNotFoundError, PermissionError, ValueError), ExitCode.BAD_INPUT)],
-    )
+    return run_job(f"plan {args.date}", lambda: plan(args).summary(), ERRORS)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from audio_hpc.engines.base import (
     TranscriptionEngine,
     load_engine,
 )
-from audio_hpc.jobmain import ExitCode, day_parser, run_job
+from audio_hpc.jobmain import Errors, ExitCode, day_parser, run_job
 
 log = logging.getLogger("audio_hpc.process")
 
@@ -374,23 +374,18 @@ def load_manifest(args: argparse.Namespace) -> Manifest:
     return manifest
 
 
-def summary(s: ShardSummary) -> str:
-    return (
-        f"shard {s.shard} done: {s.ok} ok, {s.failed} failed {s.failed_by_reason}, "
-        f"{s.audio_s:.1f} audio s in {s.wall_s:.1f} s (RTF {s.rtf:.2f}) on {s.device}"
-    )
+#: What the job's failures mean (``jobmain.run_job``).
+ERRORS: Errors = [
+    ((ContractError, ValueError), ExitCode.BAD_INPUT),
+    (EngineStartError, ExitCode.ENGINE_START),
+    (StagingFull, ExitCode.STAGING_FULL),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return run_job(
-        f"shard {args.shard}",
-        lambda: summary(ShardRun(args, load_manifest(args)).run()),
-        [
-            ((ContractError, ValueError), ExitCode.BAD_INPUT),
-            (EngineStartError, ExitCode.ENGINE_START),
-            (StagingFull, ExitCode.STAGING_FULL),
-        ],
+        f"shard {args.shard}", lambda: ShardRun(args, load_manifest(args)).run().summary(), ERRORS
     )
 
 

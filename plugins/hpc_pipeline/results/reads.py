@@ -9,20 +9,12 @@ from typing import Any
 from hpc_pipeline.results.connection import ResultsConnection
 
 # The per-day numbers every monitoring read returns (alias ``d`` = audio_days).
+#: The clip counts of an ``audio_days`` row (also the transcripts Asset event's extra).
+DAY_COUNTS = ("clips_listed", "clips_planned", "clips_skipped", "clips_ok", "clips_failed",
+              "clips_missing")  # fmt: skip
 _DAY_COLS = ", ".join(
     f"d.{c}"
-    for c in (
-        "clips_listed",
-        "clips_planned",
-        "clips_skipped",
-        "clips_ok",
-        "clips_failed",
-        "clips_missing",
-        "failed_by_reason",
-        "audio_seconds",
-        "gpu_seconds",
-        "real_time_factor",
-    )
+    for c in (*DAY_COUNTS, "failed_by_reason", "audio_seconds", "gpu_seconds", "real_time_factor")
 )
 
 

@@ -97,18 +97,15 @@ def sbatch_job_id(stdout: str) -> str:
     return stdout.strip().split(";")[0]
 
 
+# sacct's rows as ``parse.parse_sacct`` reads them: one per job or array index (``-X``: no
+# job steps), the fields separated by SEP.
+_SACCT = ["sacct", "-X", "--parsable2", "--noheader", f"--delimiter={SEP}",
+          f"--format={','.join(SACCT_FIELDS)}"]  # fmt: skip
+
+
 def sacct(job_ids: Sequence[str]) -> list[str]:
-    """One ``sacct`` row per job / array index of ``job_ids`` (``-X``: no job steps)."""
-    return [
-        "sacct",
-        "-X",
-        "--parsable2",
-        "--noheader",
-        f"--delimiter={SEP}",
-        f"--format={','.join(SACCT_FIELDS)}",
-        "-j",
-        ",".join(job_ids),
-    ]
+    """The rows of every job / array index of ``job_ids``."""
+    return [*_SACCT, "-j", ",".join(job_ids)]
 
 
 def sacct_history(name: str, days: int) -> list[str]:
@@ -116,16 +113,7 @@ def sacct_history(name: str, days: int) -> list[str]:
     misses names with quotes or ';' (slurmdbd escapes them): for those, every job of the
     period is listed and the caller matches the name."""
     by_name = [f"--name={name}"] if _PLAIN_NAME.match(name) else []
-    return [
-        "sacct",
-        "-X",
-        "--parsable2",
-        "--noheader",
-        f"--delimiter={SEP}",
-        f"--format={','.join(SACCT_FIELDS)}",
-        *by_name,
-        f"--starttime=now-{days}days",
-    ]
+    return [*_SACCT, *by_name, f"--starttime=now-{days}days"]
 
 
 def accounting_down(stderr: str) -> bool:

@@ -43,21 +43,19 @@ def quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale[..., None]).to(FP8), scale
 
 
-def store_reference(
-    kv: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    first: int,
-    k_scale: torch.Tensor | None = None,
-    v_scale: torch.Tensor | None = None,
-) -> None:
+# The references, kernels and their launchers share one argument list each; kept dense,
+# each call reads against its signature.
+# fmt: off
+def store_reference(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int,
+                    k_scale: torch.Tensor | None = None,
+                    v_scale: torch.Tensor | None = None) -> None:
     """What ``store`` does, with torch ops (any device)."""
-    kv = kv.permute(3, 2, 0, 4, 1, 5)  # (2, L, B, H, T, D)
+    kv = kv.permute(3, 2, 0, 4, 1, 5)             # (2, L, B, H, T, D)
     windows = slice(first, first + kv.shape[2])
     if k_scale is None or v_scale is None:
         k[:, windows], v[:, windows] = kv[0], kv[1]
         return
-    for i in range(kv.shape[1]):  # layer by layer: float32 temporaries stay small
+    for i in range(kv.shape[1]):      # layer by layer: float32 temporaries stay small
         k[i, windows], k_scale[i, windows] = quantize(kv[0, i])
         v[i, windows], v_scale[i, windows] = quantize(kv[1, i])
 
@@ -67,15 +65,9 @@ def _rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.view(torch.uint8)[index].view(FP8) if x.dtype == FP8 else x[index]
 
 
-def reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    slot: torch.Tensor,
-    ranges: torch.Tensor,
-    k_scale: torch.Tensor | None = None,
-    v_scale: torch.Tensor | None = None,
-) -> torch.Tensor:
+def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.Tensor,
+              ranges: torch.Tensor, k_scale: torch.Tensor | None = None,
+              v_scale: torch.Tensor | None = None) -> torch.Tensor:
     """What ``attend`` computes, with torch ops (any device)."""
     kr, vr = (_rows(x, slot).to(q.dtype) for x in (k, v))
     if k_scale is not None and v_scale is not None:
@@ -88,26 +80,9 @@ def reference(
 
 
 if triton is not None:
-
     @triton.jit
-    def _attend_block(
-        q,
-        k_ptr,
-        v_ptr,
-        ks_ptr,
-        vs_ptr,
-        base,
-        scale_base,
-        sk_t,
-        first,
-        stop,
-        m,
-        total,
-        acc,
-        D: tl.constexpr,
-        BLOCK: tl.constexpr,
-        SCALED: tl.constexpr,
-    ):
+    def _attend_block(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base, scale_base, sk_t, first, stop,
+                      m, total, acc, D: tl.constexpr, BLOCK: tl.constexpr, SCALED: tl.constexpr):
         """Online-softmax update of (max, sum, weighted V) by frames [first, first + BLOCK)
         that are < stop."""
         d = tl.arange(0, D)
@@ -126,38 +101,14 @@ if triton is not None:
         if SCALED:
             pv = p * tl.load(vs_ptr + scale_base + t, mask=inside, other=0.0)
         v = tl.load(v_ptr + offs, mask=inside[:, None], other=0.0).to(tl.float32)
-        return (
-            m_new,
-            total * alpha + tl.sum(p, axis=0),
-            acc * alpha + tl.sum(pv[:, None] * v, axis=0),
-        )
+        return (m_new, total * alpha + tl.sum(p, axis=0),
+                acc * alpha + tl.sum(pv[:, None] * v, axis=0))
 
     @triton.jit
-    def _attend_kernel(
-        q_ptr,
-        k_ptr,
-        v_ptr,
-        ks_ptr,
-        vs_ptr,
-        slot_ptr,
-        ranges_ptr,
-        o_ptr,
-        sq_r,
-        sq_h,
-        sk_s,
-        sk_h,
-        sk_t,
-        ss_s,
-        ss_h,
-        so_r,
-        so_h,
-        sm_scale,
-        D: tl.constexpr,
-        BLOCK: tl.constexpr,
-        N_BLOCKS: tl.constexpr,
-        SCALED: tl.constexpr,
-        FIXED: tl.constexpr,
-    ):
+    def _attend_kernel(q_ptr, k_ptr, v_ptr, ks_ptr, vs_ptr, slot_ptr, ranges_ptr, o_ptr,
+                       sq_r, sq_h, sk_s, sk_h, sk_t, ss_s, ss_h, so_r, so_h, sm_scale,
+                       D: tl.constexpr, BLOCK: tl.constexpr, N_BLOCKS: tl.constexpr,
+                       SCALED: tl.constexpr, FIXED: tl.constexpr):
         r = tl.program_id(0)
         h = tl.program_id(1)
         s = tl.load(slot_ptr + r).to(tl.int64)
@@ -168,77 +119,28 @@ if triton is not None:
         m = tl.full((), -float("inf"), tl.float32)
         total = tl.zeros((), tl.float32)
         acc = tl.zeros((D,), tl.float32)
-        for j in range(0, 2):  # the row's two frame ranges
+        for j in range(0, 2):       # the row's two frame ranges
             start = tl.load(ranges_ptr + 4 * r + 2 * j)
             stop = tl.load(ranges_ptr + 4 * r + 2 * j + 1)
-            if FIXED:  # Triton's CPU interpreter cannot loop to a loaded bound (tests)
+            if FIXED:       # Triton's CPU interpreter cannot loop to a loaded bound (tests)
                 for i in range(0, N_BLOCKS):
-                    m, total, acc = _attend_block(
-                        q,
-                        k_ptr,
-                        v_ptr,
-                        ks_ptr,
-                        vs_ptr,
-                        base,
-                        scale_base,
-                        sk_t,
-                        start + i * BLOCK,
-                        stop,
-                        m,
-                        total,
-                        acc,
-                        D,
-                        BLOCK,
-                        SCALED,
-                    )
+                    m, total, acc = _attend_block(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base, scale_base,
+                                                  sk_t, start + i * BLOCK, stop, m, total, acc,
+                                                  D, BLOCK, SCALED)
             else:
                 for first in range(start, stop, BLOCK):
-                    m, total, acc = _attend_block(
-                        q,
-                        k_ptr,
-                        v_ptr,
-                        ks_ptr,
-                        vs_ptr,
-                        base,
-                        scale_base,
-                        sk_t,
-                        first,
-                        stop,
-                        m,
-                        total,
-                        acc,
-                        D,
-                        BLOCK,
-                        SCALED,
-                    )
+                    m, total, acc = _attend_block(q, k_ptr, v_ptr, ks_ptr, vs_ptr, base,
+                                                  scale_base, sk_t, first, stop, m, total, acc,
+                                                  D, BLOCK, SCALED)
         out = acc / total
         tl.store(o_ptr + r * so_r + h * so_h + d, out.to(o_ptr.dtype.element_ty))
 
 
 if triton is not None:
-
     @triton.jit
-    def _store_kernel(
-        src_ptr,
-        out_ptr,
-        scale_ptr,
-        which,
-        first,
-        frames,
-        heads,
-        s_b,
-        s_t,
-        so_l,
-        so_s,
-        so_h,
-        so_t,
-        ss_l,
-        ss_s,
-        ss_h,
-        D: tl.constexpr,
-        FRAMES: tl.constexpr,
-        QUANT: tl.constexpr,
-    ):
+    def _store_kernel(src_ptr, out_ptr, scale_ptr, which, first, frames, heads,
+                      s_b, s_t, so_l, so_s, so_h, so_t, ss_l, ss_s, ss_h,
+                      D: tl.constexpr, FRAMES: tl.constexpr, QUANT: tl.constexpr):
         """One (window, block of frames, layer x head) of K (``which`` 0) or V (1)."""
         n_t = tl.cdiv(frames, FRAMES)
         b, tb = tl.program_id(0) // n_t, tl.program_id(0) % n_t
@@ -248,39 +150,21 @@ if triton is not None:
         d = tl.arange(0, D)
         inside = t < frames
         feature = ((layer * 2 + which) * heads + h) * D
-        x = tl.load(
-            src_ptr + b.to(tl.int64) * s_b + t[:, None].to(tl.int64) * s_t + feature + d[None, :],
-            mask=inside[:, None],
-            other=0.0,
-        ).to(tl.float32)
+        row = b.to(tl.int64) * s_b + t[:, None].to(tl.int64) * s_t
+        x = tl.load(src_ptr + row + feature + d[None, :],
+                    mask=inside[:, None], other=0.0).to(tl.float32)
         dst = layer.to(tl.int64) * so_l + (first + b).to(tl.int64) * so_s + h * so_h
         if QUANT:
             scale = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-12) / 448.0
             x = x / scale[:, None]
-            tl.store(
-                scale_ptr
-                + layer.to(tl.int64) * ss_l
-                + (first + b).to(tl.int64) * ss_s
-                + h * ss_h
-                + t,
-                scale,
-                mask=inside,
-            )
-        tl.store(
-            out_ptr + dst + t[:, None] * so_t + d[None, :],
-            x.to(out_ptr.dtype.element_ty),
-            mask=inside[:, None],
-        )
+            tl.store(scale_ptr + layer.to(tl.int64) * ss_l + (first + b).to(tl.int64) * ss_s
+                     + h * ss_h + t, scale, mask=inside)
+        tl.store(out_ptr + dst + t[:, None] * so_t + d[None, :], x.to(out_ptr.dtype.element_ty),
+                 mask=inside[:, None])
 
 
-def store(
-    kv: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    first: int,
-    k_scale: torch.Tensor | None = None,
-    v_scale: torch.Tensor | None = None,
-) -> None:
+def store(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int,
+          k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None) -> None:
     """Write windows' cross-attention K/V, as the projection makes them, into slots.
 
     kv (B, T, L, 2, H, D) contiguous (every layer's K and V projection of B windows' encoder
@@ -294,52 +178,23 @@ def store(
     triton_store(kv, k, v, first, k_scale, v_scale)
 
 
-def triton_store(
-    kv: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    first: int,
-    k_scale: torch.Tensor | None = None,
-    v_scale: torch.Tensor | None = None,
-) -> None:
+def triton_store(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int,
+                 k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None) -> None:
     """``store`` by the Triton kernel (on CPU tensors too under ``TRITON_INTERPRET=1``)."""
     b, frames, layers, _, heads, dim = kv.shape
     quant = k_scale is not None
     for which, (out, given) in enumerate(((k, k_scale), (v, v_scale))):
-        scale = given if given is not None else out  # pointer unused when not quantizing
+        scale = given if given is not None else out     # pointer unused when not quantizing
         _store_kernel[(b * triton.cdiv(frames, STORE_FRAMES), layers * heads)](
-            kv,
-            out,
-            scale,
-            which,
-            first,
-            frames,
-            heads,
-            kv.stride(0),
-            kv.stride(1),
-            out.stride(0),
-            out.stride(1),
-            out.stride(2),
-            out.stride(3),
-            scale.stride(0) if quant else 0,
-            scale.stride(1) if quant else 0,
-            scale.stride(2) if quant else 0,
-            D=dim,
-            FRAMES=STORE_FRAMES,
-            QUANT=quant,
-            num_warps=4,
-        )
+            kv, out, scale, which, first, frames, heads, kv.stride(0), kv.stride(1),
+            out.stride(0), out.stride(1), out.stride(2), out.stride(3),
+            scale.stride(0) if quant else 0, scale.stride(1) if quant else 0,
+            scale.stride(2) if quant else 0, D=dim, FRAMES=STORE_FRAMES, QUANT=quant, num_warps=4)
 
 
-def attend(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    slot: torch.Tensor,
-    ranges: torch.Tensor,
-    k_scale: torch.Tensor | None = None,
-    v_scale: torch.Tensor | None = None,
-) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.Tensor,
+           ranges: torch.Tensor, k_scale: torch.Tensor | None = None,
+           v_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Attention of one query per row over two ranges of frames of a shared K/V slot.
 
     q (n, H, D); k, v (S, H, T, D), bf16/fp16/fp32 or float8 with ``k_scale``/``v_scale``
@@ -352,45 +207,20 @@ def attend(
     return triton_attend(q, k, v, slot, ranges, k_scale, v_scale)
 
 
-def triton_attend(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    slot: torch.Tensor,
-    ranges: torch.Tensor,
-    k_scale: torch.Tensor | None = None,
-    v_scale: torch.Tensor | None = None,
-) -> torch.Tensor:
+def triton_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: torch.Tensor,
+                  ranges: torch.Tensor, k_scale: torch.Tensor | None = None,
+                  v_scale: torch.Tensor | None = None) -> torch.Tensor:
     """``attend`` by the Triton kernel (on CPU tensors too under ``TRITON_INTERPRET=1``)."""
     n, heads, dim = q.shape
     out = torch.empty_like(q)
     scaled = k_scale is not None and v_scale is not None
     ks, vs = (k_scale, v_scale) if k_scale is not None and v_scale is not None else (q, q)
     _attend_kernel[(n, heads)](
-        q,
-        k,
-        v,
-        ks,
-        vs,
-        slot,
-        ranges,
-        out,
-        q.stride(0),
-        q.stride(1),
-        k.stride(0),
-        k.stride(1),
-        k.stride(2),
-        ks.stride(0) if scaled else 0,
-        ks.stride(1) if scaled else 0,
-        out.stride(0),
-        out.stride(1),
-        1.0 / math.sqrt(dim),
-        D=dim,
-        BLOCK=BLOCK,
-        N_BLOCKS=triton.cdiv(k.shape[2], BLOCK),
-        SCALED=scaled,
-        FIXED=INTERPRETED,
-        num_warps=WARPS,
-        num_stages=1,
-    )
+        q, k, v, ks, vs, slot, ranges, out,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2),
+        ks.stride(0) if scaled else 0, ks.stride(1) if scaled else 0,
+        out.stride(0), out.stride(1), 1.0 / math.sqrt(dim),
+        D=dim, BLOCK=BLOCK, N_BLOCKS=triton.cdiv(k.shape[2], BLOCK), SCALED=scaled,
+        FIXED=INTERPRETED, num_warps=WARPS, num_stages=1)
     return out
+# fmt: on

@@ -9,14 +9,13 @@ message names the path), 2 bad input.
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime as dt
 import logging
 import sys
 from pathlib import Path
 
 from audio_hpc.contract import ContractError, Manifest, TransferReport, day_dir, write_atomic
-from audio_hpc.jobmain import ExitCode, day_parser, run_job
+from audio_hpc.jobmain import Errors, ExitCode, day_parser, run_job
 
 log = logging.getLogger("audio_hpc.transfer")
 
@@ -77,25 +76,17 @@ def run(args: argparse.Namespace) -> TransferReport:
     return report
 
 
-def summary(report: TransferReport) -> str:
-    counts = collections.Counter(f.status for f in report.files)
-    return (
-        f"transfer {report.date} plan={report.plan_id} backend={report.backend} "
-        f"files={len(report.files)} transferred={counts['transferred']} "
-        f"skipped={counts['skipped']} failed={counts['failed']}"
-    )
+#: What the job's failures mean (``jobmain.run_job``); RuntimeError: GlobusTransferError,
+#: StagingFull.
+ERRORS: Errors = [
+    ((ContractError, FileNotFoundError, PermissionError), ExitCode.BAD_INPUT),
+    (RuntimeError, ExitCode.FAILED),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_job(
-        f"transfer {args.date}",
-        lambda: summary(run(args)),
-        [
-            ((ContractError, FileNotFoundError, PermissionError), ExitCode.BAD_INPUT),
-            (RuntimeError, ExitCode.FAILED),
-        ],
-    )  # GlobusTransferError, StagingFull
+    return run_job(f"transfer {args.date}", lambda: run(args).summary(), ERRORS)
 
 
 if __name__ == "__main__":
