@@ -16,6 +16,6 @@ RUN pip install --no-cache-dir -r /tmp/requirements.txt
 
 # The cluster package `audio_hpc` (the contract both sides share), installed editable: the
 # compose file bind-mounts ./hpc over /opt/airflow/hpc, so the containers run the checkout's.
-COPY --chown=airflow hpc/pyproject.toml /opt/airflow/hpc/pyproject.toml
-COPY --chown=airflow hpc/src /opt/airflow/hpc/src
+COPY hpc/pyproject.toml /opt/airflow/hpc/pyproject.toml
+COPY hpc/src /opt/airflow/hpc/src
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow/hpc
