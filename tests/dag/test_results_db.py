@@ -74,6 +74,7 @@ def hook(results_db: str) -> ResultsDbHook:
         "0002_queue_wait",
         "0003_day_claims",
         "0004_alerts_sent",
+        "0005_transcript_search",
     ]
     return hook
 
