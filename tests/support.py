@@ -25,6 +25,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from hpc_pipeline.slurm.jobs import JobState
+
 REPO = Path(__file__).resolve().parents[1]
 # AUDIO_TEST_NS suffixes the shared names (metadata DBs, source dirs) so that two checkouts can
 # run their suites side by side on one test bed; CI leaves it empty.
@@ -73,6 +75,22 @@ def parquet_query(sql: str) -> list[tuple[Any, ...]]:
     relation = duckdb.sql(sql)
     assert relation is not None, sql
     return relation.fetchall()
+
+
+def job_row(jid: str, idx: int | None, state: str, name: str = "n") -> JobState:
+    """A ``JobState`` as SLURM would report job ``jid`` (index ``idx``) in ``state``."""
+    return JobState(
+        job_id=f"{jid}_{idx}" if idx is not None else jid,
+        array_job_id=jid,
+        array_index=idx,
+        name=name,
+        state=state,
+        exit_code="0:0",
+        node="vm",
+        elapsed_s=1,
+        alloc_tres="",
+        gpus=0,
+    )
 
 
 def use_results_db(name: str) -> None:

@@ -20,7 +20,7 @@ import sample_clips
 from airflow_api import AirflowApi
 from dag_support import DAY, write_config
 from slurm_worlds import SlurmWorld, open_world
-from support import REPO, one
+from support import REPO, create_db, drop_db, one
 
 # The stack's start and stop count too: 15 min was not enough on the shared 2-core machine
 # at load 15 (the day itself took 12 min there).
@@ -44,18 +44,7 @@ def cluster_stack(
     expected = sample_clips.make_day(source, DAY, clips=CLIPS)
     subprocess.run(["chmod", "-R", "a+rX", str(source)], check=True)
     results_db = f"results_cluster_{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-qc",
-            f"CREATE DATABASE {results_db} OWNER audio",
-        ],
-        check=True,
-    )
+    create_db(results_db)
     home = REPO / ".airflow" / f"test-cluster-stack{ns}"
     config = write_config(
         tmp_path_factory.mktemp("cluster") / "site.json",
@@ -93,18 +82,7 @@ def cluster_stack(
         }
     finally:
         subprocess.run(["bash", script, "stop"], env=env, check=False)
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-qc",
-                f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)",
-            ],
-            check=False,
-        )
+        drop_db(results_db)
         shutil.rmtree(source, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ import pytest
 import sample_clips
 from dag_support import SOURCE_ROOT, write_config
 from hpc_pipeline.release import release_id
-from support import REPO
+from support import REPO, create_db, drop_db
 
 DIST = "audio-pipeline-airflow"
 DAY = "2024-02-01"  # one clip: this test is about packaging, not transcription
@@ -129,18 +129,7 @@ def site(
     sample_clips.make_day(SOURCE, DAY, clips=1, bad=False, sentences_per_clip=2)
     subprocess.run(["chmod", "-R", "a+rX", str(SOURCE)], check=True)
     results_db = f"results_dist_{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-qc",
-            f"CREATE DATABASE {results_db} OWNER audio",
-        ],
-        check=True,
-    )
+    create_db(results_db)
     config = write_config(
         home / "site.json", uuid.uuid4().hex[:8], schedule=None, source_root=str(SOURCE)
     )
@@ -173,18 +162,7 @@ def site(
     )
     _run(["airflow", "db", "migrate"], env)
     yield {"env": env, "results_dsn": f"{postgres}/{results_db}"}
-    subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-qc",
-            f"DROP DATABASE IF EXISTS {results_db} WITH (FORCE)",
-        ],
-        check=False,
-    )
+    drop_db(results_db)
 
 
 def airflow_json(site: dict, *args: str) -> list[dict]:

@@ -8,11 +8,12 @@ import pytest
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.slurm.arrays import array_chunks, chunk_name
 from hpc_pipeline.slurm.errors import SlurmError
-from hpc_pipeline.slurm.jobs import JobState, SiteLimits, log_path, with_offsets
+from hpc_pipeline.slurm.jobs import SiteLimits, log_path, with_offsets
 from hpc_pipeline.slurm.parse import parse_site_limits
 from hpc_pipeline.slurm.states import Verdict
 from hpc_pipeline.slurm.verdict import array_plan, judge
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
+from support import job_row as _job
 
 S = "\x1f"
 CONFIG = """Configuration data as of 2026-12-02T06:30:00
@@ -21,21 +22,6 @@ MaxDBDMsgs              = 20008
 MaxJobCount             = 10000
 MaxJobId                = 67043328
 """
-
-
-def _job(jid: str, idx: int | None, state: str, name: str = "n") -> JobState:
-    return JobState(
-        job_id=f"{jid}_{idx}" if idx is not None else jid,
-        array_job_id=jid,
-        array_index=idx,
-        name=name,
-        state=state,
-        exit_code="0:0",
-        node="vm",
-        elapsed_s=1,
-        alloc_tres="",
-        gpus=0,
-    )
 
 
 def test_site_limits_are_read_from_scontrol_show_config() -> None:

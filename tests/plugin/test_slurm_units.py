@@ -25,6 +25,7 @@ from hpc_pipeline.slurm.states import Verdict, verdict
 from hpc_pipeline.slurm.verdict import event_payload, failure_message, judge, plan
 from hpc_pipeline.triggers.backoff import next_interval
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
+from support import job_row as _job
 
 S = "\x1f"
 
@@ -109,21 +110,6 @@ def test_parse_sacct_and_squeue() -> None:
     )
     assert (job.submit_time, job.start_time, pending.start_time) == (t0, t1, None)
     assert pending.reason == "Priority"
-
-
-def _job(jid: str, idx: int | None, state: str, name: str = "n") -> JobState:
-    return JobState(
-        job_id=f"{jid}_{idx}" if idx is not None else jid,
-        array_job_id=jid,
-        array_index=idx,
-        name=name,
-        state=state,
-        exit_code="0:0",
-        node="vm",
-        elapsed_s=1,
-        alloc_tres="",
-        gpus=0,
-    )
 
 
 def test_newest_job_per_name_and_index_wins() -> None:
