@@ -8,14 +8,14 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow/demo
 # measured code, run by hand; `ruff check bench` reports on it).
 LINT_PATHS ?= plugins hpc/src dags tests
 TYPE_PATHS ?= plugins hpc/src dags tests
-# Workers for the tiers that share nothing (unit, engine): one per core of the 2-core box.
-# loadfile keeps a module on one worker, so its module fixtures (models run, wheels built)
-# are set up once.
-XDIST ?= -n 2 --dist loadfile
-TEST_PARALLEL = $(PY) -m pytest -m "not serial" $(XDIST)
-TEST_SERIAL = $(PY) -m pytest -m serial
+# Two workers (one per core of the 2-core box) share the bed and PostgreSQL; each is its own
+# namespace (tests/conftest.py). loadgroup keeps a module on one worker, so its module fixtures
+# (a day run, a stack, a wheel) are set up once, and the shared Airflow stack's tests together.
+XDIST ?= -n 2 --dist loadgroup
+TEST_PARALLEL = $(PY) -m pytest -m "not alone" $(XDIST)
+TEST_ALONE = $(PY) -m pytest -m alone
 
-.PHONY: install up down demo check test test-parallel test-serial compose-test bench \
+.PHONY: install up down demo check test test-parallel test-alone compose-test bench \
         cluster-up cluster-down cluster-test
 
 install:            ## Debian packages, the HPC runtime (/opt/hpc-venv) and the Airflow venv
@@ -43,13 +43,13 @@ check:              ## lint, format check, types, then the unit tier: no service
 	$(PY) -m pytest -q -m unit $(XDIST)
 
 test: up            ## the whole suite on the real local stack: the two parts below
-	rc=0; $(TEST_PARALLEL) || rc=$$?; $(TEST_SERIAL) || rc=$$?; exit $$rc
+	rc=0; $(TEST_PARALLEL) || rc=$$?; $(TEST_ALONE) || rc=$$?; exit $$rc
 
-test-parallel:      ## unit and engine tiers, in parallel (after `make install`; no services)
+test-parallel:      ## every test but `alone`, on 2 workers (after `make up`)
 	$(TEST_PARALLEL)
 
-test-serial:        ## bed, postgres and stack tiers, one test at a time (after `make up`)
-	$(TEST_SERIAL)
+test-alone:         ## the tests that take the bed from all others (node, sshd, slurmdbd down)
+	$(TEST_ALONE)
 
 # Needs no native stack: its own dockerd (scripts/docker_engine.sh), base images pulled or
 # stood in for (docker/standins/), the project's images, one day through the compose stack.

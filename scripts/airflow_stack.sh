@@ -5,7 +5,8 @@
 # Usage: scripts/airflow_stack.sh start|stop|env      (AIRFLOW_HOME picks the instance)
 #   start  migrate the metadata DB and start the four components (idempotent)
 #   env    print the environment (source it to run `airflow` CLI against this instance)
-# Tunables: AIRFLOW_HOME (.airflow/demo), AIRFLOW_PORT (8080), AIRFLOW_DB (airflow),
+# Tunables: AIRFLOW_HOME (.airflow/demo), AIRFLOW_DB (airflow),
+#           AIRFLOW_PORT (8080; its log servers take +30000 and +31000: instances run side by side),
 #           RESULTS_DB (audio_results), AUDIO_PIPELINE_CONFIG (config/local.json), VENV (.venv),
 #           AIRFLOW_COMPONENTS (all four; e.g. "api-server" for the status page and API alone),
 #           AIRFLOW_USERS (admin:admin; SimpleAuthManager "name:role,..."; passwords of users
@@ -48,6 +49,8 @@ export AIRFLOW__CORE__PARALLELISM=8
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='postgresql+psycopg2://audio:audio@127.0.0.1:5432/$DB'
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL='http://127.0.0.1:$PORT/execution/'
 export AIRFLOW__API__PORT=$PORT
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$((PORT + 30000))
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$((PORT + 31000))
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__BASE_URL='http://127.0.0.1:$PORT'
 export AIRFLOW__API_AUTH__JWT_SECRET='$(cat "$AIRFLOW_HOME/jwt_secret")'

@@ -6,9 +6,10 @@ module imports Airflow. Everything runs as root in CI; jobs run as the non-root 
 
 Tiers are marks applied from the fixtures a test uses (``pytest_collection_modifyitems``):
 ``bed`` (SLURM + sshd), ``postgres``, ``stack`` (a running Airflow), ``engine`` (the HPC
-runtime's torch / WhisperX and the model); every test needing a shared service is also
-``serial``; ``network`` reaches a package index; a test with none of them is ``unit`` and
-starts nothing.
+runtime's torch / WhisperX and the model); ``network`` reaches a package index; a test with
+none of them is ``unit`` and starts nothing. ``alone`` (by hand) takes the bed from everyone
+else (a node killed, sshd or slurmdbd stopped): `make test` runs those after the rest, one at
+a time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from pathlib import Path
 
 import pytest
 
+# Each pytest-xdist worker (`make test`: two) is a namespace of its own: metadata DBs, results
+# DBs, source dirs, Airflow homes (AUDIO_TEST_NS) and a block of ports (AUDIO_TEST_STACK_PORT),
+# so the workers share only the bed and the PostgreSQL server. Set before `support` reads them.
+if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["AUDIO_TEST_NS"] = f"{os.environ.get('AUDIO_TEST_NS', '')}_{_worker}"
+    _stack_port = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
+    os.environ["AUDIO_TEST_STACK_PORT"] = str(_stack_port + 10 * int(_worker.removeprefix("gw")))
+
 from support import (
     HPC_PYTHON,
     MODEL,
@@ -36,7 +45,7 @@ from support import (
 )
 
 PROVISION = REPO / "hpc" / "devcluster" / "provision.sh"
-AIRFLOW_HOME = REPO / ".airflow" / "test"
+AIRFLOW_HOME = REPO / ".airflow" / f"test{TEST_NS}"
 AIRFLOW_TEST_DB = f"airflow_test{TEST_NS}"
 
 os.environ.setdefault("AIRFLOW_HOME", str(AIRFLOW_HOME))
@@ -62,23 +71,37 @@ TIER_FIXTURES = {
     "engine": {"engine_runtime"},
     "network": {"package_index"},
 }
-SERIAL_TIERS = {"bed", "postgres", "stack"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its tiers from the fixtures it uses, so none can be forgotten;
-    run the tests of the session's shared Airflow last, so that it is up only while they
-    run (modules stay whole: a stable sort)."""
+    """Mark every test with its tiers from the fixtures it uses, so none can be forgotten
+    (``alone`` is the one mark set by hand: what it breaks for others cannot be inferred).
+
+    For pytest-xdist's ``loadgroup``: a module is one group, so its module fixtures (a day run,
+    a stack, a wheel) are set up once, and the tests of the session's shared Airflow are one
+    group, so one worker starts it. The longest groups go first (Airflow stacks, then days on
+    the bed and the engines, then PostgreSQL, then unit tests), so that no long group starts
+    last while the other worker idles; a stable sort keeps each module's own order."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         tiers = {tier for tier, fixtures in TIER_FIXTURES.items() if used & fixtures}
-        if tiers & SERIAL_TIERS:
-            tiers.add("serial")
-        if not tiers and not item.get_closest_marker("serial"):
+        if not tiers and not item.get_closest_marker("alone"):
             tiers.add("unit")
         for tier in sorted(tiers):
             item.add_marker(tier)
-    items.sort(key=lambda item: "airflow_stack" in getattr(item, "fixturenames", ()))
+        if not item.get_closest_marker("xdist_group"):  # a test may name its own group
+            group = "airflow_stack" if "airflow_stack" in used else item.nodeid.partition("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=_expected_length)
+
+
+def _expected_length(item: pytest.Item) -> int:
+    """0 for the longest kind of test, then 1, 2, 3: the order groups are handed out in."""
+    for rank, marks in enumerate([{"stack"}, {"bed", "engine"}, {"postgres"}]):
+        if any(item.get_closest_marker(mark) for mark in marks):
+            return rank
+    return 3
 
 
 def _sh(*args: str) -> subprocess.CompletedProcess:

@@ -97,6 +97,7 @@ ClusterName=$NAME
 SlurmctldHost=slurmctld
 SlurmUser=slurm
 AuthType=auth/munge
+AuthInfo=cred_expire=30
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldPidFile=/run/slurmctld.pid

@@ -100,6 +100,9 @@ SlurmdLogFile=$LOGDIR/slurmd.log
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 AuthType=auth/munge
+# A job requeued after its node failed may start again once its credential expires: 30 s,
+# not the default 120, so a node-loss test does not wait two minutes for it.
+AuthInfo=cred_expire=30
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/backfill

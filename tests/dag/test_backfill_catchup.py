@@ -3,7 +3,7 @@ dag-processor, triggerer), driven through the REST API the UI uses.
 
 One stack serves both: the DAG starts yesterday with ``catchup`` on and ``max_active_runs``
 1, so the scheduler creates the missed runs itself; meanwhile a backfill (POST
-/api/v2/backfills, what *Backfill…* in the UI sends) covers three earlier days with
+/api/v2/backfills, what *Backfill…* in the UI sends) covers two earlier days with
 ``reprocess: all`` for every run. Backfill runs are limited by the backfill's own
 ``max_active_runs`` (the DAG's limit counts only non-backfill runs), so the two lanes run side
 by side, each one run at a time. Days hold one short clip: this is about scheduling.
@@ -31,14 +31,14 @@ from airflow_api import AirflowApi
 from dag_support import ALERT_TO, SOURCE_ROOT, write_config
 from support import REPO, TEST_NS, AirflowStack, Inbox, running, smtp_conn, smtp_server, stack_port
 
-# Five runs on a shared 2-core bed: the stack fixture alone can outlast the suite's 900 s.
+# Four runs on a shared 2-core bed: the stack fixture alone can outlast the suite's 900 s.
 pytestmark = pytest.mark.timeout(2400)
 DAG = "audio_pipeline_daily"
 SOURCE = SOURCE_ROOT.with_name(f"{SOURCE_ROOT.name}-backfill")  # days of its own
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 START = TODAY - dt.timedelta(days=1)  # catchup: runs dated START and TODAY
 CATCHUP_DAYS = [(START + dt.timedelta(days=i - 1)).isoformat() for i in range(2)]
-BACKFILL_RUN_DATES = [START - dt.timedelta(days=i) for i in (4, 3, 2)]
+BACKFILL_RUN_DATES = [START - dt.timedelta(days=i) for i in (3, 2)]  # two: one after the other
 BACKFILL_DAYS = [(d - dt.timedelta(days=1)).isoformat() for d in BACKFILL_RUN_DATES]
 
 
@@ -108,7 +108,7 @@ def stack(
             f"{BACKFILL_RUN_DATES[-1]}T00:00:00Z",
             {"reprocess": "all"},
         )
-        runs = _wait_all_done(api, expected=5, timeout_s=2100)
+        runs = _wait_all_done(api, expected=4, timeout_s=2100)
         yield {
             "api": api,
             "runs": runs,
@@ -198,7 +198,7 @@ def test_complete_days_mail_no_alert(stack: dict[str, Any]) -> None:
     """The alerting ran on every day (``report_day`` judged it: no problem) and, with a real
     SMTP server configured and the strictest rules, sent nothing."""
     api: AirflowApi = stack["api"]
-    assert len(stack["runs"]) == 5 and all(r["state"] == "success" for r in stack["runs"])
+    assert len(stack["runs"]) == 4 and all(r["state"] == "success" for r in stack["runs"])
     for run in stack["runs"]:
         report = api.xcom(DAG, run["dag_run_id"], "report_day", "return_value")
         assert (report["problems"], report["mailed"]) == ([], False), (run["dag_run_id"], report)

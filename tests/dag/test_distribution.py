@@ -40,10 +40,13 @@ PROJECT = pytest.param(None, id="airflow-project")  # the resolution installed i
 FLOOR = pytest.param(
     FLOOR_CONSTRAINTS,
     id="airflow-floor",
-    marks=pytest.mark.skipif(
-        os.environ.get("AUDIO_TEST_AIRFLOW_FLOOR") != "1",
-        reason="the oldest Airflow's venv: AUDIO_TEST_AIRFLOW_FLOOR=1",
-    ),
+    marks=[
+        pytest.mark.skipif(
+            os.environ.get("AUDIO_TEST_AIRFLOW_FLOOR") != "1",
+            reason="the oldest Airflow's venv: AUDIO_TEST_AIRFLOW_FLOOR=1",
+        ),
+        pytest.mark.xdist_group("airflow-floor"),  # beside the project's Airflow, not after it
+    ],
 )
 
 

@@ -48,14 +48,14 @@ def fault_config(
     shutil.rmtree(SUBMIT_HOME / "audio-pipeline-test" / f"faults-{tag}", ignore_errors=True)
 
 
-PG_PORT = 55432
+PG_PORT = 55432 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 
 
 @pytest.fixture(scope="session")
 def private_postgres() -> Iterator[dict[str, Any]]:
-    """A PostgreSQL server of these tests alone (initdb + pg_ctl, port 55432), so a test may
-    restart it without touching the shared server. Its role's password is distinctive, so
-    the secrets test can grep for it."""
+    """A PostgreSQL server of these tests alone (initdb + pg_ctl, port 55432, +1 per xdist
+    worker), so a test may restart it without touching the shared server. Its role's
+    password is distinctive, so the secrets test can grep for it."""
     import glob
 
     bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])

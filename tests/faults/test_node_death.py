@@ -14,7 +14,8 @@ started as ``provision.sh start`` starts it (the pid file is gone, as after a re
    ends NODE_FAIL, ``audio`` is red saying so; the retry resubmits only the failed index.
 2. The retry, as our sbatch calls go by default (the site's ``JobRequeue=1``): the node dies
    again under the resubmitted shard; SLURM requeues the job (same id, eligible again after
-   the credential lifetime, 121 s), the task keeps waiting, and the requeued shard resumes.
+   the credential lifetime: 30 s on the bed, ``AuthInfo=cred_expire=30``; SLURM's default is
+   120 s), the task keeps waiting, and the requeued shard resumes.
 
 Every time the shard resumes after its last finished clip; the day ends with one result
 line and one row per clip. The bed is one node shared by every test: the node dies only
@@ -54,7 +55,7 @@ SLURM_CONF = Path("/etc/slurm/slurm.conf")
 HEALTHY = ("idle", "mixed", "allocated")
 ALONE_TIMEOUT_S = 900  # how long the frozen shard waits for other tests' jobs to end
 # ~3 min alone on the bed; each of the two deaths may wait ALONE_TIMEOUT_S for the bed
-pytestmark = pytest.mark.timeout(3 * ALONE_TIMEOUT_S)
+pytestmark = [pytest.mark.timeout(3 * ALONE_TIMEOUT_S), pytest.mark.alone]
 
 
 def _sh(*argv: str) -> str:

@@ -344,6 +344,7 @@ def test_reattach_instead_of_submitting_twice(
     assert [r[0] for r in sacct_rows(slurm_world, "--name", name, "-S", "now-1hour")] == [earlier]
 
 
+@pytest.mark.alone
 def test_sshd_restart_while_watching(
     remote: tuple[SlurmHook, str], slurm_world: SlurmWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -381,6 +382,7 @@ def test_sshd_restart_while_watching(
     assert errors, "the watch never saw the outage"
 
 
+@pytest.mark.alone
 def test_command_cut_off_by_sshd_is_an_outage(
     remote: tuple[SlurmHook, str], slurm_world: SlurmWorld
 ) -> None:
@@ -408,6 +410,7 @@ def test_command_cut_off_by_sshd_is_an_outage(
     assert cut.run(["echo", "back"])[:2] == (0, "back\n")  # a new session works again
 
 
+@pytest.mark.alone
 def test_slurmdbd_down_while_watching(
     remote: tuple[SlurmHook, str], slurm_world: SlurmWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -460,6 +463,7 @@ def test_slurmdbd_down_while_watching(
     assert any(at > killed_at[0] and sources == {"squeue"} for at, sources in polls), polls
 
 
+@pytest.mark.alone
 def test_controller_restarted_mid_array(
     remote: tuple[SlurmHook, str], slurm_world: SlurmWorld
 ) -> None:

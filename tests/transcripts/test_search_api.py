@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 NS = os.environ.get("AUDIO_TEST_NS", "")
 PORT = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081")) + 3
 BASE = f"http://127.0.0.1:{PORT}"
-HOME = REPO / ".airflow" / "test-transcripts"
+HOME = REPO / ".airflow" / f"test-transcripts{NS}"
 ARTIFACTS = REPO / ".artifacts"
 CHROMIUM_ARGS = [
     "--headless",
