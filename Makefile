@@ -10,8 +10,10 @@ LINT_PATHS ?= plugins hpc/src dags tests
 TYPE_PATHS ?= plugins hpc/src dags tests
 # Two workers (one per core of the 2-core box) share the bed and PostgreSQL; each is its own
 # namespace (tests/conftest.py). loadgroup keeps a module on one worker, so its module fixtures
-# (a day run, a stack, a wheel) are set up once, and the shared Airflow stack's tests together.
-XDIST ?= -n 2 --dist loadgroup
+# (a day run, a stack, a wheel) are set up once, and the shared Airflow stack's tests together;
+# groups are handed out in collection order (longest kinds first: tests/conftest.py), not
+# xdist's default of most tests first, which starts the few-test, many-minute days last.
+XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
 TEST_PARALLEL = $(PY) -m pytest -m "not alone" $(XDIST)
 TEST_ALONE = $(PY) -m pytest -m alone
 

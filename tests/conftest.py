@@ -31,6 +31,10 @@ if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["AUDIO_TEST_NS"] = f"{os.environ.get('AUDIO_TEST_NS', '')}_{_worker}"
     _stack_port = int(os.environ.get("AUDIO_TEST_STACK_PORT", "8081"))
     os.environ["AUDIO_TEST_STACK_PORT"] = str(_stack_port + 10 * int(_worker.removeprefix("gw")))
+    # The controlling process ran this file first and set the Airflow defaults below for
+    # itself; a worker inherits them, so it drops them to take its own namespace's.
+    for _key in ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        os.environ.pop(_key, None)
 
 from support import (
     HPC_PYTHON,
