@@ -355,3 +355,15 @@ def test_per_node_counts_of_a_day() -> None:
         },
     ]
     assert node_counts([], []) == []
+
+
+def test_max_pending_s_is_a_site_config_key(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpc_pipeline.config import load_config
+
+    monkeypatch.delenv("AUDIO_PIPELINE_CONFIG", raising=False)
+    assert load_config(None).max_pending_s == 3600
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps({"max_pending_s": None}))
+    assert load_config(str(path)).max_pending_s is None
+    path.write_text(json.dumps({"max_pending_s": 120}))
+    assert load_config(str(path)).max_pending_s == 120
