@@ -20,7 +20,13 @@ from hpc_pipeline.hooks.slurm import SlurmHook, connect_failure
 from hpc_pipeline.monitoring.models import node_counts
 from hpc_pipeline.slurm.errors import LoginUnreachable, sbatch_refusal
 from hpc_pipeline.slurm.jobs import JobState, reconcile
-from hpc_pipeline.slurm.pending import PendingClock, Stuck, blocked_because, stuck_message
+from hpc_pipeline.slurm.pending import (
+    PendingClock,
+    Stuck,
+    blocked_because,
+    blocked_notes,
+    stuck_message,
+)
 from hpc_pipeline.slurm.verdict import event_payload, failure_message, node_loss_notes
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 from support import job_row
@@ -171,6 +177,16 @@ def test_the_pending_clock_runs_only_while_a_job_is_blocked() -> None:
     assert clock.update([replace(job_row("7", None, "RUNNING"))], now=300) == []
     assert clock.since == {}
     assert PendingClock(None).update([_pending("7", None, "BadConstraints")], now=1e9) == []
+    clock = PendingClock(None)
+    clock.update([_pending("7", 0, "BadConstraints"), _pending("7", 1, "Priority")], now=1)
+    assert clock.newly == {"7_0": "BadConstraints"}
+    clock.update([_pending("7", 0, "BadConstraints"), _pending("7", 1, "JobHeldUser")], now=2)
+    assert clock.newly == {"7_1": "JobHeldUser"}
+    assert blocked_notes(clock.newly, None) == [
+        "job 7_1 pends with reason JobHeldUser: it is held (scontrol hold / sbatch --hold); "
+        "`scontrol release` it; SLURM will not start it as submitted: no pending limit is "
+        "set: it waits until someone acts"
+    ]
 
 
 def test_the_stuck_message_names_reason_jobs_limit_and_what_to_do() -> None:
@@ -273,7 +289,13 @@ def test_a_job_pending_for_a_blocking_reason_is_cancelled_after_the_limit(
     assert event["status"] == "stuck"
     assert "with reason BadConstraints" in event["message"]
     assert "Cancelled job(s) ['9']" in event["message"]
-    assert any("pending 1 (1 BadConstraints)" in r.getMessage() for r in caplog.records)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("pending 1 (1 BadConstraints)" in m for m in said)  # the progress line
+    assert [m for m in said if "pends with reason" in m] == [  # said once, at once
+        "job 9 pends with reason BadConstraints: the job's constraints (features, gres, node "
+        "counts) cannot be satisfied; SLURM will not start it as submitted: cancelled after "
+        "max_pending_s 0 unless it starts"
+    ]
     assert (
         SlurmJobTrigger(ssh_conn_id="x", job_ids=["9"], max_pending=5).serialize()[1]["max_pending"]
         == 5

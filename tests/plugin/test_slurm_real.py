@@ -591,7 +591,9 @@ def test_a_job_slurm_will_never_start_is_cancelled_after_max_pending(
     assert message.startswith(f"SLURM job never started: job {job} pending for"), message
     assert "(over max_pending_s 3) with reason DependencyNeverSatisfied" in message
     assert f"Cancelled job(s) ['{job}']" in message
-    assert "pending 1 (1 DependencyNeverSatisfied)" in log.out + log.err  # the progress line
+    task_log = log.out + log.err
+    assert "pending 1 (1 DependencyNeverSatisfied)" in task_log  # the progress line
+    assert f"job {job} pends with reason DependencyNeverSatisfied: " in task_log
     until(lambda: sacct_rows(slurm_world, "-j", job)[0][1].startswith("CANCELLED"), timeout=30)
 
 

@@ -90,6 +90,7 @@ class PendingClock:
     def __init__(self, limit_s: float | None) -> None:
         self.limit_s = limit_s
         self.since: dict[str, float] = {}
+        self.newly: dict[str, str] = {}  # job -> reason: blocked since the last update
 
     def update(self, tasks: Iterable[JobState], now: float) -> list[Stuck]:
         """Take a poll's jobs (with their reasons) at time ``now``; return those over the
@@ -99,6 +100,7 @@ class PendingClock:
             for j in tasks
             if j.state == "PENDING" and blocked_because(j.reason) is not None
         }
+        self.newly = {job: reason for job, reason in blocked.items() if job not in self.since}
         self.since = {job: self.since.get(job, now) for job in blocked}
         if self.limit_s is None:
             return []
@@ -108,6 +110,29 @@ class PendingClock:
             if now - since >= self.limit_s
         ]
         return sorted(stuck, key=lambda s: (-s.pending_s, s.job_id))
+
+
+def blocked_notes(newly: dict[str, str], limit_s: float | None, limit: int = 5) -> list[str]:
+    """One line per reason for jobs that just became blocked, e.g. ``"job 12 pends with
+    reason BadConstraints: the job's constraints ... cannot be satisfied; SLURM will not
+    start it as submitted: cancelled after max_pending_s 3600 unless it starts"``."""
+    by_reason: dict[str, list[str]] = {}
+    for job, reason in newly.items():
+        by_reason.setdefault(reason, []).append(job)
+    notes = []
+    for reason, jobs in sorted(by_reason.items()):
+        more = f" and {len(jobs) - limit} more" if len(jobs) > limit else ""
+        noun = "job" if len(jobs) == 1 else "jobs"
+        then = (
+            f"cancelled after max_pending_s {limit_s:.0f} unless it starts"
+            if limit_s is not None
+            else "no pending limit is set: it waits until someone acts"
+        )
+        notes.append(
+            f"{noun} {', '.join(jobs[:limit])}{more} pends with reason {reason}: "
+            f"{blocked_because(reason)}; SLURM will not start it as submitted: {then}"
+        )
+    return notes
 
 
 def _duration(seconds: float) -> str:

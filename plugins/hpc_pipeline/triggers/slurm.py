@@ -46,7 +46,7 @@ from audio_hpc.contract import FAILED_LINE_MARK
 from hpc_pipeline.hooks.slurm import OUTAGE_ERRORS, REMOTE_ERRORS, SlurmHook
 from hpc_pipeline.slurm.errors import SlurmError
 from hpc_pipeline.slurm.jobs import JobState, with_offsets
-from hpc_pipeline.slurm.pending import PendingClock, stuck_message
+from hpc_pipeline.slurm.pending import PendingClock, blocked_notes, stuck_message
 from hpc_pipeline.slurm.progress import (
     ShardLines,
     array_counts,
@@ -192,6 +192,8 @@ class SlurmJobTrigger(BaseTrigger):
         """The end of the watch when a job pended too long for a blocking reason: the
         step's jobs cancelled (nothing left behind), the reason named."""
         stuck = self._pending.update(tasks, time.monotonic())
+        for note in blocked_notes(self._pending.newly, self.max_pending):
+            self.log.warning("%s", note)
         if not stuck or self.max_pending is None:
             return None
         try:
