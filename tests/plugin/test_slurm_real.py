@@ -560,17 +560,18 @@ def test_requests_slurm_refuses_fail_at_once_without_retries(
 def test_a_job_slurm_will_never_start_is_cancelled_after_max_pending(
     remote: tuple[SlurmHook, str], slurm_world: SlurmWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A request SLURM accepts but will never start (here: after a job that failed,
-    ``afterok`` can never hold): the job pends with SLURM's reason, the task log shows it,
-    and after ``max_pending_s`` the job is cancelled and the task fails without retries."""
+    """A request SLURM accepts but will never start (here: ``afterok`` on a job cancelled
+    before it ran, which can never hold): the job pends with SLURM's reason, the task log
+    shows it, and after ``max_pending_s`` the job is cancelled and the task fails without
+    retries. (The parent is held, then cancelled: nothing waits for the bed's cores.)"""
     hook, base = remote
     parent = hook.submit(
-        f"{base}/fail.sh",
+        f"{base}/ok.sh",
         job_name=f"t{TOKEN}-parent",
-        resources=RES,
+        resources=SlurmResources(time="1", mem="100M", extra_args=("--hold",)),
         output=f"{base}/parent-%j.out",
     )
-    until(lambda: [j for j in hook.query([parent]) if j.state == "FAILED"], timeout=60)
+    hook.cancel([parent])
     retried: list[Any] = []
     state, exc = run_task(
         submit_op(
