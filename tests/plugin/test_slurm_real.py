@@ -472,6 +472,7 @@ def test_slurmdbd_down_for_a_minute_while_watching(
     assert result["counts"] == {"COMPLETED": 1} and len(result["job_ids"]) == 1
     during = [s for at, s in polls if killed_at[0] < at < killed_at[0] + DBD_DOWN_S - 5]
     assert during and all(s == {"squeue"} for s in during), polls
+    print(*(ln for ln in log_text.splitlines() if "Accounting (sacct)" in ln), sep="\n")
     assert log_text.count("Accounting (sacct) cannot answer") == 1, log_text[-3000:]
     assert "Judging the jobs from the controller's view (squeue)" in log_text
     assert "Accounting (sacct) answers again after" in log_text
@@ -592,6 +593,7 @@ def test_a_job_slurm_will_never_start_is_cancelled_after_max_pending(
     assert message.startswith(f"SLURM job never started: job {job} pending for"), message
     assert "(over max_pending_s 3) with reason DependencyNeverSatisfied" in message
     assert f"Cancelled job(s) ['{job}']" in message
+    print(message)
     task_log = log.out + log.err
     assert "pending 1 (1 DependencyNeverSatisfied)" in task_log  # the progress line
     assert f"job {job} pends with reason DependencyNeverSatisfied: " in task_log
