@@ -555,7 +555,12 @@ def test_requests_slurm_refuses_fail_at_once_without_retries(
         assert state == "failed" and not retried, (name, message)
         assert f"SLURM refused the job: {slurm_says}" in message, message
         assert "the task is not retried" in message
-        assert not sacct_rows(slurm_world, "--name", f"t{TOKEN}-{name}", "-S", "now-1hour")
+        # nothing ran or waits: 22.05 records nothing; 24.11 keeps the refused gres request
+        # as a job that ended FAILED (reason BadConstraints) without ever starting
+        rows = sacct_rows(
+            slurm_world, "--name", f"t{TOKEN}-{name}", "-S", "now-1hour", fields="JobID,State,Start"
+        )
+        assert all(r[1] == "FAILED" and r[2] in ("None", "Unknown") for r in rows), rows
 
 
 def test_a_job_slurm_will_never_start_is_cancelled_after_max_pending(
