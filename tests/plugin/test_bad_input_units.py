@@ -113,6 +113,8 @@ def test_connect_failures_say_what_to_check() -> None:
     assert "no answer within 20 s" in connect_failure(TimeoutError("timed out"), 20)
     assert "refused the login" in connect_failure(paramiko.AuthenticationException("no"), 20)
     assert "SSH handshake failed" in connect_failure(paramiko.SSHException("banner"), 20)
+    missing = FileNotFoundError(2, "No such file or directory", "/keys/id")
+    assert connect_failure(missing, 20).startswith("the SSH key cannot be read")
 
 
 def test_an_unreachable_login_node_fails_fast_naming_host_port_and_cause() -> None:

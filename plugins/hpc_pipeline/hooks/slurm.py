@@ -69,6 +69,8 @@ def connect_failure(exc: BaseException, timeout: float) -> str:
         return f"the host name does not resolve ({exc.strerror or exc})"
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g} s (host down, wrong address, or a firewall)"
+    if isinstance(exc, (FileNotFoundError, PermissionError)):
+        return f"the SSH key cannot be read ({exc}): check the connection's key_file"
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused: nothing listens on that port ({exc})"
     if isinstance(exc, paramiko.SSHException):
