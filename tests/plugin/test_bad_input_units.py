@@ -27,7 +27,13 @@ from hpc_pipeline.slurm.pending import (
     blocked_notes,
     stuck_message,
 )
-from hpc_pipeline.slurm.verdict import event_payload, failure_message, node_loss_notes
+from hpc_pipeline.slurm.verdict import (
+    event_payload,
+    failure_message,
+    node_loss_notes,
+    requeued,
+    with_lost_attempts,
+)
 from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 from support import job_row
 
@@ -263,6 +269,13 @@ class _Hook:
     def cancel(self, job_ids: list[str]) -> None:
         self.calls.append(f"cancel {job_ids}")
 
+    def attempts(self, job_ids: list[str]) -> list[JobState]:
+        self.calls.append(f"attempts {job_ids}")
+        return [  # sacct -D: the attempt lost with its node, then the requeued one
+            replace(job_row("9", 0, "NODE_FAIL"), node="c1"),
+            _pending("9", 0, "BeginTime"),
+        ]
+
     def close(self) -> None:
         pass
 
@@ -347,6 +360,34 @@ def test_the_trigger_names_a_node_lost_under_a_requeued_job_once(
     assert _run(fake, caplog)["status"] == "success"
     lost = [r.getMessage() for r in caplog.records if "failed under" in r.getMessage()]
     assert lost == ["node c1 failed under job 9_0 (NODE_FAIL); SLURM requeued it (now PENDING)"]
+
+
+def test_a_job_requeued_at_once_in_accounting_is_traced_to_the_node_it_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SLURM 24.11's accounting lists the requeued attempt (PENDING) at once: the trigger sees
+    an index that ran on c1 wait again, and asks for its attempts (one sacct -D) then only."""
+    running = replace(job_row("9", 0, "RUNNING"), node="c1")
+    fake = _Hook(
+        [
+            ([running], None),
+            ([running], None),
+            ([_pending("9", 0, "BeginTime")], None),
+            ([_pending("9", 0, "BeginTime")], None),
+            ([replace(job_row("9", 0, "RUNNING"), node="c2")], None),
+            ([job_row("9", 0, "COMPLETED")], None),
+        ]
+    )
+    assert _run(fake, caplog, array_size=1)["status"] == "success"
+    assert [c for c in fake.calls if c.startswith("attempts")] == ["attempts ['9_0']"]
+    lost = [r.getMessage() for r in caplog.records if "failed under" in r.getMessage()]
+    assert lost == ["node c1 failed under job 9_0 (NODE_FAIL); SLURM requeued it (now PENDING)"]
+    # requeued by hand (an earlier attempt not lost to a node): nothing to name
+    assert (
+        with_lost_attempts([_pending("9", 0, "")], [job_row("9", 0, "CANCELLED")])[0].prior_state
+        == ""
+    )
+    assert requeued({"9_0": "c1"}, [job_row("9", 0, "COMPLETED")]) == []
 
 
 def test_per_node_counts_of_a_day() -> None:

@@ -240,6 +240,14 @@ class SlurmHook(RemoteFiles, BaseHook):
             return newest_first(found)
         return reconcile(found, self._squeue(commands.squeue_by_ids(ask)))
 
+    def attempts(self, job_ids: Sequence[str]) -> list[JobState]:
+        """Every attempt of ``job_ids`` in accounting's order (a requeued job's ended attempts
+        first); [] when accounting cannot answer. One ``sacct -D`` call."""
+        if not job_ids:
+            return []
+        rc, out, _ = self.run(commands.sacct_attempts(job_ids))
+        return parse_sacct(out) if rc == 0 else []
+
     def _squeue(self, argv: list[str]) -> list[JobState]:
         rc, out, err = self.run(argv)
         if rc != 0:

@@ -4,11 +4,15 @@ a finished watch reports, and what a retry resubmits."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from hpc_pipeline.slurm.arrays import index_spec
 from hpc_pipeline.slurm.jobs import JobState, expand_job_id, latest_runs
-from hpc_pipeline.slurm.states import Verdict, base_state, verdict
+from hpc_pipeline.slurm.states import MAY_BE_REQUEUED, Verdict, base_state, verdict
+
+# States of a job whose processes run (or start) on its node.
+_ON_A_NODE = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"})
 
 SHOWN_JOBS = 5  # jobs whose log tails a finished task shows; arrays can have thousands
 
@@ -56,6 +60,37 @@ def judge(
     if Verdict.WAIT in verdicts:
         return Verdict.WAIT, latest, None
     return (Verdict.FAILURE if Verdict.FAILURE in verdicts else Verdict.SUCCESS), latest, None
+
+
+def on_nodes(tasks: list[JobState]) -> dict[str, str | None]:
+    """Job id -> node of the jobs that run now (kept by the trigger between polls)."""
+    return {j.job_id: j.node for j in tasks if j.state in _ON_A_NODE}
+
+
+def requeued(before: dict[str, str | None], tasks: list[JobState]) -> list[str]:
+    """Jobs that ran at the last poll (``before``: ``on_nodes``) and wait again now: SLURM
+    requeued them (after a node failure, a preemption, ``scontrol requeue``)."""
+    return [
+        j.job_id
+        for j in tasks
+        if j.job_id in before
+        and j.state not in _ON_A_NODE
+        and verdict(j.state) is Verdict.WAIT
+        and not j.prior_state
+    ]
+
+
+def with_lost_attempts(tasks: list[JobState], attempts: list[JobState]) -> list[JobState]:
+    """``tasks`` whose job has an ended attempt in ``attempts`` (``sacct -D``, oldest first)
+    in a state SLURM requeues after, with that attempt as ``prior_state`` / ``prior_node``
+    (accounting of 24.11 lists the new attempt at once, so ``reconcile`` cannot see it)."""
+    ended = {a.job_id: a for a in attempts if a.state in MAY_BE_REQUEUED}
+    return [
+        replace(j, prior_state=ended[j.job_id].state, prior_node=ended[j.job_id].node)
+        if j.job_id in ended and not j.prior_state and j.state != ended[j.job_id].state
+        else j
+        for j in tasks
+    ]
 
 
 def node_loss_notes(tasks: list[JobState], limit: int = 10) -> list[str]:

@@ -55,7 +55,15 @@ from hpc_pipeline.slurm.progress import (
     with_reasons,
 )
 from hpc_pipeline.slurm.states import Verdict
-from hpc_pipeline.slurm.verdict import event_payload, failure_message, judge, node_loss_notes
+from hpc_pipeline.slurm.verdict import (
+    event_payload,
+    failure_message,
+    judge,
+    node_loss_notes,
+    on_nodes,
+    requeued,
+    with_lost_attempts,
+)
 from hpc_pipeline.triggers.backoff import next_interval
 
 
@@ -116,6 +124,7 @@ class SlurmJobTrigger(BaseTrigger):
         self._pending = PendingClock(max_pending)
         self._accounting_down_since: float | None = None
         self._node_notes: set[str] = set()  # node losses already logged
+        self._on_nodes: dict[str, str | None] = {}  # jobs running at the last poll -> node
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -182,11 +191,21 @@ class SlurmJobTrigger(BaseTrigger):
             )
             self._accounting_down_since = None
 
-    def _log_node_losses(self, tasks: list[JobState]) -> None:
+    async def _log_node_losses(self, hook: SlurmHook, tasks: list[JobState]) -> list[JobState]:
+        """Log each node lost under a job once; return ``tasks`` with the lost attempts of
+        jobs that ran at the last poll and wait again now (one ``sacct -D`` call, only then)."""
+        again = requeued(self._on_nodes, tasks)
+        self._on_nodes = on_nodes(tasks)
+        if again and (read_attempts := getattr(hook, "attempts", None)) is not None:
+            try:
+                tasks = with_lost_attempts(tasks, await asyncio.to_thread(read_attempts, again))
+            except REMOTE_ERRORS as exc:
+                self.log.warning("Cannot read the attempts of %s: %s", again, exc)
         for note in node_loss_notes(tasks):
             if note not in self._node_notes:
                 self._node_notes.add(note)
                 self.log.warning("%s", note)
+        return tasks
 
     async def _stuck(self, hook: SlurmHook, tasks: list[JobState]) -> TriggerEvent | None:
         """The end of the watch when a job pended too long for a blocking reason: the
@@ -258,7 +277,7 @@ class SlurmJobTrigger(BaseTrigger):
                     )
                     if tasks:
                         tasks = await self._log_progress(hook, tasks)
-                        self._log_node_losses(tasks)
+                        tasks = await self._log_node_losses(hook, tasks)
                         if (stuck := await self._stuck(hook, tasks)) is not None:
                             yield stuck
                             return
