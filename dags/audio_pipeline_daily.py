@@ -65,6 +65,7 @@ def slurm_step(step: str, script: str, args: list[str], **kwargs: Any) -> SlurmS
         poll_interval=CONFIG.poll_interval_s,
         max_poll_interval=CONFIG.max_poll_interval_s,
         outage_timeout=CONFIG.ssh_outage_timeout_s,
+        max_pending_s=CONFIG.max_pending_s,
         max_array_size=CONFIG.max_array_size,
         max_job_count=CONFIG.max_job_count,
         **kwargs,

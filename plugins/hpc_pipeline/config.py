@@ -139,6 +139,11 @@ class PipelineConfig:
     poll_interval_s: float = 10.0
     max_poll_interval_s: float = 120.0
     ssh_outage_timeout_s: float = 900.0
+    # A job pending this long for a reason that means SLURM will not start it as submitted
+    # (BadConstraints, ReqNodeNotAvail, DependencyNeverSatisfied, ...: slurm/pending.py) is
+    # cancelled and its task fails, naming the reason; None = wait as long as SLURM keeps it.
+    # Ordinary queueing (Priority, Resources, limits of a group) is never limited.
+    max_pending_s: float | None = 3600.0
     # Site array limits: the controller's MaxArraySize / MaxJobCount (scontrol show config) are
     # read at submit time; these lower them (e.g. a QOS cap on queued jobs). An array larger
     # than the limit is split into several submissions; see SlurmSubmitOperator.

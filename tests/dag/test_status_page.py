@@ -287,6 +287,27 @@ def test_api_answers_match_the_results_db(recorded: dict[str, Any], token: str) 
         detail["real_time_factor"],
     ) == counts
     assert detail["failed_by_reason"] == {k: 1 for k in sample_clips.BAD_CLIPS.values()}
+    # per node: the audio step's array index runs, and the clips recorded from each node
+    per_node = _query(
+        dsn,
+        "SELECT node, count(*), count(*) FILTER (WHERE state <> 'COMPLETED') FROM slurm_jobs "
+        "WHERE day = %s AND array_index >= 0 AND node IS NOT NULL GROUP BY node",
+        PARTIAL,
+    )
+    clips_per_node = dict(
+        (r[0], r[1:])
+        for r in _query(
+            dsn,
+            "SELECT node, count(*), count(*) FILTER (WHERE status = 'failed') FROM audio_clips "
+            "WHERE day = %s AND node IS NOT NULL GROUP BY node",
+            PARTIAL,
+        )
+    )
+    assert per_node and [
+        (n["node"], n["array_indices"], n["array_indices_failed"], n["clips"], n["clips_failed"])
+        for n in detail["nodes"]
+    ] == [(node, runs, bad, *clips_per_node.get(node, (0, 0))) for node, runs, bad in per_node]
+    assert sum(n["clips"] for n in detail["nodes"]) == 6  # every clip of the day ran somewhere
     assert detail["throughput"] == pytest.approx(counts[3] / counts[4])
     failed_day = _json(f"/audio-pipeline/api/days/{FAILED}", token)
     audio = [j for j in failed_day["jobs"] if j["step"] == "audio"]
@@ -515,6 +536,8 @@ def test_status_page_draws_the_days_in_chromium(
         assert all(
             series["queue"][step][index] is not None for step in ("master", "transfer", "audio")
         )
+        nodes = page.locator("#day-nodes tbody tr").all_inner_texts()
+        assert nodes and all(len(r.split("\t")) == 5 for r in nodes), nodes
         rows = page.locator("#day-clips tbody tr").all_inner_texts()
         assert len(rows) == 4 and all(
             any(k in r for k in sample_clips.BAD_CLIPS.values()) for r in rows

@@ -263,6 +263,7 @@ def test_node_dies_under_a_running_shard(
         assert first["node_state"].startswith("DOWN"), first  # e.g. DOWN*+COMPLETING
         assert run.tasks["audio"] == "failed", run.tasks
         assert f"{first['job_id']}_0 NODE_FAIL exit=" in log, log[-4000:]
+        assert f"node {first['node']} failed under job {first['job_id']}_0 (NODE_FAIL)" in log
         assert "NODE_FAIL: the node running the job stopped answering; clear the task" in log
         assert "failed array indices: [0]" in log
         assert attempts(first["job_id"]) == ["NODE_FAIL"]
@@ -300,6 +301,10 @@ def test_node_dies_under_a_running_shard(
             r"Submitted SLURM job (\d+) \(array ([^)]*)\) named '[^']*-audio-", log
         ) == [(retry, "0")], log[-4000:]
         assert second["state"] == "PENDING" and second["restarts"] == "1", second  # requeued
+        # the trigger log names the node lost under the requeued shard
+        assert (
+            f"node {second['node']} failed under job {retry}_0 (NODE_FAIL); SLURM requeued" in log
+        )
         assert attempts(retry) == ["NODE_FAIL", "COMPLETED"]
         assert run.state == "success", run.tasks
         (retry_log,) = (day_dir / "logs").glob(f"*-{retry}_0.out")

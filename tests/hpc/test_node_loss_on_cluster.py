@@ -1,10 +1,14 @@
 """Real node loss on the 24.11 cluster: the compute node running a shard is ``docker kill``ed
 mid-shard. SLURM notices (SlurmdTimeout 10 s), marks the node DOWN and requeues the batch job
 (JobRequeue=1); the shard runs again on the other node and resumes after its last finished
-clip on the shared volume. Every clip ends with exactly one result line."""
+clip on the shared volume. Every clip ends with exactly one result line. The pipeline's own
+trigger watches the array meanwhile and names the node that died under the shard."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,12 +17,14 @@ import pytest
 
 from audio_hpc.contract import Manifest, iter_result_lines
 from clips import make_day
+from hpc_pipeline.triggers.slurm import SlurmJobTrigger
 from slurm_jobs import Bed, wait_job
 from slurm_worlds import (
     Cluster,
     SlurmWorld,
     open_world,
     world_devcluster,  # noqa: F401  (fixture)
+    world_ssh_conn_id,  # noqa: F401  (fixture)
 )
 from support import MODEL, MODELS_DIR
 
@@ -49,7 +55,42 @@ def _squeue(world: SlurmWorld, job: str) -> dict[str, tuple[str, str]]:
     return {i: (s, n) for i, s, n in (line.split("|") for line in out.splitlines())}
 
 
-def test_killed_node_shard_finishes_on_the_other_node(bed: Bed) -> None:
+class Watch(threading.Thread):
+    """The pipeline's SLURM trigger on ``job`` (an array of ``size``), in a thread: its log
+    lines and its one event, as a deferred task would see them."""
+
+    def __init__(self, ssh_conn_id: str, job: str, size: int) -> None:
+        super().__init__(daemon=True)
+        self.lines: list[str] = []
+        self.events: list[dict[str, Any]] = []
+        self.trigger = SlurmJobTrigger(
+            ssh_conn_id=ssh_conn_id, job_ids=[job], array_size=size, poll_interval=1,
+            max_poll_interval=2,
+        )  # fmt: skip
+        logger = logging.getLogger(f"node-loss-watch-{job}")
+        logger.setLevel(logging.INFO)
+        logger.addHandler(_Lines(self.lines))
+        self.trigger._log = logger  # type: ignore[assignment]
+
+    def run(self) -> None:
+        async def first() -> None:
+            async for event in self.trigger.run():
+                self.events.append(event.payload)
+                return
+
+        asyncio.run(first())
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_killed_node_shard_finishes_on_the_other_node(bed: Bed, ssh_conn_id: str) -> None:
     world = bed.world
     assert isinstance(world, Cluster)
     make_day(bed.source / DATE)
@@ -89,6 +130,8 @@ def test_killed_node_shard_finishes_on_the_other_node(bed: Bed) -> None:
         "30",
         sbatch_opts=("--array=0-1", "--cpus-per-task=2", "--mem=4G"),
     )
+    watch = Watch(ssh_conn_id, job, 2)
+    watch.start()
     shard0 = results / "shard-0000.jsonl"
     _until(
         lambda: shard0.exists() and shard0.read_text().count("\n") >= 1,
@@ -124,6 +167,11 @@ def test_killed_node_shard_finishes_on_the_other_node(bed: Bed) -> None:
     finally:
         world.start_node(victim)
     survivor = next(n for n in world.compute_nodes if n != victim)
+    watch.join(timeout=60)
+    assert watch.events and watch.events[0]["status"] == "success", (watch.events, watch.lines)
+    # the watch named the node lost under the shard while SLURM held it requeued
+    lost = f"node {victim} failed under job {job}_0 (NODE_FAIL); SLURM requeued it"
+    assert any(line.startswith(lost) for line in watch.lines), watch.lines
     assert done[f"{job}_0"][1] == survivor, done
     history = world.slurm(
         ["sacct", "-X", "-D", "-n", "-P", "-j", f"{job}_0", "-o", "JobID,State,NodeList"]

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -39,6 +41,7 @@ from support import run_as_submit_user
 
 TOKEN = uuid.uuid4().hex[:8]
 FAST: dict[str, Any] = dict(poll_interval=1, max_poll_interval=2)
+DBD_DOWN_S = 60  # how long slurmdbd stays down in its test
 # Short limits let the backfill scheduler slot test jobs in front of big pending ones.
 RES = SlurmResources(time="1", mem="100M")
 SCRIPTS = {
@@ -411,11 +414,17 @@ def test_command_cut_off_by_sshd_is_an_outage(
 
 
 @pytest.mark.alone
-def test_slurmdbd_down_while_watching(
-    remote: tuple[SlurmHook, str], slurm_world: SlurmWorld, monkeypatch: pytest.MonkeyPatch
+def test_slurmdbd_down_for_a_minute_while_watching(
+    remote: tuple[SlurmHook, str],
+    slurm_world: SlurmWorld,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """While accounting is down the watch answers from squeue. (Other sessions sharing the
-    test bed may restart slurmdbd early, so assert on the polls made during the outage.)"""
+    """slurmdbd stopped for a minute while the watched job runs: the watch answers from
+    squeue, says so once, says when accounting is back, and the job's outcome (COMPLETED,
+    one job, never resubmitted) is what accounting records once slurmdbd is back. (Other
+    sessions sharing the test bed may restart slurmdbd early, so assert on the polls made
+    during the outage.)"""
     _, base = remote
     killed_at: list[float] = []
     polls: list[tuple[float, set[str]]] = []  # (time, sources of the answer)
@@ -436,31 +445,164 @@ def test_slurmdbd_down_while_watching(
         try:
             slurm_world.stop_slurmdbd()
             killed_at.append(time.monotonic())
-            until(
-                lambda: (
-                    "COMPLETED"
-                    in slurm_world.slurm(
-                        ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"]
-                    ).stdout
-                ),
-                timeout=60,
-            )
-            time.sleep(3)  # the watch concludes from squeue alone
+            time.sleep(DBD_DOWN_S)
         finally:
             slurm_world.start_slurmdbd()
 
     breaker = in_background(outage)
     try:
         state, result = run_task(
-            submit_op(base, "dbd", script="sleep.sh", script_args=["8"], max_poll_interval=1),
+            submit_op(
+                base,
+                "dbd",
+                script="sleep.sh",
+                script_args=[str(DBD_DOWN_S + 8)],  # ends once accounting is back
+                resources=SlurmResources(time="3", mem="100M"),
+                max_poll_interval=1,
+            ),
             dag_id="dbd",
         )
     finally:
         breaker.join()
         slurm_world.start_slurmdbd()
     assert not breaker.errors, breaker.errors
+    log = capsys.readouterr()
+    log_text = log.out + log.err
     assert state == "success", result
-    assert any(at > killed_at[0] and sources == {"squeue"} for at, sources in polls), polls
+    assert result["counts"] == {"COMPLETED": 1} and len(result["job_ids"]) == 1
+    during = [s for at, s in polls if killed_at[0] < at < killed_at[0] + DBD_DOWN_S - 5]
+    assert during and all(s == {"squeue"} for s in during), polls
+    print(*(ln for ln in log_text.splitlines() if "Accounting (sacct)" in ln), sep="\n")
+    assert log_text.count("Accounting (sacct) cannot answer") == 1, log_text[-3000:]
+    assert "Judging the jobs from the controller's view (squeue)" in log_text
+    assert "Accounting (sacct) answers again after" in log_text
+    # recorded right: accounting caught up with the one job, COMPLETED
+    rows = until(
+        lambda: (
+            (r := sacct_rows(slurm_world, "--name", f"t{TOKEN}-dbd", fields="JobID,State,ExitCode"))
+            and r[0][1] == "COMPLETED"
+            and r
+        ),
+        timeout=30,
+    )
+    assert rows == [[result["job_ids"][0], "COMPLETED", "0:0"]]
+
+
+def test_unreachable_login_node_fails_fast_naming_host_and_port(
+    remote: tuple[SlurmHook, str], slurm_world: SlurmWorld
+) -> None:
+    """A wrong port in the SSH connection: the task fails within seconds (the SSH
+    provider's 3 connection attempts), naming user@host:port, the connection and the cause."""
+    if slurm_world.name != "bed":
+        pytest.skip("no SLURM is reached: once, on the bed, is enough")
+    _, base = remote
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ["AIRFLOW_CONN_DEAD_LOGIN"] = json.dumps(
+        {"conn_type": "ssh", "host": "127.0.0.1", "port": port, "login": "hpcuser"}
+    )
+    started = time.monotonic()
+    try:
+        state, exc = run_task(
+            lambda: SlurmSubmitOperator(
+                task_id="step",
+                ssh_conn_id="dead_login",
+                script=f"{base}/ok.sh",
+                job_name=f"t{TOKEN}-dead",
+                log_dir=f"plugin-tests/{TOKEN}/logs",
+                resources=RES,
+                **FAST,
+            ),
+            dag_id="dead",
+        )
+    finally:
+        os.environ.pop("AIRFLOW_CONN_DEAD_LOGIN")
+    assert state == "failed"
+    assert time.monotonic() - started < 60
+    message = str(exc)
+    assert f"cannot reach the login node hpcuser@127.0.0.1:{port}" in message, message
+    assert "'dead_login'" in message and "connection refused" in message
+
+
+def test_requests_slurm_refuses_fail_at_once_without_retries(
+    remote: tuple[SlurmHook, str], slurm_world: SlurmWorld
+) -> None:
+    """A partition the cluster lacks and more GPUs than any node has: sbatch refuses them;
+    the task fails at its first try with SLURM's message (retries would submit the same)."""
+    _, base = remote
+    for name, resources, slurm_says in (
+        ("nopart", SlurmResources(partition="nope", time="1", mem="100M"), "Invalid partition"),
+        (
+            "gpu9",
+            SlurmResources(partition="gpu", gres="gpu:9", time="1", mem="100M"),
+            "Requested node configuration is not available",
+        ),
+    ):
+        retried: list[Any] = []
+        state, exc = run_task(
+            submit_op(
+                base,
+                name,
+                resources=resources,
+                retries=2,
+                retry_delay=timedelta(0),
+                on_retry_callback=[retried.append],
+            ),
+            dag_id=name,
+        )
+        message = str(exc)
+        assert state == "failed" and not retried, (name, message)
+        assert f"SLURM refused the job: {slurm_says}" in message, message
+        assert "the task is not retried" in message
+        # nothing ran or waits: 22.05 records nothing; 24.11 keeps the refused gres request
+        # as a job that ended FAILED (reason BadConstraints) without ever starting
+        rows = sacct_rows(
+            slurm_world, "--name", f"t{TOKEN}-{name}", "-S", "now-1hour", fields="JobID,State,Start"
+        )
+        assert all(r[1] == "FAILED" and r[2] in ("None", "Unknown") for r in rows), rows
+
+
+def test_a_job_slurm_will_never_start_is_cancelled_after_max_pending(
+    remote: tuple[SlurmHook, str], slurm_world: SlurmWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A request SLURM accepts but will never start (here: ``afterok`` on a job cancelled
+    before it ran, which can never hold): the job pends with SLURM's reason, the task log
+    shows it, and after ``max_pending_s`` the job is cancelled and the task fails without
+    retries. (The parent is held, then cancelled: nothing waits for the bed's cores.)"""
+    hook, base = remote
+    parent = hook.submit(
+        f"{base}/ok.sh",
+        job_name=f"t{TOKEN}-parent",
+        resources=SlurmResources(time="1", mem="100M", extra_args=("--hold",)),
+        output=f"{base}/parent-%j.out",
+    )
+    hook.cancel([parent])
+    retried: list[Any] = []
+    state, exc = run_task(
+        submit_op(
+            base,
+            "never",
+            dependency=f"afterok:{parent}",
+            max_pending_s=3,
+            retries=1,
+            retry_delay=timedelta(0),
+            on_retry_callback=[retried.append],
+        ),
+        dag_id="never",
+    )
+    log = capsys.readouterr()
+    message = str(exc)
+    assert state == "failed" and not retried, message
+    (job,) = LAST_TI[0].xcom_pull(task_ids="step", key="slurm_job")["job_ids"]
+    assert message.startswith(f"SLURM job never started: job {job} pending for"), message
+    assert "(over max_pending_s 3) with reason DependencyNeverSatisfied" in message
+    assert f"Cancelled job(s) ['{job}']" in message
+    print(message)
+    task_log = log.out + log.err
+    assert "pending 1 (1 DependencyNeverSatisfied)" in task_log  # the progress line
+    assert f"job {job} pends with reason DependencyNeverSatisfied: " in task_log
+    until(lambda: sacct_rows(slurm_world, "-j", job)[0][1].startswith("CANCELLED"), timeout=30)
 
 
 @pytest.mark.alone

@@ -10,6 +10,7 @@ then reconnects.
 from __future__ import annotations
 
 import shlex
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,13 @@ from airflow.sdk import BaseHook
 from hpc_pipeline.config import SlurmResources
 from hpc_pipeline.hooks.remote_files import RemoteFiles
 from hpc_pipeline.slurm import commands
-from hpc_pipeline.slurm.errors import SlurmError, SlurmUnavailable
+from hpc_pipeline.slurm.errors import (
+    LoginUnreachable,
+    SlurmError,
+    SlurmRejected,
+    SlurmUnavailable,
+    sbatch_refusal,
+)
 from hpc_pipeline.slurm.jobs import (
     JobState,
     SiteLimits,
@@ -45,6 +52,30 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, paramiko
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, SlurmUnavailable)
 # Anything a remote call can raise: the outages and SLURM's own refusals.
 REMOTE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, SlurmError)
+
+
+def connect_failure(exc: BaseException, timeout: float) -> str:
+    """What an SSH connection attempt's exception means, in words a site admin acts on."""
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (
+            "the login node's host key does not match the key pinned in the connection "
+            "(extra.host_key): a different machine answers, or its key changed"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"the login node refused the login ({exc}): check the user and the key"
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return f"connection refused: nothing listens on that port ({exc})"
+    if isinstance(exc, socket.gaierror):
+        return f"the host name does not resolve ({exc.strerror or exc})"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s (host down, wrong address, or a firewall)"
+    if isinstance(exc, (FileNotFoundError, PermissionError)):
+        return f"the SSH key cannot be read ({exc}): check the connection's key_file"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused: nothing listens on that port ({exc})"
+    if isinstance(exc, paramiko.SSHException):
+        return f"the SSH handshake failed ({exc}): is an SSH server listening there?"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class SlurmHook(RemoteFiles, BaseHook):
@@ -84,11 +115,25 @@ class SlurmHook(RemoteFiles, BaseHook):
         self._sftp_of: paramiko.SSHClient | None = None
         self._home: str | None = None
         self._limits: SiteLimits | None = None
+        # Why the last ``query`` could not ask accounting (sacct), None when it could.
+        self.accounting_error: str | None = None
 
     # -- connection -------------------------------------------------------------------
     def get_conn(self) -> paramiko.SSHClient:
-        """The SSH client, reused while its transport is alive."""
-        return self._ssh.get_conn()
+        """The SSH client, reused while its transport is alive.
+
+        Raises ``LoginUnreachable`` naming ``user@host:port``, the connection and the cause
+        once the SSH provider's connection attempts are spent (the cause's traceback is
+        left out: it says nothing more)."""
+        try:
+            return self._ssh.get_conn()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            ssh = self._ssh
+            raise LoginUnreachable(
+                f"cannot reach the login node {ssh.username}@{ssh.remote_host}:{ssh.port} "
+                f"(SSH connection {self.ssh_conn_id!r}, {ssh.conn_retry_attempts} attempt(s)): "
+                f"{connect_failure(exc, ssh.conn_timeout or 0)}"
+            ) from None
 
     def sftp(self) -> paramiko.SFTPClient:
         client = self.get_conn()
@@ -145,11 +190,22 @@ class SlurmHook(RemoteFiles, BaseHook):
     def submit(
         self, script: str, *, job_name: str, resources: SlurmResources, output: str, **options: Any
     ) -> str:
-        """``sbatch --parsable`` (options: ``commands.sbatch``); return the job id."""
+        """``sbatch --parsable`` (options: ``commands.sbatch``); return the job id.
+
+        Raises ``SlurmRejected`` when SLURM refused the request itself (``sbatch_refusal``),
+        ``SlurmError`` for any other failure."""
         argv = commands.sbatch(
             script, job_name=job_name, resources=resources, output=output, **options
         )
-        return commands.sbatch_job_id(self.check(argv))
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            text = (err.strip() or out.strip())[:1000]
+            if (reason := sbatch_refusal(text)) is not None:
+                raise SlurmRejected(
+                    f"sbatch refused the job {job_name!r} (rc={rc}): {text}", reason
+                )
+            raise SlurmError(f"sbatch failed (rc={rc}): {text}")
+        return commands.sbatch_job_id(out)
 
     def query(self, job_ids: Sequence[str], array_size: int | None = None) -> list[JobState]:
         """States of every job / array index of ``job_ids``, newest first.
@@ -165,10 +221,9 @@ class SlurmHook(RemoteFiles, BaseHook):
         rc, out, err = self.run(commands.sacct(job_ids))
         if rc != 0 and not commands.accounting_down(err):
             raise SlurmError(f"sacct failed (rc={rc}): {err.strip()}")
+        self.accounting_error = err.strip()[:200] if rc != 0 else None
         if rc != 0:
-            self.log.info(
-                "sacct cannot answer (%s): asking the controller (squeue)", err.strip()[:200]
-            )
+            self.log.debug("sacct cannot answer (%s): asking the controller (squeue)", err)
         found = parse_sacct(out) if rc == 0 else []
         known = {j.array_job_id for j in found}
         # Accounting lags: a fresh array job first shows as "<id>" (no index, even COMPLETED)
@@ -184,6 +239,14 @@ class SlurmHook(RemoteFiles, BaseHook):
         if not ask:
             return newest_first(found)
         return reconcile(found, self._squeue(commands.squeue_by_ids(ask)))
+
+    def attempts(self, job_ids: Sequence[str]) -> list[JobState]:
+        """Every attempt of ``job_ids`` in accounting's order (a requeued job's ended attempts
+        first); [] when accounting cannot answer. One ``sacct -D`` call."""
+        if not job_ids:
+            return []
+        rc, out, _ = self.run(commands.sacct_attempts(job_ids))
+        return parse_sacct(out) if rc == 0 else []
 
     def _squeue(self, argv: list[str]) -> list[JobState]:
         rc, out, err = self.run(argv)

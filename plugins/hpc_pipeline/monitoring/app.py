@@ -38,6 +38,7 @@ from hpc_pipeline.monitoring.models import (
     DaySummary,
     Health,
     Transcript,
+    node_counts,
 )
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -145,13 +146,14 @@ def create_app() -> FastAPI:
     @_db_errors_as_503
     def day_detail(day: dt.date) -> DayDetail:
         """One day in full: counts, failures by reason, audio/GPU seconds, real-time factor,
-        throughput, and every SLURM job of its steps (state, exit code, node, queue wait,
-        run time)."""
+        throughput, every SLURM job of its steps (state, exit code, node, queue wait, run
+        time), and per compute node the array indices and clips that ran there."""
         row = db.day_detail(day)
         if row is None:
             raise HTTPException(404, f"day {day} was never recorded")
         gpu = row["gpu_seconds"]
-        return DayDetail(**row, throughput=row["audio_seconds"] / gpu if gpu else None)
+        nodes = node_counts(row["jobs"], row.pop("clips_by_node"))
+        return DayDetail(**row, nodes=nodes, throughput=row["audio_seconds"] / gpu if gpu else None)
 
     @app.get("/api/days/{day}/clips", response_model=ClipPage, dependencies=reader, tags=["clips"])
     @_db_errors_as_503

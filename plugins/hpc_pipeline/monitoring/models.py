@@ -58,6 +58,43 @@ class StepJob(BaseModel):
     queue_wait_s: float | None = Field(description="Submit -> Start; None if not measured")
 
 
+class NodeCounts(BaseModel):
+    """What ran on one compute node during a day."""
+
+    node: str
+    array_indices: int = Field(
+        description="array index runs of the audio step on this node (every attempt, "
+        "failed and requeued ones included)"
+    )
+    array_indices_failed: int = Field(description="of those, runs that did not complete")
+    clips: int = Field(description="clips whose recorded outcome came from this node")
+    clips_failed: int
+
+
+def node_counts(jobs: list[dict[str, Any]], clips: list[dict[str, Any]]) -> list[NodeCounts]:
+    """Per node, by name: the array index runs of ``jobs`` (``slurm_jobs`` rows: ``node``,
+    ``array_index``, ``state``) and the clips of ``clips`` (rows ``node``, ``clips``,
+    ``failed``: counts per node). Rows without a node count nowhere."""
+    counts: dict[str, list[int]] = {}
+    for job in jobs:
+        index = job.get("array_index")
+        if job.get("node") and index is not None and index >= 0:
+            runs = counts.setdefault(job["node"], [0, 0, 0, 0])
+            runs[0] += 1
+            runs[1] += job.get("state") != "COMPLETED"
+    for row in clips:
+        if row.get("node"):
+            per = counts.setdefault(row["node"], [0, 0, 0, 0])
+            per[2] += int(row["clips"])
+            per[3] += int(row["failed"])
+    return [
+        NodeCounts(
+            node=node, array_indices=n[0], array_indices_failed=n[1], clips=n[2], clips_failed=n[3]
+        )
+        for node, n in sorted(counts.items())
+    ]
+
+
 class DayDetail(DayCounts):
     day: dt.date
     status: DayStatus
@@ -67,6 +104,11 @@ class DayDetail(DayCounts):
     recorded_at: dt.datetime
     throughput: float | None = Field(description="audio seconds per GPU second")
     jobs: list[StepJob]
+    nodes: list[NodeCounts] = Field(
+        default_factory=list,
+        description="per compute node: the audio step's array index runs and the clips "
+        "recorded from it",
+    )
 
 
 class Clip(BaseModel):

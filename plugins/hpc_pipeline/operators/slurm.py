@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowSkipException
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from airflow.sdk import BaseOperator
 
 from hpc_pipeline.config import SlurmResources
@@ -39,6 +39,7 @@ from hpc_pipeline.slurm.arrays import (
     lower_limits,
     parse_array_size,
 )
+from hpc_pipeline.slurm.errors import SlurmRejected
 from hpc_pipeline.slurm.jobs import JobState, latest_runs, with_offsets
 from hpc_pipeline.slurm.verdict import array_plan, plan
 
@@ -75,6 +76,13 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
     :param max_job_count: lowers the site's ``MaxJobCount``.
     :param results_dir: the shards' result-line directory, for the clips-done progress line.
     :param clips_total: the clips the shards were given (templated).
+    :param max_pending_s: seconds a job may pend for a reason that means SLURM will not start
+        it as submitted (``BadConstraints``, ``ReqNodeNotAvail``, ...: see
+        ``hpc_pipeline.slurm.pending``); then its jobs are cancelled and the task fails
+        without retries, naming the reason. ``None``: wait as long as SLURM keeps it.
+
+    A request SLURM refuses at submission (an unknown partition, account or QOS, a gres no
+    node has) fails the task at once, without retries, with sbatch's message.
 
     The watch parameters (``ssh_conn_id``, ``poll_interval``, ``max_poll_interval``,
     ``outage_timeout``, ``tail_lines``) are ``SlurmWatchMixin``'s.
@@ -110,6 +118,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         max_job_count: int | None = None,
         results_dir: str | None = None,
         clips_total: int | str | None = None,
+        max_pending_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +136,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         self.max_job_count = max_job_count
         self.results_dir = results_dir
         self.clips_total = clips_total
+        self.max_pending_s = max_pending_s
         self._job_ids: list[str] = []
         self._submitted = 0  # submissions by this execute (0: it only reattached)
 
@@ -141,17 +151,39 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
         dependency: str | None = None,
     ) -> str:
         self._submitted += 1
-        new = hook.submit(
-            self.script,
-            job_name=name,
-            resources=self.slurm_resources,
-            output=pattern,
-            env=env,
-            array=array,
-            dependency=dependency,
-            chdir=self.chdir,
-            script_args=[str(a) for a in self.script_args],
-        )
+        try:
+            new = hook.submit(
+                self.script,
+                job_name=name,
+                resources=self.slurm_resources,
+                output=pattern,
+                env=env,
+                array=array,
+                dependency=dependency,
+                chdir=self.chdir,
+                script_args=[str(a) for a in self.script_args],
+            )
+        except SlurmRejected as exc:  # the same request would be refused again: no retries
+            res = self.slurm_resources
+            asked = ", ".join(
+                f"{k}={v}"
+                for k, v in (
+                    ("partition", res.partition),
+                    ("account", res.account),
+                    ("qos", res.qos),
+                    ("gres", res.gres),
+                    ("mem", res.mem),
+                    ("cpus_per_task", res.cpus_per_task),
+                    ("time", res.time),
+                    ("extra_args", " ".join(res.extra_args)),
+                )
+                if v
+            )
+            raise AirflowFailException(
+                f"SLURM refused the job: {exc.reason}. It asked for {asked}; this cluster "
+                "cannot run that request, so the task is not retried. Fix the step's "
+                f"resources in the site config, then clear the task.\n{exc}"
+            ) from None
         self.log.info(
             "Submitted SLURM job %s%s named %r", new, f" (array {array})" if array else "", name
         )
@@ -255,6 +287,7 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                 job_indices=owned or None,
                 results_dir=self.results_dir or None,
                 clips_total=parse_array_size(self.clips_total, "clips_total"),
+                max_pending=self.max_pending_s,
             )
             # Only reattached, nothing submitted: finished jobs complete the task right here.
             if not self._submitted and (event := trigger.settled(hook)) is not None:

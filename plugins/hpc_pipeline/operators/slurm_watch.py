@@ -7,7 +7,7 @@ import logging
 import posixpath
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from hpc_pipeline.hooks.slurm import SlurmHook
 from hpc_pipeline.slurm.jobs import JobState, log_path
@@ -38,7 +38,8 @@ def complete(
     log: logging.Logger, hook: SlurmHook, event: dict[str, Any], tail_lines: int
 ) -> dict[str, Any]:
     """Log the shown jobs' log tails; return the outcome (counts per state) or raise naming
-    what failed: states, failed indices, what to change, log tails.
+    what failed: states, failed indices, what to change, log tails. A job SLURM would never
+    start (status ``stuck``) fails the task without retries (``AirflowFailException``).
 
     Without a ``log_path`` (the sensor's jobs) squeue's StdOut is used when it reported one.
     """
@@ -67,6 +68,8 @@ def complete(
             + "".join(f"{n}\n" for n in notes)
             + "\n".join(tails)
         )
+    if event["status"] == "stuck":  # a retry would submit the same request: no retries
+        raise AirflowFailException(f"SLURM job never started: {event['message']}")
     raise AirflowException(f"SLURM watch error: {event['message']}")
 
 

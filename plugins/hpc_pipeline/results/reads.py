@@ -49,7 +49,8 @@ class MonitoringReads(ResultsConnection):
         )
 
     def day_detail(self, day: dt.date) -> dict[str, Any] | None:
-        """One recorded day in full, with every SLURM job (array index) of its steps."""
+        """One recorded day in full, with every SLURM job (array index) of its steps and
+        ``clips_by_node``: ``{node, clips, failed}`` per node the day's clips came from."""
         with self.reading() as cur:
             cur.execute(
                 f"""SELECT d.day, d.status, {_DAY_COLS}, d.plan_id, d.dag_run_id,
@@ -69,6 +70,14 @@ class MonitoringReads(ResultsConnection):
                 {"day": day},
             )
             row["jobs"] = cur.fetchall()
+            cur.execute(
+                """SELECT node, count(*) AS clips,
+                          count(*) FILTER (WHERE status = 'failed') AS failed
+                     FROM audio_clips WHERE day = %(day)s AND node IS NOT NULL
+                    GROUP BY node ORDER BY node""",
+                {"day": day},
+            )
+            row["clips_by_node"] = cur.fetchall()
             return row
 
     def day_clips(

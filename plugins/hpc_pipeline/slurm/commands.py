@@ -108,6 +108,11 @@ def sacct(job_ids: Sequence[str]) -> list[str]:
     return [*_SACCT, "-j", ",".join(job_ids)]
 
 
+def sacct_attempts(job_ids: Sequence[str]) -> list[str]:
+    """Every attempt of ``job_ids`` (``-D``: a requeued job's ended attempts too)."""
+    return [*_SACCT, "-D", "-j", ",".join(job_ids)]
+
+
 def sacct_history(name: str, days: int) -> list[str]:
     """The submit user's jobs of the last ``days`` named ``name``. sacct's ``--name`` filter
     misses names with quotes or ';' (slurmdbd escapes them): for those, every job of the

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from hpc_pipeline.slurm.states import MAY_BE_REQUEUED
+
 
 @dataclass(frozen=True)
 class JobState:
@@ -28,6 +30,10 @@ class JobState:
     submit_time: str | None = None  # cluster local time "YYYY-MM-DDTHH:MM:SS"
     start_time: str | None = None  # None while pending; queue wait = start - submit
     reason: str = ""  # why it waits (Priority, Resources, ...); "" when none
+    # The attempt SLURM requeued this job after, as accounting still shows it until the job
+    # starts again: its state (NODE_FAIL, PREEMPTED) and node; "" / None when none.
+    prior_state: str = ""
+    prior_node: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,8 +118,19 @@ def merge(primary: list[JobState], secondary: list[JobState]) -> list[JobState]:
 def reconcile(accounting: list[JobState], controller: list[JobState]) -> list[JobState]:
     """One list from sacct's and squeue's rows: the controller's win; accounting's per-index
     rows stay for indices the controller did not list (under load it can miss one), but not
-    its unindexed row of a job the controller answered for (accounting's lag)."""
+    its unindexed row of a job the controller answered for (accounting's lag).
+
+    Where accounting shows an attempt that ended in a state SLURM requeues after
+    (``NODE_FAIL``, ``PREEMPTED``) and the controller shows the job again in another state,
+    the controller's row keeps that attempt as ``prior_state`` / ``prior_node``."""
     answered = {j.array_job_id for j in controller}
+    ended = {(j.array_job_id, j.array_index): j for j in accounting if j.state in MAY_BE_REQUEUED}
+    controller = [
+        replace(j, prior_state=old.state, prior_node=old.node)
+        if (old := ended.get((j.array_job_id, j.array_index))) is not None and j.state != old.state
+        else j
+        for j in controller
+    ]
     return merge(
         controller,
         [j for j in accounting if j.array_job_id not in answered or j.array_index is not None],

@@ -4,11 +4,15 @@ a finished watch reports, and what a retry resubmits."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from hpc_pipeline.slurm.arrays import index_spec
 from hpc_pipeline.slurm.jobs import JobState, expand_job_id, latest_runs
-from hpc_pipeline.slurm.states import Verdict, verdict
+from hpc_pipeline.slurm.states import MAY_BE_REQUEUED, Verdict, base_state, verdict
+
+# States of a job whose processes run (or start) on its node.
+_ON_A_NODE = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"})
 
 SHOWN_JOBS = 5  # jobs whose log tails a finished task shows; arrays can have thousands
 
@@ -58,15 +62,70 @@ def judge(
     return (Verdict.FAILURE if Verdict.FAILURE in verdicts else Verdict.SUCCESS), latest, None
 
 
+def on_nodes(tasks: list[JobState]) -> dict[str, str | None]:
+    """Job id -> node of the jobs that run now (kept by the trigger between polls)."""
+    return {j.job_id: j.node for j in tasks if j.state in _ON_A_NODE}
+
+
+def requeued(before: dict[str, str | None], tasks: list[JobState]) -> list[str]:
+    """Jobs that ran at the last poll (``before``: ``on_nodes``) and wait again now: SLURM
+    requeued them (after a node failure, a preemption, ``scontrol requeue``)."""
+    return [
+        j.job_id
+        for j in tasks
+        if j.job_id in before
+        and j.state not in _ON_A_NODE
+        and verdict(j.state) is Verdict.WAIT
+        and not j.prior_state
+    ]
+
+
+def with_lost_attempts(tasks: list[JobState], attempts: list[JobState]) -> list[JobState]:
+    """``tasks`` whose job has an ended attempt in ``attempts`` (``sacct -D``, oldest first)
+    in a state SLURM requeues after, with that attempt as ``prior_state`` / ``prior_node``
+    (accounting of 24.11 lists the new attempt at once, so ``reconcile`` cannot see it)."""
+    ended = {a.job_id: a for a in attempts if a.state in MAY_BE_REQUEUED}
+    return [
+        replace(j, prior_state=ended[j.job_id].state, prior_node=ended[j.job_id].node)
+        if j.job_id in ended and not j.prior_state and j.state != ended[j.job_id].state
+        else j
+        for j in tasks
+    ]
+
+
+def node_loss_notes(tasks: list[JobState], limit: int = 10) -> list[str]:
+    """One sentence per node lost under jobs: ``"node vm failed under job 12_4 (NODE_FAIL)"``
+    for jobs that ended so, ``"...; SLURM requeued it (now PENDING)"`` for jobs SLURM runs
+    again (``prior_state``), in node order."""
+    lost: dict[tuple[str, str], list[str]] = {}
+    for j in tasks:
+        if base_state(j.state) == "NODE_FAIL":
+            lost.setdefault((j.node or "(unknown)", ""), []).append(j.job_id)
+        elif j.prior_state == "NODE_FAIL":
+            lost.setdefault((j.prior_node or "(unknown)", j.state), []).append(j.job_id)
+    notes = []
+    for (node, now), ids in sorted(lost.items()):
+        more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+        noun = "job" if len(ids) == 1 else "jobs"
+        note = f"node {node} failed under {noun} {', '.join(ids[:limit])}{more} (NODE_FAIL)"
+        if now:
+            pronoun = "it" if len(ids) == 1 else "them"
+            note += f"; SLURM requeued {pronoun} (now {now})"
+        notes.append(note)
+    return notes
+
+
 def failure_message(tasks: list[JobState], limit: int = 20) -> str:
-    """``"12_1 FAILED exit=3:0 node=vm; ..."`` for the failed indices (the first ``limit``)."""
+    """``"12_1 FAILED exit=3:0 node=vm; ..."`` for the failed indices (the first ``limit``),
+    then which nodes failed under them (``node_loss_notes``)."""
     failed = [
         f"{j.job_id} {j.state} exit={j.exit_code} node={j.node or '-'}"
         for j in tasks
         if verdict(j.state) is Verdict.FAILURE
     ]
     more = f"; ... and {len(failed) - limit} more" if len(failed) > limit else ""
-    return "; ".join(failed[:limit]) + more
+    lost = "".join(f"; {note}" for note in node_loss_notes(tasks))
+    return "; ".join(failed[:limit]) + more + lost
 
 
 def event_payload(
@@ -80,7 +139,7 @@ def event_payload(
     indices: Airflow stores the event in its metadata DB (a row per index was 113 KB at 400
     indices). A retry needs nothing from it: it asks SLURM what failed (``array_plan``).
 
-    ``{"status": "success" | "failed" | "error", "job_ids": [...], "message": str,
+    ``{"status": "success" | "failed" | "stuck" | "error", "job_ids": [...], "message": str,
     "log_path": the --output pattern (or None), "counts": {state: indices (or jobs) in it,
     newest job per index}, "failed_indices": [every failed array index, whole-array
     numbering], "shown": [JobState dicts of the first SHOWN_JOBS failed indices (all jobs

@@ -18,6 +18,16 @@ most one more remote call per poll (``SlurmHook.progress_probe``: ``squeue`` for
 indices accounting gave no reason, plus the result-line count), none while nothing pends
 without a reason, runs or ends.
 
+Accounting down (slurmdbd stopped or unreachable: ``sacct`` fails): the hook answers from the
+controller (``squeue``) alone; the trigger says so once when it starts and once when
+accounting answers again, and keeps judging the jobs (finished ones stay visible to squeue
+for ``MinJobAge``; after that the poll is degraded and waits for accounting).
+
+Stuck jobs: with ``max_pending`` (the operator's jobs, not the sensor's), a job that pends
+that long for a reason SLURM gives when it will not start the job as submitted
+(``hpc_pipeline.slurm.pending``) has the step's jobs cancelled and the task failed naming the
+reason. A node lost under a job (``NODE_FAIL``, requeued or not) is logged naming the node.
+
 Cancellation: Airflow 3.3 calls ``BaseTrigger.on_kill()`` (only) when a user marks the
 deferred task failed/success or clears it; we ``scancel`` the jobs there. ``cleanup()``
 runs on every exit, including triggerer restarts, so it only closes the connection.
@@ -36,6 +46,7 @@ from audio_hpc.contract import FAILED_LINE_MARK
 from hpc_pipeline.hooks.slurm import OUTAGE_ERRORS, REMOTE_ERRORS, SlurmHook
 from hpc_pipeline.slurm.errors import SlurmError
 from hpc_pipeline.slurm.jobs import JobState, with_offsets
+from hpc_pipeline.slurm.pending import PendingClock, blocked_notes, stuck_message
 from hpc_pipeline.slurm.progress import (
     ShardLines,
     array_counts,
@@ -44,7 +55,15 @@ from hpc_pipeline.slurm.progress import (
     with_reasons,
 )
 from hpc_pipeline.slurm.states import Verdict
-from hpc_pipeline.slurm.verdict import event_payload, failure_message, judge
+from hpc_pipeline.slurm.verdict import (
+    event_payload,
+    failure_message,
+    judge,
+    node_loss_notes,
+    on_nodes,
+    requeued,
+    with_lost_attempts,
+)
 from hpc_pipeline.triggers.backoff import next_interval
 
 
@@ -66,6 +85,9 @@ class SlurmJobTrigger(BaseTrigger):
     :param job_indices: job id -> the indices it runs (see ``judge``).
     :param results_dir: where the shards write result lines, for the progress lines.
     :param clips_total: how many clips the shards were given (None: job counts only).
+    :param max_pending: seconds a job may pend for a reason that means SLURM will not start
+        it as submitted (``hpc_pipeline.slurm.pending``) before the jobs are cancelled and the
+        watch ends with status ``stuck``; None: no limit (jobs submitted elsewhere).
     """
 
     def __init__(
@@ -82,6 +104,7 @@ class SlurmJobTrigger(BaseTrigger):
         job_indices: dict[str, str] | None = None,
         results_dir: str | None = None,
         clips_total: int | None = None,
+        max_pending: float | None = None,
     ) -> None:
         super().__init__()
         self.ssh_conn_id = ssh_conn_id
@@ -97,6 +120,11 @@ class SlurmJobTrigger(BaseTrigger):
         self.clips_total = clips_total
         self._shards = ShardLines(clips_total) if results_dir and clips_total is not None else None
         self._last_progress: str | None = None
+        self.max_pending = max_pending
+        self._pending = PendingClock(max_pending)
+        self._accounting_down_since: float | None = None
+        self._node_notes: set[str] = set()  # node losses already logged
+        self._on_nodes: dict[str, str | None] = {}  # jobs running at the last poll -> node
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -113,6 +141,7 @@ class SlurmJobTrigger(BaseTrigger):
                 "job_indices": self.job_indices,
                 "results_dir": self.results_dir,
                 "clips_total": self.clips_total,
+                "max_pending": self.max_pending,
             },
         )
 
@@ -145,8 +174,60 @@ class SlurmJobTrigger(BaseTrigger):
         event = None if problem else self._final(overall, tasks)
         return event.payload if event else None
 
-    async def _log_progress(self, hook: SlurmHook, tasks: list[JobState]) -> None:
-        """Log the progress line when it changed.
+    def _log_accounting(self, hook: SlurmHook, now: float) -> None:
+        """Say once when accounting (sacct) stops answering, and once when it is back."""
+        error = getattr(hook, "accounting_error", None)
+        if error and self._accounting_down_since is None:
+            self._accounting_down_since = now
+            self.log.warning(
+                "Accounting (sacct) cannot answer: %s. Judging the jobs from the controller's "
+                "view (squeue) until it is back; nothing is resubmitted.",
+                error,
+            )
+        elif not error and self._accounting_down_since is not None:
+            self.log.info(
+                "Accounting (sacct) answers again after %.0fs without it",
+                now - self._accounting_down_since,
+            )
+            self._accounting_down_since = None
+
+    async def _log_node_losses(self, hook: SlurmHook, tasks: list[JobState]) -> list[JobState]:
+        """Log each node lost under a job once; return ``tasks`` with the lost attempts of
+        jobs that ran at the last poll and wait again now (one ``sacct -D`` call, only then)."""
+        again = requeued(self._on_nodes, tasks)
+        self._on_nodes = on_nodes(tasks)
+        if again and (read_attempts := getattr(hook, "attempts", None)) is not None:
+            try:
+                tasks = with_lost_attempts(tasks, await asyncio.to_thread(read_attempts, again))
+            except REMOTE_ERRORS as exc:
+                self.log.warning("Cannot read the attempts of %s: %s", again, exc)
+        for note in node_loss_notes(tasks):
+            if note not in self._node_notes:
+                self._node_notes.add(note)
+                self.log.warning("%s", note)
+        return tasks
+
+    async def _stuck(self, hook: SlurmHook, tasks: list[JobState]) -> TriggerEvent | None:
+        """The end of the watch when a job pended too long for a blocking reason: the
+        step's jobs cancelled (nothing left behind), the reason named."""
+        stuck = self._pending.update(tasks, time.monotonic())
+        for note in blocked_notes(self._pending.newly, self.max_pending):
+            self.log.warning("%s", note)
+        if not stuck or self.max_pending is None:
+            return None
+        try:
+            await asyncio.to_thread(hook.cancel, self.job_ids)
+            cancelled = list(self.job_ids)
+        except REMOTE_ERRORS as exc:
+            self.log.warning("Cannot cancel %s: %s: %s", self.job_ids, type(exc).__name__, exc)
+            cancelled = []
+        message = stuck_message(stuck, self.max_pending, cancelled)
+        self.log.error("%s", message)
+        return self._event("stuck", message, tasks)
+
+    async def _log_progress(self, hook: SlurmHook, tasks: list[JobState]) -> list[JobState]:
+        """Log the progress line when it changed; return ``tasks`` with the pending reasons
+        the controller gave.
 
         At most one remote call (``SlurmHook.progress_probe``) on top of the poll's query:
         SLURM's reason for pending indices that the query left without one, and the result
@@ -174,6 +255,7 @@ class SlurmJobTrigger(BaseTrigger):
         if line != self._last_progress:
             self.log.info("Progress: %s", line)
             self._last_progress = line
+        return tasks
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook: SlurmHook | None = None
@@ -189,11 +271,16 @@ class SlurmJobTrigger(BaseTrigger):
                         await asyncio.to_thread(hook.query, self.job_ids, self.array_size),
                         self.index_offsets,
                     )
+                    self._log_accounting(hook, time.monotonic())
                     overall, tasks, problem = judge(
                         self.job_ids, jobs, self.array_size, self.job_indices
                     )
                     if tasks:
-                        await self._log_progress(hook, tasks)
+                        tasks = await self._log_progress(hook, tasks)
+                        tasks = await self._log_node_losses(hook, tasks)
+                        if (stuck := await self._stuck(hook, tasks)) is not None:
+                            yield stuck
+                            return
                 except OUTAGE_ERRORS as exc:
                     overall, problem = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"
                     if hook is not None:

@@ -131,6 +131,7 @@
       $("day-status").style.background = STATUS.not_run.color;
       $("day-counts").replaceChildren(row(["This day was never recorded."]));
       $("day-jobs").tBodies[0].replaceChildren();
+      $("day-nodes").tBodies[0].replaceChildren();
       $("day-clips").tBodies[0].replaceChildren();
       $("clip-total").textContent = "";
       panel.dataset.day = day;
@@ -148,6 +149,8 @@
     $("day-jobs").tBodies[0].replaceChildren(...d.jobs.map((j) => row([j.step, j.job_id,
       j.array_index < 0 ? "" : j.array_index, j.state, j.exit_code, j.node, j.submitted_at, j.started_at,
       duration(j.queue_wait_s), duration(j.elapsed_s)])));
+    $("day-nodes").tBodies[0].replaceChildren(...d.nodes.map((n) => row([n.node, n.array_indices,
+      n.array_indices_failed, n.clips, n.clips_failed])));
     const kind = $("clip-kind");
     kind.replaceChildren(el("option", "any reason", { value: "" }),
       ...Object.keys(d.failed_by_reason).sort().map((k) => el("option", k, { value: k })));
