@@ -14,10 +14,13 @@ a time.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,13 +112,32 @@ def _expected_length(item: pytest.Item) -> int:
 
 
 def _sh(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=True, text=True, capture_output=True)
+    proc = subprocess.run(args, text=True, capture_output=True)
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}: {proc.stderr[-2000:]}"
+    return proc
+
+
+@contextlib.contextmanager
+def _one_process_at_a_time(name: str) -> Iterator[None]:
+    """Held by one process of the machine at a time (an flock), e.g. one xdist worker."""
+    with open(Path(tempfile.gettempdir()) / f"audio-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
 def devcluster() -> dict[str, str]:
-    """Bring the single-node SLURM cluster + sshd up (or reuse it); return its facts."""
-    _sh("bash", str(PROVISION), "configure", "start")
+    """Bring the single-node SLURM cluster + sshd up (or reuse it); return its facts.
+
+    The xdist workers share the bed: one at a time (provisioning edits users and files), and
+    only the first of a run configures it (rewriting the submit user's keys under the other
+    worker's logins could refuse one); the next ones only make sure it is started."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)
+    configured = Path(tempfile.gettempdir()) / f"audio-devcluster-configured-{run}"
+    with _one_process_at_a_time("devcluster"):
+        steps = ["start"] if configured.exists() else ["configure", "start"]
+        _sh("bash", str(PROVISION), *steps)
+        configured.touch()
     out = _sh("bash", str(PROVISION), "env").stdout
     return {
         k: v.strip('"') for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -143,7 +165,8 @@ def ssh_conn_id(devcluster: dict[str, str]) -> str:
 @pytest.fixture(scope="session")
 def postgres() -> str:
     """The local PostgreSQL server; returns a DSN prefix (append /<dbname>)."""
-    _sh("bash", str(REPO / "scripts" / "postgres.sh"), "start")
+    with _one_process_at_a_time("postgres"):
+        _sh("bash", str(REPO / "scripts" / "postgres.sh"), "start")
     return PG_DSN
 
 
