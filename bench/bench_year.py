@@ -588,16 +588,6 @@ def main() -> None:
                     hits,
                 )
             )
-        counts = {
-            label: int(
-                hook.get_records(
-                    "SELECT count(*) FROM transcripts "
-                    "WHERE search @@ websearch_to_tsquery('english', %s)",
-                    (q,),
-                )[0][0]
-            )
-            for label, q in (("common", "weather"), ("rare", rare), ("phrase", '"climate change"'))
-        }
         pid = api_server_pid(home)
         export = [
             export_run(client, pid, f"{p}/export?start={mid}&end={mid}&format=parquet"),
@@ -611,6 +601,17 @@ def main() -> None:
         ]
     finally:
         subprocess.run(["bash", stack, "stop"], env=env, check=False)
+    # How many transcripts match, for scale (after the timings: it reads every match).
+    counts = {
+        label: int(
+            hook.get_records(
+                "SELECT count(*) FROM transcripts "
+                "WHERE search @@ websearch_to_tsquery('english', %s)",
+                (q,),
+            )[0][0]
+        )
+        for label, q in (("common", "weather"), ("rare", rare), ("phrase", '"climate change"'))
+    }
     report.update(
         api=api,
         search=search,

@@ -209,6 +209,9 @@ def search(cur: Any, req: SearchRequest) -> dict[str, Any]:
     }
     query = tsquery_sql(parsed, params)
     key = decode_cursor(req.order, req.after) if req.after else None
+    # Every query here is bounded by its window; JIT compiling one (0.15 s seen on the year
+    # DB when the planner overestimates a window) would cost more than running it.
+    cur.execute("SET LOCAL jit = off")
     cur.execute(
         f"""SELECT numnode({query}) AS nodes, {query}::text AS tsquery,
                    (SELECT min(day) FROM audio_days) AS first,
