@@ -63,9 +63,24 @@ minute hour friend mother father number office police island river train doctor 
 election island border village science data museum garden library market football television
 """.split()
 PHRASES = (("climate change", 0.01), ("supreme court", 0.002), ("machine learning", 0.003))
-RARE_WORD_RANK = 15000  # a tail word: a few clips a day
+RARE_PER_DAY = (4, 6)  # the rare word: in this many of a day's transcripts (~1,800 a year)
 TAIL_WORDS = 20000
 WORDS_PER_S = 2.6
+
+
+def rare_word(hook: Any, day: dt.date) -> str:
+    """A made-up word in 4-6 of ``day``'s transcripts, the same for the same DB (the
+    vocabulary's order depends on the process's string hashing, so it is read from the data)."""
+    day_rows = (
+        f"SELECT search FROM transcripts WHERE clip_id >= '{day}' "
+        f"AND clip_id < '{day + dt.timedelta(days=1)}'"
+    )
+    ((word,),) = hook.get_records(
+        """SELECT word FROM ts_stat(%s) WHERE ndoc BETWEEN %s AND %s AND word ~ '^[a-z]+$'
+                AND word <> ALL(%s) ORDER BY word LIMIT 1""",
+        (day_rows, *RARE_PER_DAY, ENGLISH),
+    )
+    return str(word)
 
 
 def psql(sql: str, db: str = "postgres") -> str:
@@ -545,7 +560,7 @@ def main() -> None:
         client, n, p = Client(args.port), args.requests, "/audio-pipeline/api"
         mid = first + dt.timedelta(days=days // 2)
         deep = f"{mid}/cam3/clip_015000.m4a"
-        rare = speech.words[RARE_WORD_RANK]
+        rare = rare_word(hook, mid)
         month = f"&start={last - dt.timedelta(days=29)}&end={last}"
 
         def hits(page: dict[str, Any]) -> dict[str, Any]:
