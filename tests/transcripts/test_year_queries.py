@@ -5,6 +5,7 @@ against plain SQL on a month of small days: the newest-first window walk
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -75,7 +76,11 @@ def plain(cur: Any, q: str, first: dt.date, upper: str, want: int) -> list[dict[
 
 @pytest.mark.parametrize("q", ["weather", "rare", '"red apple"', "weath*", "apple -weather"])
 @pytest.mark.parametrize("want", [1, 3, 7, 40, 500])
-def test_the_window_walk_finds_the_newest_matches(db: ResultsDbHook, q: str, want: int) -> None:
+@pytest.mark.parametrize("wide", [60, 2])  # 2: windows over 2 days go through GIN alone
+def test_the_window_walk_finds_the_newest_matches(
+    db: ResultsDbHook, monkeypatch: pytest.MonkeyPatch, q: str, want: int, wide: int
+) -> None:
+    monkeypatch.setattr(search, "WIDE_WINDOW_DAYS", wide)
     params: dict[str, Any] = {"status": None, "language": None}
     query = search.tsquery_sql(search.parse_query(q), params)
     last = DAYS[-1] + dt.timedelta(days=1)
@@ -231,3 +236,27 @@ def test_the_walk_sizes_its_windows_from_the_matches_seen(db: ResultsDbHook) -> 
             for seen, expected in zip(counting.windows, windows, strict=True):
                 assert expected is None or seen == expected, (q, counting.windows)
             assert counting.windows[-1][0] >= FIRST.isoformat()
+
+
+def test_multi_day_windows_cannot_walk_the_primary_key(db: ResultsDbHook) -> None:
+    """A window of several days goes through the GIN index (ANDed with the day BRIN index
+    when not wide): the planner, believing the newest days empty, walked every row of them
+    through the primary key when it could."""
+
+    class Explaining(Counting):
+        plans: list[str] = []
+
+        def execute(self, sql: str, params: dict[str, Any]) -> None:
+            self.cur.execute("SET LOCAL enable_seqscan = off")
+            self.cur.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            self.plans.append(json.dumps(self.cur.fetchone()))
+            super().execute(sql, params)
+
+    params: dict[str, Any] = {"status": None, "language": None}
+    query = search.tsquery_sql(search.parse_query("rare"), params)
+    with db.reading() as cur:
+        walk = Explaining(cur)
+        search.newest_matches(walk, query, params, FIRST, "2025-07-01", 3)
+    assert len(walk.plans) == 4  # 1 day, 3 days, 12 days, the rest (see the test above)
+    for plan in walk.plans[1:]:
+        assert "transcripts_pkey" not in plan and "transcripts_search" in plan, plan

@@ -6,15 +6,16 @@ The user's text never becomes SQL: it is parsed here into the part PostgreSQL's
 all passed as bind parameters.
 
 Matches are found newest day first, a window of days at a time (:func:`newest_matches`): a
-window's rows come from the GIN index's matches intersected with the clip-id BRIN index
-(migration 0006; clip ids start with their day), and the next window is sized from the
-matches per day seen so far, so a common word stops after a day and a rare one spans the
-year in a query or two. ``order=recent`` pages through them; ``order=rank`` ranks
-(``ts_rank``) the newest :data:`RANK_CANDIDATES` matches of the day range, all of them when
-there are no more (rare words, most phrases, short ranges); the response's ``ranking`` says
-which it was. Ranking every match of a common word over a year would read hundreds of
-thousands of rows per page (6.5 s p95 at 161 days, bench/RESULTS.md). Pages use keyset
-cursors; the ``ts_headline`` snippet is computed for the page's rows only.
+window's rows come from the primary key walked through one day, or the GIN index's matches
+intersected with a BRIN index over the day prefix of clip ids (migration 0006), and the next
+window is sized from the matches per day seen so far, so a common word stops after a day
+and a rare one spans the year in a query or two. ``order=recent`` pages through them;
+``order=rank`` ranks (``ts_rank``) the newest :data:`RANK_CANDIDATES` matches of the day
+range, all of them when there are no more (rare words, most phrases, short ranges); the
+response's ``ranking`` says which it was. Ranking every match of a common word over a year
+would read hundreds of thousands of rows per page (6.5 s p95 at 161 days,
+bench/RESULTS.md). Pages use keyset cursors; the ``ts_headline`` snippet is computed for the
+page's rows only.
 """
 
 from __future__ import annotations
@@ -165,15 +166,20 @@ def newest_matches(
     """Up to ``want`` matches ``{clip_id, rank}`` with ``first`` <= day and clip id <
     ``upper``, newest first, found a window of days at a time.
 
-    Each window is one query bounded by its clip-id range, whichever plan PostgreSQL picks
-    (the GIN matches ANDed with the BRIN range, or the primary key walked backwards through
-    the window): its cost is bounded by the window, never the year. The first window is the
-    newest day; the next one is sized from the matches per day seen so far (1.5x the days
-    they predict), or 8x the last when none were seen. A window over
-    :data:`WIDE_WINDOW_DAYS` means the matches are sparse: it is read from the GIN index
-    alone (its range written so that no clip-id index serves it), since building the BRIN
-    bitmap of most of a year costs more (0.2 s for 300 days at 20,000 clips a day) than
-    reading the few matches the GIN index holds outside the window."""
+    The first window is the newest day; the next one is sized from the matches per day seen
+    so far (1.5x the days they predict), or 8x the last when none were seen. Each window is
+    one query bounded by its days, written so that PostgreSQL can only take a plan bounded
+    by the window too, whatever its estimates (the newest days are past the statistics of
+    the last ANALYZE, so it believes them empty):
+
+    - one day: the clip-id range, in clip-id order, so that the primary key can be walked
+      backwards through the day and stop at the page (a common word: a few hundred rows);
+    - 2 to :data:`WIDE_WINDOW_DAYS` days: the day range on ``left(clip_id, 10)``, which only
+      the BRIN index of migration 0006 serves, ANDed with the GIN index's matches; the
+      window's matches are sorted (a walk through days of sparse matches read every row);
+    - wider (the matches are sparse): the GIN index alone, its few matches outside the
+      window filtered out (the BRIN bitmap of most of a year cost 0.2 s).
+    """
     found: list[dict[str, Any]] = []
     day = dt.date.fromisoformat(upper[:10])
     if upper == day.isoformat():  # a day bound: the window ends the day before
@@ -181,21 +187,33 @@ def newest_matches(
     span, walked = 1, 0
     while day >= first and len(found) < want:
         lo = first if span > (day - first).days else day - dt.timedelta(days=span - 1)
-        key = "(t.clip_id || '')" if (day - lo).days >= WIDE_WINDOW_DAYS else "t.clip_id"
+        days = (day - lo).days + 1
+        if days == 1:
+            key, bounds = "t.clip_id", "t.clip_id >= %(wlo)s::text AND t.clip_id < %(whi)s::text"
+        else:
+            key = "(t.clip_id || '')"  # no index serves it: neither the range nor the order
+            bounds = f"{key} >= %(wlo)s::text AND {key} < %(whi)s::text"
+            if days <= WIDE_WINDOW_DAYS:
+                bounds += " AND left(t.clip_id, 10) BETWEEN %(wlo)s::text AND %(dhi)s::text"
         cur.execute(
             f"""SELECT t.clip_id, ts_rank(t.search, {query}) AS rank
                   FROM transcripts t
-                 WHERE t.search @@ {query}
-                   AND {key} >= %(wlo)s::text AND {key} < %(whi)s::text
+                 WHERE t.search @@ {query} AND {bounds}
                    AND (%(language)s::text IS NULL OR t.language = %(language)s::text)
                    AND (%(status)s::text IS NULL OR EXISTS (
                         SELECT FROM audio_clips c
                          WHERE c.clip_id = t.clip_id AND c.status = %(status)s::text))
                  ORDER BY {key} DESC LIMIT %(want)s""",
-            {**params, "wlo": lo.isoformat(), "whi": upper, "want": want - len(found)},
+            {
+                **params,
+                "wlo": lo.isoformat(),
+                "whi": upper,
+                "dhi": day.isoformat(),
+                "want": want - len(found),
+            },
         )
         found += cur.fetchall()
-        walked += (day - lo).days + 1
+        walked += days
         upper, day = lo.isoformat(), lo - dt.timedelta(days=1)
         per_day = len(found) / walked
         need = want - len(found)
