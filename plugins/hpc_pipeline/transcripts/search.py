@@ -169,8 +169,8 @@ def newest_matches(
     The first window is the newest day; the next one is sized from the matches per day seen
     so far (1.5x the days they predict), or 8x the last when none were seen. Each window is
     one query bounded by its days, written so that PostgreSQL can only take a plan bounded
-    by the window too, whatever its estimates (the newest days are past the statistics of
-    the last ANALYZE, so it believes them empty):
+    by the window too, whatever its estimates (it expects a rare word 10 times as often as
+    it occurs, and the newest days, past the last ANALYZE's statistics, look empty):
 
     - one day: the clip-id range, in clip-id order, so that the primary key can be walked
       backwards through the day and stop at the page (a common word: a few hundred rows);
