@@ -75,6 +75,7 @@ def hook(results_db: str) -> ResultsDbHook:
         "0003_day_claims",
         "0004_alerts_sent",
         "0005_transcript_search",
+        "0006_transcripts_day_brin",
     ]
     return hook
 

@@ -38,8 +38,9 @@ def segments_of(text: str) -> list[dict[str, Any]]:
     ]
 
 
-def day_load(day: str) -> DayLoad:
-    clips = DAYS[day]
+def day_load(day: str, clips: dict[str, tuple[str, str] | None] | None = None) -> DayLoad:
+    """``day``'s clips (``DAYS[day]`` unless given) as the DAG records them."""
+    clips = DAYS[day] if clips is None else clips
     manifest = Manifest(
         date=day,
         plan_id="p1",

@@ -153,7 +153,8 @@ def test_migration_indexes_an_existing_database(
     postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A results DB at migration 0004 with transcripts in it gets the search column and
-    index from 0005, and the old transcripts are found."""
+    index from 0005 and the day BRIN index from 0006, and the old transcripts are
+    found."""
     name = f"search_old_{uuid.uuid4().hex[:8]}"
     create_db(name)
     try:
@@ -168,7 +169,7 @@ def test_migration_indexes_an_existing_database(
         hook.record_day(day_load("2025-03-01"))
         monkeypatch.undo()
         use_results_db(name)
-        assert hook.migrate() == ["0005_transcript_search"]
+        assert hook.migrate() == ["0005_transcript_search", "0006_transcripts_day_brin"]
         assert sorted(ids(run(hook, "climate"))) == ["2025-03-01/a.m4a", "2025-03-01/b.m4a"]
         with psycopg.connect(f"{postgres}/{name}") as conn:
             conn.execute("SET enable_seqscan = off")  # 4 rows: make the planner show the index
@@ -177,7 +178,13 @@ def test_migration_indexes_an_existing_database(
                 "EXPLAIN (FORMAT JSON) SELECT clip_id FROM transcripts "
                 "WHERE search @@ websearch_to_tsquery('english', 'climate')",
             )
-        assert "transcripts_search" in str(plan), plan
+            assert "transcripts_search" in str(plan), plan
+            (am,) = one(
+                conn,
+                "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
+                "WHERE c.relname = 'transcripts_day_brin'",
+            )
+            assert am == "brin"
         # re-recording a day keeps the generated column in step with the text
         hook.record_day(day_load("2025-03-01"))
         assert len(ids(run(hook, "budgets"))) == 1

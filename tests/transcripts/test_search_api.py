@@ -98,6 +98,13 @@ def test_search_answers_ranked_pages_with_snippets(token: str) -> None:
     page = json.loads(body)
     assert [h["clip_id"] for h in page["hits"]] == ["2025-03-02/b.m4a"]
     assert any(p["match"] for p in page["hits"][0]["snippet"]) and page["next_after"]
+    # both matches were ranked (fewer than the newest max_ranked the API ranks at most)
+    assert page["ranking"] == {
+        "ranked": 2,
+        "max_ranked": 1000,
+        "all_matches": True,
+        "oldest_day": "2025-03-01",
+    }
     status, _, body = get(
         q(SEARCH, q='"climate change"', order="rank", limit="1", after=page["next_after"]), token
     )
@@ -107,6 +114,7 @@ def test_search_answers_ranked_pages_with_snippets(token: str) -> None:
         get(q(SEARCH, q="climate", order="recent", start="2025-03-02", end="2025-03-02"), token)[2]
     )
     assert [h["clip_id"] for h in recent["hits"]] == ["2025-03-02/b.m4a", "2025-03-02/a.m4a"]
+    assert recent["ranking"] is None
 
 
 @pytest.mark.parametrize(
@@ -221,6 +229,10 @@ def test_search_box_highlights_matches_and_opens_the_transcript(server: str) -> 
         marks = page.locator("#search-results mark").all_inner_texts()
         assert marks and {m.lower() for m in marks} <= {"climate", "change", "changing"}  # stems
         assert page.locator("#search-results li").count() == 2
+        page.get_by_label("Order").select_option("rank")
+        page.get_by_label("Search transcripts").press("Enter")
+        page.wait_for_selector("#search-results[data-state='done']", timeout=30_000)
+        assert "best first among all 2 matches" in page.locator("#search-info").inner_text()
         page.get_by_role("link", name="2025-03-01/a.m4a").click()
         page.wait_for_selector("#transcript-panel[data-clip='2025-03-01/a.m4a']", timeout=15_000)
         cells = page.locator("#transcript-segments tbody tr").evaluate_all(

@@ -174,9 +174,22 @@ class SearchHit(BaseModel):
     snippet: list[SnippetPart] = Field(description="ts_headline: fragments of the transcript")
 
 
+class SearchRanking(BaseModel):
+    ranked: int = Field(description="how many matches were ranked (the hits are the best of them)")
+    max_ranked: int = Field(description="order=rank ranks at most this many matches: the newest")
+    all_matches: bool = Field(
+        description="true: every match of the day range was ranked; false: only the newest "
+        "`max_ranked`, back to `oldest_day` (narrow the day range to rank older ones)"
+    )
+    oldest_day: dt.date | None = Field(description="the day of the oldest match ranked")
+
+
 class SearchPage(BaseModel):
     q: str
     tsquery: str = Field(description="the query as PostgreSQL understood it")
     order: Literal["rank", "recent"]
+    ranking: SearchRanking | None = Field(
+        description="order=rank: which matches were ranked; null for order=recent"
+    )
     hits: list[SearchHit]
     next_after: str | None = Field(description="pass as `after` for the next page; None at the end")

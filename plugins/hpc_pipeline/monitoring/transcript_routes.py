@@ -50,9 +50,10 @@ def router(db: ResultsDbHook) -> APIRouter:
         order: Annotated[
             search.Order,
             Query(
-                description="recent: newest day first (fast at any volume); rank: best "
-                "ts_rank first (seconds for a common word over months: "
-                "bench/results/year.json)"
+                description="recent: newest first; rank: best ts_rank first among the "
+                f"newest {search.RANK_CANDIDATES} matches of the day range (all of them when "
+                "there are no more; `ranking` in the response says which): narrow the day "
+                "range to rank older matches"
             ),
         ] = "recent",
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -60,8 +61,10 @@ def router(db: ResultsDbHook) -> APIRouter:
             str | None, Query(max_length=512, description="next_after of the previous page")
         ] = None,
     ) -> dict[str, Any]:
-        """Transcripts matching a full-text query, ranked, with a highlighted snippet, a page
-        at a time (keyset paging)."""
+        """Transcripts matching a full-text query, newest first or ranked, with a highlighted
+        snippet, a page at a time (keyset paging). Ranking scores the newest
+        ``ranking.max_ranked`` matches of the day range, so that a common word over a year
+        answers in milliseconds; ``ranking.all_matches`` is false when there were more."""
         req = search.SearchRequest(
             q=q,
             start=start,

@@ -90,6 +90,14 @@
     $("search-error").textContent = String(err.message || err);
   }
 
+  // order=rank ranks the newest max_ranked matches of the dates: say which were ranked.
+  function rankingNote(r) {
+    if (!r) return "";
+    if (r.all_matches) return ` · best first among all ${r.ranked} matches`;
+    return ` · best first among the newest ${r.max_ranked} matches (back to ${r.oldest_day});`
+      + " set the dates to rank older ones";
+  }
+
   async function run(reset) {
     $("search-error").hidden = true;
     $("search-results").dataset.state = "loading";
@@ -112,7 +120,8 @@
       $("search-more").hidden = !page.next_after;
       const shown = $("search-results").querySelectorAll("li").length;
       const more = page.next_after ? " (more)" : "";
-      $("search-info").textContent = `${shown} matches shown${more} · query: ${page.tsquery}`;
+      $("search-info").textContent = `${shown} matches shown${more} · query: ${page.tsquery}`
+        + rankingNote(page.ranking);
     } catch (err) {
       $("search-more").hidden = true;
       $("search-info").textContent = "";
