@@ -29,6 +29,20 @@ class SlurmResources:
     array_parallelism: int | None = None  # the %N of --array=0-9%N
     extra_args: tuple[str, ...] = ()  # any other sbatch flags, one per item
 
+    def describe(self) -> str:
+        """What the step asks SLURM for, e.g. ``partition=gpu, gres=gpu:1, mem=32G, ...``."""
+        fields = {
+            "partition": self.partition,
+            "account": self.account,
+            "qos": self.qos,
+            "gres": self.gres,
+            "mem": self.mem,
+            "cpus_per_task": self.cpus_per_task,
+            "time": self.time,
+            "extra_args": " ".join(self.extra_args),
+        }
+        return ", ".join(f"{k}={v}" for k, v in fields.items() if v)
+
 
 # A GPU shard's cores: the shard decodes with 3/4 of them. On an H200 node a 1,000-clip
 # large-v3 shard ran 1,981 audio-s/s end to end with 12 decode workers (1,959 with 8, 1,931

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from corpus import DAYS, day_load
+from corpus import DAYS, day_load, recorded_db
 
 from hpc_pipeline.hooks.results_db import ResultsDbHook
-from support import create_db, drop_db, use_results_db
+from support import use_results_db
 
 
 @pytest.fixture(scope="module")
 def corpus_db(postgres: str) -> Iterator[dict[str, str]]:
     """``{"db", "dsn"}`` of a fresh results DB with every corpus day recorded."""
-    name = f"search_{uuid.uuid4().hex[:10]}"
-    create_db(name)
-    use_results_db(name)
-    try:
-        hook = ResultsDbHook("audio_results_db")
-        hook.migrate()
-        for day in DAYS:
-            hook.record_day(day_load(day))
+    with recorded_db("search", (day_load(day) for day in DAYS)) as name:
         yield {"db": name, "dsn": f"{postgres}/{name}"}
-    finally:
-        drop_db(name)
 
 
 @pytest.fixture

@@ -3,10 +3,14 @@ own load path), for the search and export tests."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
-from hpc_pipeline.hooks.results_db import DayLoad, JobRecord
+from hpc_pipeline.hooks.results_db import DayLoad, JobRecord, ResultsDbHook
+from support import create_db, drop_db, use_results_db
 
 # day -> clip name -> (language, text) ; None = a failed clip
 DAYS: dict[str, dict[str, tuple[str, str] | None]] = {
@@ -83,3 +87,20 @@ def day_load(day: str, clips: dict[str, tuple[str, str] | None] | None = None) -
         results=results,
         jobs=jobs,
     )
+
+
+@contextlib.contextmanager
+def recorded_db(prefix: str, loads: Iterable[DayLoad]) -> Iterator[str]:
+    """A fresh results DB (``<prefix>_<random>``, registered as ``audio_results_db``) with
+    ``loads`` recorded through ``record_day``; yields its name, drops it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    create_db(name)
+    use_results_db(name)
+    try:
+        hook = ResultsDbHook("audio_results_db")
+        hook.migrate()
+        for load in loads:
+            hook.record_day(load)
+        yield name
+    finally:
+        drop_db(name)

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from corpus import day_load
+from corpus import day_load, recorded_db
 
 from hpc_pipeline.hooks.results_db import ResultsDbHook
 from hpc_pipeline.transcripts import search
-from support import create_db, drop_db, use_results_db
+from support import use_results_db
 
 FIRST = dt.date(2025, 6, 1)
 GAP = {10, 11, 12}  # days never recorded: the walk counts calendar days
@@ -42,17 +41,9 @@ DAYS = [FIRST + dt.timedelta(days=k) for k in range(30) if k not in GAP]
 @pytest.fixture(scope="module")
 def month_db(postgres: str) -> Iterator[str]:
     """A results DB holding :data:`DAYS`, recorded through ``record_day``."""
-    name = f"search_month_{uuid.uuid4().hex[:8]}"
-    create_db(name)
-    use_results_db(name)
-    try:
-        hook = ResultsDbHook("audio_results_db")
-        hook.migrate()
-        for day in DAYS:
-            hook.record_day(day_load(day.isoformat(), month_day((day - FIRST).days)))
+    loads = (day_load(day.isoformat(), month_day((day - FIRST).days)) for day in DAYS)
+    with recorded_db("search_month", loads) as name:
         yield name
-    finally:
-        drop_db(name)
 
 
 @pytest.fixture

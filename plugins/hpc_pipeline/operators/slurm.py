@@ -164,25 +164,11 @@ class SlurmSubmitOperator(SlurmWatchMixin, BaseOperator):
                 script_args=[str(a) for a in self.script_args],
             )
         except SlurmRejected as exc:  # the same request would be refused again: no retries
-            res = self.slurm_resources
-            asked = ", ".join(
-                f"{k}={v}"
-                for k, v in (
-                    ("partition", res.partition),
-                    ("account", res.account),
-                    ("qos", res.qos),
-                    ("gres", res.gres),
-                    ("mem", res.mem),
-                    ("cpus_per_task", res.cpus_per_task),
-                    ("time", res.time),
-                    ("extra_args", " ".join(res.extra_args)),
-                )
-                if v
-            )
             raise AirflowFailException(
-                f"SLURM refused the job: {exc.reason}. It asked for {asked}; this cluster "
-                "cannot run that request, so the task is not retried. Fix the step's "
-                f"resources in the site config, then clear the task.\n{exc}"
+                f"SLURM refused the job: {exc.reason}. It asked for "
+                f"{self.slurm_resources.describe()}; this cluster cannot run that request, so "
+                "the task is not retried. Fix the step's resources in the site config, then "
+                f"clear the task.\n{exc}"
             ) from None
         self.log.info(
             "Submitted SLURM job %s%s named %r", new, f" (array {array})" if array else "", name
