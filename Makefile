@@ -8,14 +8,21 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow/demo
 # measured code, run by hand; `ruff check bench` reports on it).
 LINT_PATHS ?= plugins hpc/src dags tests
 TYPE_PATHS ?= plugins hpc/src dags tests
-# Two workers (one per core of the 2-core box) share the bed and PostgreSQL; each is its own
-# namespace (tests/conftest.py). loadgroup keeps a module on one worker, so its module fixtures
-# (a day run, a stack, a wheel) are set up once, and the shared Airflow stack's tests together;
-# groups are handed out in collection order (longest kinds first: tests/conftest.py), not
-# xdist's default of most tests first, which starts the few-test, many-minute days last.
+# Workers share the bed and PostgreSQL; each is its own namespace (tests/conftest.py).
+# loadgroup keeps a module on one worker, so its module fixtures (a day run, a stack, a wheel)
+# are set up once, and the shared Airflow stack's tests together; groups are handed out in
+# collection order (longest kinds first: tests/conftest.py), not xdist's default of most tests
+# first, which starts the few-test, many-minute days last. The unit tier is CPU-bound: one
+# worker per core of the 2-core box. The service tests wait on SLURM and Airflow a quarter of
+# the time (vmstat: 27 % idle on two workers), so they run on three.
 XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
-TEST_PARALLEL = $(PY) -m pytest -m "not alone" $(XDIST)
+XDIST_SERVICES ?= -n 3 --dist loadgroup --no-loadscope-reorder
+# The engine tier needs no service, only CPU: it runs beside the `alone` tests, which mostly
+# wait on SLURM (a node's timeout, a minute without slurmdbd), rather than among the rest.
+ENGINE_ONLY = engine and not (bed or stack or postgres or alone)
+TEST_PARALLEL = $(PY) -m pytest -m "not alone and not ($(ENGINE_ONLY))" $(XDIST_SERVICES)
 TEST_ALONE = $(PY) -m pytest -m alone
+TEST_ENGINE = AUDIO_TEST_NS=_engine $(PY) -m pytest -m "$(ENGINE_ONLY)"
 
 .PHONY: install up down demo check test test-parallel test-alone compose-test bench \
         cluster-up cluster-down cluster-test
@@ -45,13 +52,18 @@ check:              ## lint, format check, types, then the unit tier: no service
 	$(PY) -m pytest -q -m unit $(XDIST)
 
 test: up            ## the whole suite on the real local stack: the two parts below
-	rc=0; $(TEST_PARALLEL) || rc=$$?; $(TEST_ALONE) || rc=$$?; exit $$rc
+	rc=0; $(MAKE) --no-print-directory test-parallel || rc=$$?; \
+	  $(MAKE) --no-print-directory test-alone || rc=$$?; exit $$rc
 
-test-parallel:      ## every test but `alone`, on 2 workers (after `make up`)
+test-parallel:      ## every test but `alone` and the engine tier, on 3 workers (after `make up`)
 	$(TEST_PARALLEL)
 
-test-alone:         ## the tests that take the bed from all others (node, sshd, slurmdbd down)
-	$(TEST_ALONE)
+# The engine tier's output is kept apart and printed after the alone tests' (both exit codes count).
+test-alone:         ## the tests that take the bed from all others, one at a time; beside them the engine tier
+	@mkdir -p .artifacts; $(TEST_ENGINE) >.artifacts/engine-tier.log 2>&1 & engine=$$!; \
+	  rc=0; $(TEST_ALONE) || rc=$$?; wait $$engine || rc=$$?; \
+	  echo "=== the engine tier, run beside the alone tests (.artifacts/engine-tier.log):"; \
+	  cat .artifacts/engine-tier.log; exit $$rc
 
 # Needs no native stack: its own dockerd (scripts/docker_engine.sh), base images pulled or
 # stood in for (docker/standins/), the project's images, one day through the compose stack.

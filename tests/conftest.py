@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-# Each pytest-xdist worker (`make test`: two) is a namespace of its own: metadata DBs, results
+# Each pytest-xdist worker (`make test`: three) is a namespace of its own: metadata DBs, results
 # DBs, source dirs, Airflow homes (AUDIO_TEST_NS) and a block of ports (AUDIO_TEST_STACK_PORT),
 # so the workers share only the bed and the PostgreSQL server. Set before `support` reads them.
 if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
@@ -66,8 +66,8 @@ os.environ.setdefault(
 )
 os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # pytest-xdist runs a worker per core: one torch / OpenMP thread per worker (inherited by
-    # the engines' subprocesses), so two workers never fight over the same cores.
+    # pytest-xdist runs about a worker per core: one torch / OpenMP thread per worker
+    # (inherited by the engines' subprocesses), so workers never fight over the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # tier mark -> the fixtures that put a test in it (their closure: indirect use counts)

@@ -271,6 +271,9 @@ class AirflowStack:
             AIRFLOW_DB=self.metadata_db,
             RESULTS_DB=self.results_db,
             AUDIO_PIPELINE_CONFIG=str(self.config),
+            # The DAG file does not change while a test runs: parsed once, not every 30 s
+            # (a parse is a forked import, ~1 CPU-s; the 2-core box runs several stacks).
+            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3600",
             **self.env,
         )
         return env

@@ -36,8 +36,20 @@ def source_day() -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def pipeline_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = write_config(tmp_path_factory.mktemp("config") / "site.json", uuid.uuid4().hex[:8])
+def exports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's DAG (``daily_dag``) writes each day's Parquet file."""
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(scope="session")
+def pipeline_config(tmp_path_factory: pytest.TempPathFactory, exports_dir: Path) -> Path:
+    """The site config of ``daily_dag``: the optional ``export_day`` step on, so the daily
+    test's first day also proves the export (one whole day fewer in the suite)."""
+    path = write_config(
+        tmp_path_factory.mktemp("config") / "site.json",
+        uuid.uuid4().hex[:8],
+        export_dir=str(exports_dir),
+    )
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(path)
     return path
 

@@ -1,4 +1,5 @@
-"""The whole DAG on the real test bed: sshd, SLURM, FFmpeg, WhisperX tiny.en, PostgreSQL.
+"""The whole DAG on the real test bed: sshd, SLURM, FFmpeg, WhisperX tiny.en, PostgreSQL,
+with the optional ``export_day`` step on (the day's Parquet file).
 
 Runs with ``dag.test()`` (deferrable operators defer and their trigger runs inline).
 """
@@ -6,15 +7,18 @@ Runs with ``dag.test()`` (deferrable operators defer and their trigger runs inli
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from hpc_pipeline.steps import parse_day
 from sample_clips import BAD_CLIPS
+from support import parquet_query
 from wer_score import corpus_wer
 
 # tiny.en on espeak-ng speech measured 2–6 % corpus WER here (see tests/hpc); 15 % leaves
@@ -38,12 +42,48 @@ def query(dsn: str, sql: str, *args: Any) -> list[tuple]:
 
 
 def run_day(dag_module: ModuleType, **conf: Any) -> tuple[str, dict[str, str]]:
+    state, tasks, _ = run_day_with_id(dag_module, **conf)
+    return state, tasks
+
+
+def run_day_with_id(dag_module: ModuleType, **conf: Any) -> tuple[str, dict[str, str], str]:
     dag_run = dag_module.dag.test(run_conf=conf)
-    return dag_run.state, {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    tasks = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    return dag_run.state, tasks, dag_run.run_id
 
 
 def snapshot(dsn: str) -> dict[str, list[tuple]]:
     return {table: query(dsn, sql) for table, sql in SNAPSHOT_SQL.items()}
+
+
+def assert_day_exported(results_db: str, day: str, path: Path, run_id: str) -> None:
+    """The optional ``export_day`` step (the session's config turns it on): after
+    ``record_results`` the day's Parquet file is in the configured place, DuckDB and pyarrow
+    read back exactly the results DB's rows, and the day's Asset event names the file."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    expected = query(
+        results_db,
+        """SELECT c.clip_id, c.status, c.error_kind, t.text, t.word_count
+             FROM audio_clips c LEFT JOIN transcripts t USING (clip_id)
+            WHERE c.day = %s ORDER BY c.clip_id""",
+        day,
+    )
+    assert len(expected) == 10 and any(r[3] for r in expected)
+    assert (
+        parquet_query(
+            f"SELECT clip_id, status, error_kind, text, word_count "
+            f"FROM read_parquet('{path}') ORDER BY clip_id"
+        )
+        == expected
+    )
+    assert pq.read_table(path).column("day").to_pylist() == [dt.date.fromisoformat(day)] * 10
+    with create_session() as session:
+        (event,) = session.query(AssetEvent).filter(AssetEvent.source_run_id == run_id).all()
+        extra = dict(event.extra)
+    assert extra["parquet"] == str(path) and extra["parquet_rows"] == 10
+    assert (extra["day"], extra["clips_ok"] + extra["clips_failed"]) == (day, 10)
 
 
 def test_bad_date_fails_fast_with_a_clear_message(daily_dag: ModuleType, results_db: str) -> None:
@@ -64,11 +104,16 @@ def test_bad_date_fails_fast_with_a_clear_message(daily_dag: ModuleType, results
 
 
 def test_a_day_end_to_end_then_rerun_and_reprocess(
-    daily_dag: ModuleType, results_db: str, source_day: tuple[str, dict[str, str]]
+    daily_dag: ModuleType,
+    results_db: str,
+    source_day: tuple[str, dict[str, str]],
+    exports_dir: Path,
 ) -> None:
     day, expected = source_day
-    state, tasks = run_day(daily_dag, date=day)
+    state, tasks, run_id = run_day_with_id(daily_dag, date=day)
     assert state == "success", tasks
+    assert tasks["export_day"] == "success", tasks
+    assert_day_exported(results_db, day, exports_dir / f"{day}.parquet", run_id)
 
     clips = {
         cid.split("/", 1)[1]: (status, kind)
