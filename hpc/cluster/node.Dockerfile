@@ -9,7 +9,8 @@
 # What the jobs run is NOT in the image: the host's /opt/hpc-venv (Python 3.11, built by
 # hpc/devcluster/provision.sh) with its interpreter, and a static FFmpeg for the decode
 # fallback, are bind-mounted read-only (cluster.sh says why). Debian's ffmpeg would bring
-# ~180 more packages (codec and X libraries): two thirds of the apt pass.
+# ~180 more packages (codec and X libraries): two thirds of the apt pass. libexpat1 and
+# libffi8 are for that Python 3.11 (its binary, and ctypes), which Debian's ffmpeg pulled in.
 ARG BASE=debian:13-slim
 FROM ${BASE}
 
@@ -17,7 +18,7 @@ ARG EXTRA_CA_CERTS=
 COPY docker/install-extra-ca.sh /usr/local/sbin/install-extra-ca
 RUN install-extra-ca
 
-ARG PACKAGES="munge slurmctld slurmd slurmdbd slurm-client mariadb-server openssh-server procps ca-certificates"
+ARG PACKAGES="munge slurmctld slurmd slurmdbd slurm-client mariadb-server openssh-server procps ca-certificates libexpat1 libffi8"
 RUN if ! dpkg -s $PACKAGES >/dev/null 2>&1; then \
         apt-get update -qq \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

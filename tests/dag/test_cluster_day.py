@@ -116,7 +116,9 @@ def _until(predicate: Callable[[], Any], timeout: float, what: str, every: float
 
 
 def _result_lines(results: Path, pattern: str = "shard-*.jsonl") -> list[ClipResult]:
-    return [r for p in sorted(results.glob(f"*/{pattern}")) for r in iter_result_lines(p.read_text())]
+    return [
+        r for p in sorted(results.glob(f"*/{pattern}")) for r in iter_result_lines(p.read_text())
+    ]
 
 
 def _node_state(cluster: Cluster, node: str) -> str:
@@ -158,7 +160,7 @@ def test_rest_triggered_day_survives_a_node_killed_mid_shard(
         day = one(conn, "SELECT status, clips_planned, clips_ok, clips_failed FROM audio_days")
         clips = one(conn, "SELECT count(*), count(DISTINCT clip_id) FROM audio_clips")
         texts = one(conn, "SELECT count(*), count(DISTINCT clip_id) FROM transcripts")
-        by_node = dict(
+        by_node: dict[str, int] = dict(
             conn.execute(
                 "SELECT array_index || ':' || node, count(*) FROM audio_clips GROUP BY 1 ORDER BY 1"
             ).fetchall()
@@ -202,4 +204,3 @@ def _back(cluster: Cluster, node: str) -> None:
     except AssertionError:
         cluster.slurm(["scontrol", "update", f"nodename={node}", "state=resume"])
         _until(lambda: "idle" in _node_state(cluster, node), 60, f"{node} resumed", every=1)
-
