@@ -82,7 +82,13 @@ cluster-up: install ## SLURM 24.11: slurmctld, slurmdbd + MariaDB, login (127.0.
 cluster-down:       ## stop and remove the cluster's containers (images and keys stay)
 	bash hpc/cluster/cluster.sh down
 
-cluster-test: cluster-up ## the real-SLURM tests, node loss and a DAG day on the 24.11 cluster
-	AUDIO_TEST_CLUSTER=1 $(PY) -m pytest -k cluster tests/plugin/test_slurm_real.py \
-	  tests/hpc/test_day_on_slurm.py tests/hpc/test_node_loss_on_cluster.py \
-	  tests/dag/test_cluster_day.py
+# The cluster's tests on two workers (the plugin's jobs beside the real-SLURM day: one worker
+# each), then the `alone` ones, one at a time: sshd, slurmdbd and slurmctld stopped, and the
+# DAG day whose compute node is killed mid-shard (every job on that node would die with it).
+CLUSTER_TESTS = tests/plugin/test_slurm_real.py tests/hpc/test_day_on_slurm.py \
+                tests/dag/test_cluster_day.py
+CLUSTER_PYTEST = AUDIO_TEST_CLUSTER=1 $(PY) -m pytest -k cluster
+
+cluster-test: cluster-up ## the real-SLURM tests and a DAG day losing a node, on the 24.11 cluster
+	rc=0; $(CLUSTER_PYTEST) -m "not alone" $(XDIST) $(CLUSTER_TESTS) || rc=$$?; \
+	  $(CLUSTER_PYTEST) -m alone $(CLUSTER_TESTS) || rc=$$?; exit $$rc

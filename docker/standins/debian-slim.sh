@@ -6,18 +6,22 @@
 # How it differs from the real image: docs/compose-and-deploy.md, "Stand-in base images".
 #
 # Usage: docker/standins/debian-slim.sh TAG [MIRROR]     (root; needs debootstrap, docker)
-# Environment: DEBIAN_SUITE (bookworm; trixie for the SLURM 24.11 cluster, hpc/cluster/)
+# Environment: DEBIAN_SUITE (bookworm; trixie for the SLURM 24.11 cluster, hpc/cluster/),
+#   DEBIAN_INCLUDE (comma-separated packages apt installs into the root before it is
+#   imported, with the slim settings below: no docs, no service starts, no fsync per file.
+#   hpc/cluster/cluster.sh builds its node root so; that image is no stand-in then)
 set -euo pipefail
 TAG=${1:?usage: debian-slim.sh TAG [MIRROR]}
 MIRROR=${2:-${DEBIAN_MIRROR:-http://deb.debian.org/debian}}
 DOCKER=${DOCKER:-docker}
 SUITE=${DEBIAN_SUITE:-bookworm}
 
+INCLUDE=${DEBIAN_INCLUDE:-}
 rootfs=$(mktemp -d /var/tmp/debian-standin.XXXXXX)
-trap 'rm -rf "$rootfs"' EXIT
+chmod 755 "$rootfs"   # the image's / (mktemp's 700 keeps other users out: munge's postinst)
+trap 'umount "$rootfs/proc" 2>/dev/null || true; rm -rf --one-file-system "$rootfs" "$rootfs.log"' EXIT
 debootstrap --variant=minbase "$SUITE" "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 \
-  || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
-rm -f "$rootfs.log"
+  || { tail -20 "$rootfs.log" >&2; exit 1; }
 
 # The official image's apt sources: the release, its updates and the security archive.
 rm -f "$rootfs/etc/apt/sources.list"
@@ -63,6 +67,21 @@ path-exclude /usr/share/linda/*
 path-exclude /usr/share/locale/*
 DPKG
 echo 'force-unsafe-io' >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
+if [[ -n $INCLUDE ]]; then
+  # One apt pass in the root itself, before the import: apt fetches in parallel, dpkg runs
+  # with the settings above. (debootstrap --include fetched one file at a time and, with no
+  # policy-rc.d yet, failed to configure mariadb-server.)
+  IFS=, read -ra packages <<<"$INCLUDE"
+  cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf"
+  mount -t proc proc "$rootfs/proc"
+  { chroot "$rootfs" apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get install -y -qq \
+      --no-install-recommends "${packages[@]}"; } >"$rootfs.log" 2>&1 \
+    || { cp "$rootfs.log" /var/tmp/debian-standin-apt.log; tail -20 "$rootfs.log" >&2
+         echo "debian-slim: the whole log is /var/tmp/debian-standin-apt.log" >&2; exit 1; }
+  umount "$rootfs/proc"
+fi
+
 # What debootstrap installed before the excludes existed, and the host's leftovers.
 find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
 find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
@@ -76,6 +95,6 @@ version=$(cat "$rootfs/etc/debian_version")
 tar --numeric-owner -C "$rootfs" -c . | "$DOCKER" import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'CMD ["bash"]' \
-  --change "LABEL org.audio-pipeline.standin=debootstrap-minbase org.audio-pipeline.standin.debian-version=$version" \
+  --change "LABEL org.audio-pipeline.standin=debootstrap-minbase org.audio-pipeline.standin.debian-version=$version${INCLUDE:+ org.audio-pipeline.standin.include=$INCLUDE}" \
   - "$TAG" >/dev/null
-echo "stand-in $TAG: Debian $version (debootstrap --variant=minbase $SUITE from $MIRROR)"
+echo "stand-in $TAG: Debian $version (debootstrap --variant=minbase $SUITE from $MIRROR${INCLUDE:+, + ${INCLUDE//,/ }})"

@@ -6,9 +6,10 @@
 # stays what `make demo` runs; this cluster is the second world the real-SLURM tests run on.
 #
 # Usage: cluster.sh up|down|status|env|purge
-#   up      engine (scripts/docker_engine.sh), base image debian:13-slim (docker/standins/),
-#           node image, config + keys under $CLUSTER_DATA, nodes started, waits until both
-#           compute nodes are idle and the submit user can sbatch over SSH. Idempotent.
+#   up      engine (scripts/docker_engine.sh), the node root (one debootstrap of trixie with
+#           the node's packages), node image, config + keys under $CLUSTER_DATA, nodes
+#           started, waits until both compute nodes serve jobs and the submit user can sbatch
+#           over SSH. Idempotent; one at a time (a lock). Logs each step's seconds.
 #   down    stop and remove the nodes (images and $CLUSTER_DATA stay)
 #   status  the nodes and `sinfo`
 #   env     the connection facts as DEVCLUSTER_* shell variables (same names as the bed's)
@@ -18,6 +19,10 @@
 # 3.13, whose ABI its compiled wheels (torch, ctranslate2, av) do not match. Python 3.11's
 # binary and standard library come from the host too; their shared libraries are trixie's
 # (glibc is backwards compatible). Installing WhisperX into the image would take minutes.
+# FFmpeg, which the jobs run for a clip PyAV cannot read (hpc/src/audio_hpc/decode.py: the
+# decode fallback and the failure's reason), is a static build (FFmpeg 7.0.2, from PyPI's
+# imageio-ffmpeg wheel, fetched once into $CLUSTER_DATA/bin) mounted as /usr/local/bin/ffmpeg:
+# Debian's ffmpeg package would be two thirds of the node image's packages.
 # Environment: CLUSTER_DATA (/var/lib/hpc-cluster), CLUSTER_SSH_PORT (2223), DEVCLUSTER_USER
 # (hpcuser), EXTRA_CA_CERTS (PEM text for a TLS-inspecting proxy). Needs root.
 set -euo pipefail
@@ -30,9 +35,19 @@ SSH_PORT=${CLUSTER_SSH_PORT:-2223}
 SUBMIT_USER=${DEVCLUSTER_USER:-hpcuser}
 NAME=cluster24
 IMAGE=audio-slurm-node:24.11
+HPC_PYTHON=${HPC_VENV:-/opt/hpc-venv}/bin/python
+FFMPEG_WHEEL=imageio-ffmpeg==0.6.0   # FFmpeg 7.0.2, static (johnvansickle.com's build)
+FFMPEG=$DATA/bin/ffmpeg
 PROJECT=hpc-cluster
 
 log() { printf '[cluster %3ds] %s\n' "$SECONDS" "$*" >&2; }
+
+step() { # step NAME CMD...: run one step of `up`, log how long it took
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  log "step $name: $((SECONDS - start)) s"
+}
 
 engine() {
   bash "$REPO/scripts/docker_engine.sh" install
@@ -45,18 +60,63 @@ compose() {
   local uid gid
   uid=$(id -u "$SUBMIT_USER") gid=$(id -g "$SUBMIT_USER")
   SUBMIT_USER=$SUBMIT_USER SUBMIT_UID=$uid SUBMIT_GID=$gid CLUSTER_SHARED=$SHARED \
-    CLUSTER_CONF=$CONF CLUSTER_NAME=$NAME CLUSTER_SSH_PORT=$SSH_PORT \
+    CLUSTER_CONF=$CONF CLUSTER_NAME=$NAME CLUSTER_SSH_PORT=$SSH_PORT CLUSTER_FFMPEG=$FFMPEG \
     docker-compose -p "$PROJECT" -f "$HERE/compose.yaml" "$@"
 }
 
-build() {
-  log "base image: $(bash "$REPO/docker/standins/build.sh" debian:13-slim)"
+node_packages() { # node.Dockerfile's PACKAGES, comma-separated (debootstrap --include)
+  sed -n 's/^ARG PACKAGES="\(.*\)"$/\1/p' "$HERE/node.Dockerfile" | tr ' ' ','
+}
+
+build_root() { # build_root TAG PACKAGES: trixie with the node's packages, one debootstrap
+  DEBIAN_SUITE=trixie DEBIAN_INCLUDE=$2 bash "$REPO/docker/standins/debian-slim.sh" "$1" >&2
+}
+
+docker_build() {
   local out
   out=$(DOCKER_BUILDKIT=0 docker build --network host -f "$HERE/node.Dockerfile" \
-    --build-arg EXTRA_CA_CERTS="${EXTRA_CA_CERTS:-}" -t "$IMAGE" "$REPO" 2>&1) \
-    || { printf '%s\n' "$out" | tail -30 >&2; return 1; }
+    --build-arg BASE="$1" --build-arg EXTRA_CA_CERTS="${EXTRA_CA_CERTS:-}" -t "$IMAGE" \
+    "$REPO" 2>&1) || { printf '%s\n' "$out" | tail -30 >&2; return 1; }
+}
+
+build() {
+  # The node image's base is trixie debootstrapped with the image's packages in the same pass
+  # (docker/standins/debian-slim.sh, as the compose stack's Debian stand-ins): node.Dockerfile
+  # then installs nothing. Its tag names the package list, so a changed list builds anew.
+  local packages root
+  packages=$(node_packages)
+  [[ -n $packages ]] || { log "node.Dockerfile has no ARG PACKAGES=\"...\" line"; return 1; }
+  root=audio-slurm-node-root:trixie-$(printf '%s' "$packages" | sha256sum | cut -c1-12)
+  if docker image inspect "$root" >/dev/null 2>&1; then
+    log "node root $root present"
+  else
+    step "node root $root (debootstrap trixie + ${packages//,/ })" build_root "$root" "$packages"
+  fi
+  step "node image $IMAGE" docker_build "$root"
   log "node image $IMAGE: slurm $(docker run --rm --entrypoint dpkg-query "$IMAGE" \
     -W -f '${Version}' slurmctld)"
+}
+
+fetch_ffmpeg() { # the static FFmpeg the nodes mount, once (pip download: no venv changes)
+  [[ -x $FFMPEG ]] && return
+  local tmp
+  tmp=$(mktemp -d)
+  "$HPC_PYTHON" -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "$FFMPEG_WHEEL" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  install -d -m 755 "$DATA/bin"
+  "$HPC_PYTHON" - "$tmp" "$FFMPEG.part" <<'PY'
+import pathlib, shutil, sys, zipfile
+
+(wheel,) = pathlib.Path(sys.argv[1]).glob("*.whl")
+with zipfile.ZipFile(wheel) as whl:
+    (name,) = [n for n in whl.namelist() if "/binaries/ffmpeg-linux-" in n]
+    with whl.open(name) as src, open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+  rm -rf "$tmp"
+  chmod 755 "$FFMPEG.part"
+  mv "$FFMPEG.part" "$FFMPEG"
+  log "$("$FFMPEG" -version | head -1)"
 }
 
 configure() {
@@ -89,9 +149,10 @@ StorageLoc=slurm_acct_db
 CONF
   fi
   chmod 600 "$CONF/slurmdbd.conf"
-  # Resources are declared here, not read from the host: 2 CPUs, 6000 MB and one GPU per node
-  # (the GPU is /dev/null: a gres to schedule on, as on the bed). 6000 MB fits one audio shard
-  # of config/local.json (4G). SlurmdTimeout 10 s: a dead node is DOWN in seconds.
+  # Resources are declared here, not read from the host (config_overrides): 4 CPUs, 6000 MB
+  # and one GPU per node (the GPU is /dev/null: a gres to schedule on, as on the bed). 6000 MB
+  # fits one audio shard of config/local.json (4G), never two; its 2 CPUs leave 2 for the
+  # plugin tests' small jobs beside it. SlurmdTimeout 10 s: a dead node is DOWN in seconds.
   cat >"$CONF/slurm.conf" <<CONF
 ClusterName=$NAME
 SlurmctldHost=slurmctld
@@ -121,7 +182,8 @@ AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
 JobAcctGatherParams=OverMemoryKill
-NodeName=c[1-2] CPUs=2 RealMemory=6000 Gres=gpu:1 State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName=c[1-2] CPUs=4 RealMemory=6000 Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=c[1-2] Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=c[1-2] MaxTime=INFINITE State=UP
 CONF
@@ -142,18 +204,27 @@ ssh_login() {
     -o UserKnownHostsFile="$DATA/known_hosts" "$SUBMIT_USER@127.0.0.1" "$@"
 }
 
-two_idle() {
-  [[ $(docker exec hpc-cluster-slurmctld sinfo -h -N -p cpu -t idle -o %N | sort -u | wc -l) == 2 ]]
+two_up() { # both compute nodes serve jobs (idle, or running another test worker's jobs)
+  [[ $(docker exec hpc-cluster-slurmctld sinfo -h -N -p cpu -t idle,mixed,allocated -o %N \
+    | sort -u | wc -l) == 2 ]]
+}
+
+start_nodes() {
+  compose up -d --no-build >/dev/null 2>&1 || compose up -d --no-build
 }
 
 do_up() {
-  engine
+  # One `up` at a time (each test worker brings the cluster up, or finds it up).
+  install -d -m 755 "$DATA"
+  exec 9>"$DATA/up.lock"
+  flock 9
+  step engine engine 9>&-   # dockerd, started here, must not hold the lock
   build
-  configure
-  compose up -d --no-build >/dev/null 2>&1 || compose up -d --no-build
-  log "nodes started; waiting for c1 and c2 to be idle"
-  wait_for 120 "both compute nodes idle" two_idle
-  wait_for 60 "sinfo over SSH as $SUBMIT_USER" ssh_login sinfo
+  step "static ffmpeg" fetch_ffmpeg
+  step configure configure
+  step start start_nodes
+  step "c1 and c2 up" wait_for 120 "both compute nodes up" two_up
+  step "sinfo over SSH" wait_for 60 "sinfo over SSH as $SUBMIT_USER" ssh_login sinfo
   log "up: ssh -p $SSH_PORT $SUBMIT_USER@127.0.0.1; $(ssh_login sinfo -h -o '%P=%D' | tr '\n' ' ')"
 }
 

@@ -245,8 +245,8 @@ def test_speech_clips_are_transcribed(day_run: DayRun) -> None:
 
 
 def test_shards_ran_on_every_node(day_run: DayRun) -> None:
-    """Each shard asks for 2 CPUs, a whole node: on the 2-node cluster the two shards ran at
-    once, one per node (on the bed, both on its one node)."""
+    """Each shard asks for 4G, more than half a cluster node's 6000 MB: on the 2-node cluster
+    the two shards ran at once, one per node (on the bed, both on its one node)."""
     nodes = {r.node for ls in day_run.lines.values() for r in ls}
     assert nodes == set(day_run.bed.world.compute_nodes)
 

@@ -167,9 +167,13 @@ class SlurmHook(RemoteFiles, BaseHook):
         exit status (sshd restarted mid-command): that says nothing about SLURM, so callers
         that ride out outages (the trigger) poll again on a new connection."""
         command = shlex.join(str(a) for a in argv)
-        _, stdout, stderr = self.get_conn().exec_command(
+        stdin, stdout, stderr = self.get_conn().exec_command(
             command, timeout=timeout or self.cmd_timeout
         )
+        # Closed here, in this thread: left to the garbage collector, paramiko's stdin file
+        # can be closed inside its transport thread while that thread holds the channel's
+        # lock, and the trigger then hangs for good in hook.close() (seen on the cluster).
+        stdin.close()
         out = stdout.read().decode("utf-8", "replace")
         err = stderr.read().decode("utf-8", "replace")
         rc = stdout.channel.recv_exit_status()
