@@ -103,7 +103,7 @@ with DAG(
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(seconds=CONFIG.max_retry_delay_s),
         # A step that fails for good mails its day, name and reason (alerts.* config).
-        "on_failure_callback": StepFailureNotifier(CONFIG.alerts),
+        "on_failure_callback": StepFailureNotifier(CONFIG.alerts, CONFIG.results_conn_id),
     },
 ) as dag:
 

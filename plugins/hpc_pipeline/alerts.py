@@ -19,9 +19,12 @@ attempt at the day, and its owners already have that mail; a *new* run of the da
 reprocess after a fix, a backfill) is a new attempt, and its still-partial outcome is news
 they need, which a key on (day, kind, status) would swallow. The kind is part of the key, so
 a cleared run whose day got worse (``partial`` -> ``incomplete``) mails the new problem.
-Step failures are not recorded: Airflow calls ``on_failure_callback`` once per try that fails
-for good, each is a new failure, and that mail must go out even when the results DB is what
-failed.
+A step failure is mailed once per (day, step and try, DAG run): each try that fails for good
+is a new failure, but Airflow can call ``on_failure_callback`` twice for one try (the task
+process runs it, then the scheduler again when the executor's late report of the try
+disagrees: seen when a trigger fires within seconds of the deferral). That mail must go out
+even when the results DB is what failed, so a DB that cannot answer (or a day that is not a
+date yet) mails without the check.
 
 Texts reach the mail as they are, HTML-escaped and never rendered as Jinja: error messages
 and clip names come from untrusted files and must not pull secrets in through templates.
@@ -29,6 +32,7 @@ and clip names come from untrusted files and must not pull secrets in through te
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import logging
@@ -160,14 +164,42 @@ class StepFailureNotifier(BaseNotifier):
     ``day_task_id``: the task whose XCom holds ``{"day": ...}``; before it ran, the run's
     ``date`` param names the day."""
 
-    def __init__(self, cfg: AlertConfig, day_task_id: str = "resolve_day") -> None:
+    def __init__(
+        self,
+        cfg: AlertConfig,
+        results_conn_id: str | None = None,
+        day_task_id: str = "resolve_day",
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.results_conn_id = results_conn_id
         self.day_task_id = day_task_id
 
     def notify(self, context: Any) -> None:
+        ti = context["ti"]
         day_ctx = None
-        if context["ti"].task_id != self.day_task_id:
-            day_ctx = context["ti"].xcom_pull(task_ids=self.day_task_id)
+        if ti.task_id != self.day_task_id:
+            day_ctx = ti.xcom_pull(task_ids=self.day_task_id)
         day = (day_ctx or {}).get("day") or (context.get("params") or {}).get("date") or "?"
-        send(failure_alert(day, context), self.cfg, context)
+        alert = failure_alert(day, context)
+        kind = f"step {ti.task_id} failed, try {ti.try_number}"
+        with contextlib.ExitStack() as once:
+            try:
+                dt.date.fromisoformat(day)
+                new = once.enter_context(self._guard(day, ti.run_id, kind, alert.subject))
+            except Exception as exc:  # no date, or no DB: mail without the once-check
+                log.warning("Mailing %r without the once-per-try check: %s", kind, exc)
+                new = [kind]
+            if kind in new:
+                send(alert, self.cfg, context)
+            else:
+                log.info("Day %s: %s was already mailed in run %s", day, kind, ti.run_id)
+
+    def _guard(
+        self, day: str, run_id: str, kind: str, message: str
+    ) -> contextlib.AbstractContextManager[list[str]]:
+        if not self.results_conn_id:
+            raise LookupError("no results connection configured")
+        from hpc_pipeline.hooks.results_db import ResultsDbHook  # not at DAG parse
+
+        return ResultsDbHook(self.results_conn_id).alerts_to_send(day, run_id, {kind: message})

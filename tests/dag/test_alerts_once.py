@@ -22,6 +22,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from audio_hpc.contract import Clip, ClipResult, Manifest, Shard
+from hpc_pipeline.alerts import StepFailureNotifier
 from hpc_pipeline.config import PipelineConfig, load_config
 from hpc_pipeline.hooks.results_db import DayLoad, ResultsDbHook
 from hpc_pipeline.run_report import report_day
@@ -132,3 +133,38 @@ def test_a_day_alert_is_mailed_once_per_run(
         for run in ("manual__1", "manual__2")
         for kind in ("no_complete_day", "partial")
     ]
+
+
+def _failed_try(try_number: int, day: str = DAY) -> dict[str, Any]:
+    """A task context as Airflow hands ``on_failure_callback`` one (the ids and what it reads)."""
+    ti = SimpleNamespace(
+        dag_id="audio_pipeline_daily",
+        run_id="manual__1",
+        task_id="master",
+        try_number=try_number,
+        log_url="http://airflow/log",
+        xcom_pull=lambda task_ids: {"day": day},
+    )
+    return {"ti": ti, "exception": "SLURM job failed: 7 FAILED exit=2:0 node=vm", "params": {}}
+
+
+def test_a_step_failure_is_mailed_once_per_try(
+    results_db: str, airflow_db: None, smtp: tuple[Inbox, int], config: PipelineConfig
+) -> None:
+    """Airflow can call a task's failure callback twice for one try (the task process, then
+    the scheduler on the executor's late report): one mail; the next try's failure mails."""
+    inbox = smtp[0]
+    ResultsDbHook("audio_results_db").migrate()
+    notifier = StepFailureNotifier(config.alerts, "audio_results_db")
+    notifier.notify(_failed_try(2))
+    notifier.notify(_failed_try(2))
+    assert len(inbox.find(f"{DAY}: step master failed: SLURM job failed: 7")) == 1
+    notifier.notify(_failed_try(3))  # cleared and failed again: news
+    assert len(inbox.find(f"{DAY}: step master failed")) == 2
+    # No date to key on (resolve_day never ran on a bad date): mailed without the check.
+    notifier.notify(_failed_try(1, day="2024-02-30"))
+    notifier.notify(_failed_try(1, day="2024-02-30"))
+    assert len(inbox.find("2024-02-30: step master failed")) == 2
+    with psycopg.connect(results_db) as conn:
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM alerts_sent ORDER BY kind")]
+    assert kinds == ["step master failed, try 2", "step master failed, try 3"]
