@@ -131,10 +131,13 @@ def run_as_submit_user(devcluster: dict[str, str], command: str) -> subprocess.C
     )
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float) -> Any:
-    """Poll ``predicate`` every 0.5 s until it returns something truthy, and return that.
-    RuntimeError (e.g. an XCom not there yet) and OSError (an API call timed out on a loaded
-    machine, or a component restarting) count as "not yet"."""
+def wait_until(
+    predicate: Callable[[], Any], timeout_s: float, what: str = "", every_s: float = 0.5
+) -> Any:
+    """Poll ``predicate`` every ``every_s`` until it returns something truthy, and return
+    that; ``what`` names it in the timeout's error. RuntimeError (e.g. an XCom not there yet)
+    and OSError (an API call timed out on a loaded machine, or a component restarting) count
+    as "not yet"."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -142,8 +145,8 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float) -> Any:
                 return value
         except (RuntimeError, OSError):
             pass
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout_s} s")
+        time.sleep(every_s)
+    raise AssertionError(f"{what + ': ' if what else ''}not within {timeout_s} s")
 
 
 def import_dag(name: str) -> ModuleType:

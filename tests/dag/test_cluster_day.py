@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from airflow_api import AirflowApi
 from audio_hpc.contract import ClipResult, iter_result_lines
 from dag_support import DAY, write_config
 from slurm_worlds import Cluster, open_world
-from support import REPO, create_db, drop_db, one
+from support import REPO, create_db, drop_db, one, wait_until
 
 # It kills a compute node: every job on that node would die with it, so nothing else runs on
 # the cluster meanwhile (`make cluster-test` runs the `alone` tests after the others).
@@ -106,15 +106,6 @@ def cluster_stack(
         shutil.rmtree(source, ignore_errors=True)
 
 
-def _until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
 def _result_lines(results: Path, pattern: str = "shard-*.jsonl") -> list[ClipResult]:
     return [
         r for p in sorted(results.glob(f"*/{pattern}")) for r in iter_result_lines(p.read_text())
@@ -134,8 +125,11 @@ def test_rest_triggered_day_survives_a_node_killed_mid_shard(
     started = time.monotonic()
     run_id = api.trigger(DAG, {"date": DAY, "reprocess": "none"})
     results = cluster_stack["staging"] / DAY / "results"
-    first = _until(
-        lambda: _result_lines(results, "shard-0000.jsonl"), 900, "shard 0's first result line"
+    first = wait_until(
+        lambda: _result_lines(results, "shard-0000.jsonl"),
+        900,
+        "shard 0's first result line",
+        every_s=0.3,
     )
     victim, job = first[0].node, first[0].job_id  # job: "<array job id>_0"
     assert victim in cluster.compute_nodes and job.endswith("_0"), first
@@ -144,7 +138,7 @@ def test_rest_triggered_day_survives_a_node_killed_mid_shard(
     killed_at = time.monotonic()
     lines_before = len(_result_lines(results, "shard-0000.jsonl"))
     try:
-        _until(lambda: "down" in _node_state(cluster, victim), 90, f"{victim} DOWN", every=0.5)
+        wait_until(lambda: "down" in _node_state(cluster, victim), 90, f"{victim} DOWN")
         noticed_s = time.monotonic() - killed_at
         state = api.wait(DAG, run_id, timeout_s=900)
     finally:
@@ -200,7 +194,7 @@ def _back(cluster: Cluster, node: str) -> None:
     """The restarted node idle again: SLURM returns it to service when its slurmd registers
     (ReturnToService=2); if it stays DOWN, resume it as an admin would."""
     try:
-        _until(lambda: "idle" in _node_state(cluster, node), 60, f"{node} back", every=1)
+        wait_until(lambda: "idle" in _node_state(cluster, node), 60, f"{node} back", every_s=1)
     except AssertionError:
         cluster.slurm(["scontrol", "update", f"nodename={node}", "state=resume"])
-        _until(lambda: "idle" in _node_state(cluster, node), 60, f"{node} resumed", every=1)
+        wait_until(lambda: "idle" in _node_state(cluster, node), 60, f"{node} resumed", every_s=1)
