@@ -76,9 +76,18 @@ start() {
     || runuser -u postgres -- psql -qc "CREATE DATABASE $DB OWNER audio"
   airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1
   local component
+  # Each component runs under a loop that starts it again 2 s after it exits, as a site's
+  # service manager does (systemd Restart=, the compose file's restart:). The scheduler exits
+  # on a PostgreSQL deadlock in Airflow's own task_instance queries (apache/airflow#23361;
+  # seen here when a step failed seconds after it started); unsupervised, every run would then
+  # wait forever. The loop leads the component's process group: `stop` (and a test that
+  # SIGKILLs the group) ends both.
   for component in ${AIRFLOW_COMPONENTS:-api-server scheduler dag-processor triggerer}; do
     alive "$component" && continue
-    setsid nohup airflow "$component" >"$AIRFLOW_HOME/$component.log" 2>&1 &
+    # shellcheck disable=SC2016  # $1 is the loop's own argument, expanded by its bash
+    setsid nohup bash -c 'while :; do airflow "$1"; echo "[airflow_stack] $1 exited $?," \
+      "starting it again in 2 s" >&2; sleep 2; done' _ "$component" \
+      >"$AIRFLOW_HOME/$component.log" 2>&1 &
     echo $! >"$RUN/$component.pid"
   done
   for _ in $(seq 120); do

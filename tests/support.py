@@ -172,14 +172,26 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def write_config(path: Path, tag: str, source_root: Path, **overrides: Any) -> Path:
     """A site config: config/local.json, the test's ``source_root``, cluster dirs isolated
-    under ``audio-pipeline-test/<tag>``, no Airflow retries, then ``overrides`` (nested keys
-    merge)."""
+    under ``audio-pipeline-test/<tag>``, no Airflow retries, the torch engine with one CPU and
+    2G per audio shard, then ``overrides`` (nested keys merge).
+
+    The torch engine (the GPU engine, here on the CPU in float32, greedy) rather than
+    local.json's WhisperX: a test day is about orchestration, and a WhisperX shard spends ~10
+    CPU-s importing before its first clip (6 clips: 37 CPU-s against torch's 21). The tests
+    that judge transcripts through whole days (the daily DAG's WER, the engine tier, the
+    cluster and compose days) ask for WhisperX. One CPU, not local.json's two: the bed is one
+    2-CPU node shared by three test workers; with two CPUs each, the workers' shards queued
+    behind one another (and behind a test's job idling to its time limit) while a core stood
+    idle."""
     config = json.loads((REPO / "config" / "local.json").read_text())
     config.update(
         source_root=str(source_root),
         remote_root=f"audio-pipeline-test/{tag}",
         staging_root=f"audio-pipeline-test/{tag}/staging",
         retries=0,
+    )
+    config = merge(
+        config, {"engine": "torch", "resources": {"audio": {"cpus_per_task": 1, "mem": "2G"}}}
     )
     path.write_text(json.dumps(merge(config, overrides)))
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -84,7 +85,10 @@ def make_day(root: Path, day: str, clips: int = 6, bad: bool = True,
              sentences_per_clip: int = 4) -> dict[str, str]:
     """Write the day's clips; return ``{name: expected text}`` (bad clips: ``error:<kind>``)."""
     day_dir = root / day
-    day_dir.mkdir(parents=True, exist_ok=True)
+    # Exactly these clips: none left from an earlier call (a test's day relative to today
+    # lands on a date an earlier session filled differently).
+    shutil.rmtree(day_dir, ignore_errors=True)
+    day_dir.mkdir(parents=True)
     expected: dict[str, str] = {}
     for i in range(clips):
         voice, wpm, ext, codec = VARIANTS[i % len(VARIANTS)]

@@ -43,11 +43,13 @@ def exports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_config(tmp_path_factory: pytest.TempPathFactory, exports_dir: Path) -> Path:
-    """The site config of ``daily_dag``: the optional ``export_day`` step on, so the daily
-    test's first day also proves the export (one whole day fewer in the suite)."""
+    """The site config of ``daily_dag``: local.json's WhisperX (the daily test judges the
+    stored text's WER), the optional ``export_day`` step on, so the daily test's first day also
+    proves the export (one whole day fewer in the suite)."""
     path = write_config(
         tmp_path_factory.mktemp("config") / "site.json",
         uuid.uuid4().hex[:8],
+        engine="whisperx",
         export_dir=str(exports_dir),
     )
     os.environ["AUDIO_PIPELINE_CONFIG"] = str(path)
@@ -76,11 +78,12 @@ def airflow_stack(
     alert_inbox: tuple[Inbox, int],
 ) -> Iterator[AirflowStack]:
     """The session's one real Airflow (api-server, scheduler, dag-processor, triggerer) for
-    every test that can share it; each uses days and DAG runs of its own. Tests run last
-    (tests/conftest.py), so it is up only while they run. Manual runs only, one retry (a
-    loaded machine may fail a task's state report once), planned at once (no late-data wait:
-    a day without a source directory must reach its master job), alerts to ``alert_inbox``,
-    a read-only user and one without any role."""
+    every test that can share it; each uses days and DAG runs of its own. Its tests are one
+    xdist group, handed out first (tests/conftest.py); the stack stops after the group's last
+    test (``pytest_runtest_teardown`` below), not at the end of the session. Manual runs only,
+    one retry (a loaded machine may fail a task's state report once), planned at once (no
+    late-data wait: a day without a source directory must reach its master job), alerts to
+    ``alert_inbox``, a read-only user and one without any role."""
     config = write_config(
         tmp_path_factory.mktemp("stack") / "site.json",
         uuid.uuid4().hex[:8],
@@ -112,4 +115,20 @@ def airflow_stack(
         },
     )
     with running(stack):
+        _SHARED_STACK.append(stack)
         yield stack
+    _SHARED_STACK.clear()
+
+
+_SHARED_STACK: list[AirflowStack] = []  # the running ``airflow_stack``, until its last test
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the shared Airflow once no test after this one uses it: idle, its four components
+    cost ~7 % of a core (scheduler loop, triggerer, DAG processor), for the rest of a session
+    that its group starts. The session's teardown drops its databases as before."""
+    uses = "airflow_stack" in getattr(item, "fixturenames", ())
+    next_uses = nextitem is not None and "airflow_stack" in getattr(nextitem, "fixturenames", ())
+    if _SHARED_STACK and uses and not next_uses:
+        _SHARED_STACK[0].stop()

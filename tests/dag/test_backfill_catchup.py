@@ -77,10 +77,6 @@ def stack(
         # the scheduler is slow (apache/airflow#72716, seen here); a retry reattaches to the job.
         max_active_runs=1,
         retries=3,
-        # Two lanes (catchup, backfill) share the bed's 2 CPUs: one CPU per audio job.
-        resources={
-            "audio": {"time": "00:30:00", "mem": "2G", "cpus_per_task": 1, "array_parallelism": 1}
-        },
         alerts={
             "to": [ALERT_TO],
             "smtp_conn_id": "alerts_smtp",

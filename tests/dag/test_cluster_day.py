@@ -66,6 +66,7 @@ def cluster_stack(
     config = write_config(
         tmp_path_factory.mktemp("cluster") / "site.json",
         tag,
+        engine="whisperx",  # local.json's, as a site runs it
         schedule=None,
         retries=1,
         source_root=str(source),

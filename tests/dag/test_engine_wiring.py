@@ -40,5 +40,5 @@ def test_torch_engine_with_beam_search(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_engine_default_beam_when_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = _audio_args(write_config(tmp_path / "c.json", "wiring"), monkeypatch)
+    args = _audio_args(write_config(tmp_path / "c.json", "wiring", engine="whisperx"), monkeypatch)
     assert "--beam-size" not in args and _value(args, "--engine") == "whisperx"

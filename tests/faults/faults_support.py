@@ -48,8 +48,6 @@ def site_config(path: Path, tag: str, **overrides: Any) -> Path:
         poll_interval_s=1,
         max_poll_interval_s=3,
         retention_days=3650,  # DAY is months old: keep its staged audio to look at
-        # One CPU per shard: the bed's 2 CPUs are shared with other jobs.
-        resources={"audio": {"cpus_per_task": 1, "mem": "2G"}},
     )
     merged = merge(defaults, overrides)
     source_root = merged.pop("source_root", SOURCE_ROOT)  # a test may name its own source
