@@ -1,29 +1,30 @@
 #!/usr/bin/env bash
-# airflow-init (docker-compose): runs as root once per `docker compose up`, after the dev HPC
-# container is healthy and before any other Airflow service starts.
-#   1. pin: publish the dev cluster's SSH client key and host key to the Airflow user's ~/.ssh.
-#      The hpc container writes them into its state volume at first start (provision.sh):
-#      client_key is root-only there, and known_hosts names the host as [127.0.0.1]:2222, the
-#      address the cluster sees itself at. Airflow reaches it as [hpc]:2222, so the pinned
-#      line is rewritten for that name. SSHHook (paramiko) then loads ~/.ssh/known_hosts and
-#      rejects any other host key: verified, never ignored.
+# airflow-init (docker-compose): runs as root once per `docker compose up`, after the cluster's
+# login node is healthy and before any other Airflow service starts.
+#   1. pin: publish the cluster's SSH client key and the login node's host key to the Airflow
+#      user's ~/.ssh. cluster-init writes them into the cluster-client volume at first start
+#      (hpc/cluster/configure.sh, as natively): client_key is root-only there, and known_hosts
+#      names the host as configure.sh was told. Airflow reaches it as [$HPC_SSH_HOST]:$HPC_SSH_PORT
+#      (the bare name for port 22), so the pinned line is written for that name. SSHHook
+#      (paramiko) then loads ~/.ssh/known_hosts and rejects any other host key: verified,
+#      never ignored.
 #   2. the simple auth manager's password file (dev login admin / $AIRFLOW_ADMIN_PASSWORD).
 #   3. migrate the metadata DB; the first Airflow command also writes airflow.cfg with random
 #      shared secrets (JWT, fernet) into the config volume every component reads.
 # Usage: airflow-init.sh [pin]    (pin: step 1 only)
 set -euo pipefail
 
-STATE=${DEVCLUSTER_STATE:-/devcluster}
+STATE=${DEVCLUSTER_STATE:-/cluster-client}
 SSH_DIR=${AIRFLOW_SSH_DIR:-/home/airflow/.ssh}
-HOST=${HPC_SSH_HOST:-hpc}
-PORT=${HPC_SSH_PORT:-2222}
+HOST=${HPC_SSH_HOST:-login}
+PORT=${HPC_SSH_PORT:-22}
 OWNER="${AIRFLOW_UID:-50000}:0"
 
 die() { echo "airflow-init: $*" >&2; exit 1; }
 
 pin() {
   [[ -s $STATE/known_hosts && -s $STATE/client_key ]] \
-    || die "no known_hosts/client_key in $STATE: has the hpc service started once?"
+    || die "no known_hosts/client_key in $STATE: has cluster-init run?"
   local _name keytype key
   read -r _name keytype key _ <"$STATE/known_hosts"
   [[ -n $keytype && -n $key ]] || die "cannot read a host key from $STATE/known_hosts"

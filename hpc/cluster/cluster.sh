@@ -5,7 +5,7 @@
 # key: the only thing Airflow talks to. The native 22.05 bed (hpc/devcluster/provision.sh)
 # stays what `make demo` runs; this cluster is the second world the real-SLURM tests run on.
 #
-# Usage: cluster.sh up|down|status|env|purge
+# Usage: cluster.sh up|down|status|env|purge|root
 #   up      engine (scripts/docker_engine.sh), the node root (one debootstrap of trixie with
 #           the node's packages), node image, config + keys under $CLUSTER_DATA, nodes
 #           started, waits until both compute nodes serve jobs and the submit user can sbatch
@@ -14,15 +14,16 @@
 #   status  the nodes and `sinfo`
 #   env     the connection facts as DEVCLUSTER_* shell variables (same names as the bed's)
 #   purge   down, then delete $CLUSTER_DATA (jobs' files on the shared volume included)
+#   root    build the node root unless present, print its tag (the compose stack's node base)
 # The jobs' runtime is the host's /opt/hpc-venv (from `provision.sh install`), bind-mounted
 # read-only with its interpreter: the venv is Python 3.11 (Debian 12) and trixie's python3 is
 # 3.13, whose ABI its compiled wheels (torch, ctranslate2, av) do not match. Python 3.11's
 # binary and standard library come from the host too; their shared libraries are trixie's
 # (glibc is backwards compatible). Installing WhisperX into the image would take minutes.
-# FFmpeg, which the jobs run for a clip PyAV cannot read (hpc/src/audio_hpc/decode.py: the
-# decode fallback and the failure's reason), is a static build (FFmpeg 7.0.2, from PyPI's
-# imageio-ffmpeg wheel, fetched once into $CLUSTER_DATA/bin) mounted as /usr/local/bin/ffmpeg:
-# Debian's ffmpeg package would be two thirds of the node image's packages.
+# FFmpeg, which the jobs run for a clip PyAV cannot read, is a static build (static-ffmpeg.sh,
+# fetched once into $CLUSTER_DATA/bin) mounted as /usr/local/bin/ffmpeg. The compose dev stack
+# runs the same nodes with that runtime copied into its image (node.Dockerfile's `compose`
+# stage) and the same configure.sh: docs/compose-and-deploy.md.
 # Environment: CLUSTER_DATA (/var/lib/hpc-cluster), CLUSTER_SSH_PORT (2223), DEVCLUSTER_USER
 # (hpcuser), EXTRA_CA_CERTS (PEM text for a TLS-inspecting proxy). Needs root.
 set -euo pipefail
@@ -36,7 +37,6 @@ SUBMIT_USER=${DEVCLUSTER_USER:-hpcuser}
 NAME=cluster24
 IMAGE=audio-slurm-node:24.11
 HPC_PYTHON=${HPC_VENV:-/opt/hpc-venv}/bin/python
-FFMPEG_WHEEL=imageio-ffmpeg==0.6.0   # FFmpeg 7.0.2, static (johnvansickle.com's build)
 FFMPEG=$DATA/bin/ffmpeg
 PROJECT=hpc-cluster
 
@@ -60,7 +60,7 @@ compose() {
   local uid gid
   uid=$(id -u "$SUBMIT_USER") gid=$(id -g "$SUBMIT_USER")
   SUBMIT_USER=$SUBMIT_USER SUBMIT_UID=$uid SUBMIT_GID=$gid CLUSTER_SHARED=$SHARED \
-    CLUSTER_CONF=$CONF CLUSTER_NAME=$NAME CLUSTER_SSH_PORT=$SSH_PORT CLUSTER_FFMPEG=$FFMPEG \
+    CLUSTER_CONF=$CONF CLUSTER_SSH_PORT=$SSH_PORT CLUSTER_FFMPEG=$FFMPEG \
     docker-compose -p "$PROJECT" -f "$HERE/compose.yaml" "$@"
 }
 
@@ -73,50 +73,45 @@ build_root() { # build_root TAG PACKAGES: trixie with the node's packages, one d
 }
 
 docker_build() {
+  # --target node: the Dockerfile's later stages (the compose image's runtime) are not built.
   local out
-  out=$(DOCKER_BUILDKIT=0 docker build --network host -f "$HERE/node.Dockerfile" \
+  out=$(DOCKER_BUILDKIT=0 docker build --network host -f "$HERE/node.Dockerfile" --target node \
     --build-arg BASE="$1" --build-arg EXTRA_CA_CERTS="${EXTRA_CA_CERTS:-}" -t "$IMAGE" \
     "$REPO" 2>&1) || { printf '%s\n' "$out" | tail -30 >&2; return 1; }
+}
+
+root_tag() { # the node root's tag: it names the package list, so a changed list builds anew
+  local packages
+  packages=$(node_packages)
+  [[ -n $packages ]] || { log "node.Dockerfile has no ARG PACKAGES=\"...\" line"; return 1; }
+  echo "audio-slurm-node-root:trixie-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
+}
+
+ensure_root() { # the node root (built unless present); prints its tag
+  local root packages
+  root=$(root_tag)
+  if docker image inspect "$root" >/dev/null 2>&1; then
+    log "node root $root present"
+  else
+    packages=$(node_packages)
+    step "node root $root (debootstrap trixie + ${packages//,/ })" build_root "$root" "$packages"
+  fi
+  echo "$root"
 }
 
 build() {
   # The node image's base is trixie debootstrapped with the image's packages in the same pass
   # (docker/standins/debian-slim.sh, as the compose stack's Debian stand-ins): node.Dockerfile
-  # then installs nothing. Its tag names the package list, so a changed list builds anew.
-  local packages root
-  packages=$(node_packages)
-  [[ -n $packages ]] || { log "node.Dockerfile has no ARG PACKAGES=\"...\" line"; return 1; }
-  root=audio-slurm-node-root:trixie-$(printf '%s' "$packages" | sha256sum | cut -c1-12)
-  if docker image inspect "$root" >/dev/null 2>&1; then
-    log "node root $root present"
-  else
-    step "node root $root (debootstrap trixie + ${packages//,/ })" build_root "$root" "$packages"
-  fi
+  # then installs nothing.
+  local root
+  root=$(ensure_root)
   step "node image $IMAGE" docker_build "$root"
   log "node image $IMAGE: slurm $(docker run --rm --entrypoint dpkg-query "$IMAGE" \
     -W -f '${Version}' slurmctld)"
 }
 
-fetch_ffmpeg() { # the static FFmpeg the nodes mount, once (pip download: no venv changes)
-  [[ -x $FFMPEG ]] && return
-  local tmp
-  tmp=$(mktemp -d)
-  "$HPC_PYTHON" -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "$FFMPEG_WHEEL" \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-  install -d -m 755 "$DATA/bin"
-  "$HPC_PYTHON" - "$tmp" "$FFMPEG.part" <<'PY'
-import pathlib, shutil, sys, zipfile
-
-(wheel,) = pathlib.Path(sys.argv[1]).glob("*.whl")
-with zipfile.ZipFile(wheel) as whl:
-    (name,) = [n for n in whl.namelist() if "/binaries/ffmpeg-linux-" in n]
-    with whl.open(name) as src, open(sys.argv[2], "wb") as dst:
-        shutil.copyfileobj(src, dst)
-PY
-  rm -rf "$tmp"
-  chmod 755 "$FFMPEG.part"
-  mv "$FFMPEG.part" "$FFMPEG"
-  log "$("$FFMPEG" -version | head -1)"
+fetch_ffmpeg() { # the static FFmpeg the nodes mount, once
+  [[ -x $FFMPEG ]] || log "$(bash "$HERE/static-ffmpeg.sh" "$HPC_PYTHON" "$FFMPEG")"
 }
 
 configure() {
@@ -124,71 +119,10 @@ configure() {
   # uid/gid so that files on the shared volume mean the same on both sides.
   id "$SUBMIT_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$SUBMIT_USER"
   install -d -m 755 "$DATA" "$SHARED" "$SHARED/home"
-  install -d -m 700 "$CONF"
   install -d -m 750 -o "$SUBMIT_USER" -g "$(id -g "$SUBMIT_USER")" "$SHARED/home/$SUBMIT_USER"
-  [[ -s $CONF/munge.key ]] || head -c 1024 /dev/urandom >"$CONF/munge.key"
-  [[ -s $CONF/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C login \
-    -f "$CONF/ssh_host_ed25519_key"
-  [[ -s $DATA/client_key ]] \
-    || ssh-keygen -q -t ed25519 -N '' -C "airflow@$NAME" -f "$DATA/client_key"
-  chmod 600 "$DATA/client_key" "$CONF/munge.key"
-  cp "$DATA/client_key.pub" "$CONF/client_key.pub"
-  printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$CONF/ssh_host_ed25519_key.pub")" \
-    >"$DATA/known_hosts"
-  if [[ ! -s $CONF/slurmdbd.conf ]]; then
-    cat >"$CONF/slurmdbd.conf" <<CONF
-AuthType=auth/munge
-DbdHost=slurmdbd
-SlurmUser=slurm
-PidFile=/run/slurmdbd.pid
-StorageType=accounting_storage/mysql
-StorageHost=127.0.0.1
-StorageUser=slurm
-StoragePass=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-StorageLoc=slurm_acct_db
-CONF
-  fi
-  chmod 600 "$CONF/slurmdbd.conf"
-  # Resources are declared here, not read from the host (config_overrides): 4 CPUs, 6000 MB
-  # and one GPU per node (the GPU is /dev/null: a gres to schedule on, as on the bed). 6000 MB
-  # fits one audio shard of config/local.json (4G), never two; its 2 CPUs leave 2 for the
-  # plugin tests' small jobs beside it. SlurmdTimeout 10 s: a dead node is DOWN in seconds.
-  cat >"$CONF/slurm.conf" <<CONF
-ClusterName=$NAME
-SlurmctldHost=slurmctld
-SlurmUser=slurm
-AuthType=auth/munge
-AuthInfo=cred_expire=30
-StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=1000
-ReturnToService=2
-SlurmdTimeout=10
-MinJobAge=300
-KillWait=5
-JobRequeue=1
-MaxArraySize=1001
-GresTypes=gpu
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=slurmdbd
-AccountingStorageTRES=gres/gpu
-JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=5
-JobAcctGatherParams=OverMemoryKill
-SlurmdParameters=config_overrides
-NodeName=c[1-2] CPUs=4 RealMemory=6000 Gres=gpu:1 State=UNKNOWN
-PartitionName=cpu Nodes=c[1-2] Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes=c[1-2] MaxTime=INFINITE State=UP
-CONF
-  echo "NodeName=c[1-2] Name=gpu Count=1 File=/dev/null" >"$CONF/gres.conf"
-  echo "CgroupPlugin=disabled" >"$CONF/cgroup.conf"
+  # slurm.conf and the secrets: the same script the compose dev stack's cluster-init runs.
+  # Airflow's client key and known_hosts stay in $DATA, out of what the nodes mount.
+  CLUSTER_NAME=$NAME KNOWN_HOST="[127.0.0.1]:$SSH_PORT" bash "$HERE/configure.sh" "$CONF" "$DATA"
 }
 
 wait_for() { # wait_for SECONDS DESCRIPTION CMD...
@@ -247,5 +181,6 @@ case ${1:-} in
   status) engine; compose ps; docker exec hpc-cluster-slurmctld sinfo || true ;;
   env) do_env ;;
   purge) engine; compose down --remove-orphans; rm -rf "$DATA" ;;
-  *) echo "usage: $0 up|down|status|env|purge" >&2; exit 2 ;;
+  root) engine >&2; ensure_root ;;
+  *) echo "usage: $0 up|down|status|env|purge|root" >&2; exit 2 ;;
 esac

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Entry point of every node of the SLURM 24.11 test cluster (node.Dockerfile, compose.yaml).
-# Usage: node.sh db|ctld|compute|login
+# Entry point of every node of the SLURM 24.11 cluster: the native one (hpc/cluster/compose.yaml,
+# started by cluster.sh) and the docker-compose dev stack's (docker-compose.yaml).
+# Usage: node.sh db|ctld|compute|login|init|health
 #   db       MariaDB (the container's life) + slurmdbd   ctld   slurmctld (registers the cluster)
 #   compute  slurmd (CPUs, memory and gres come from slurm.conf, not from the host)
 #   login    sshd for the submit user only: the one thing Airflow talks to
-# Reads what cluster.sh wrote to /cluster (read-only): slurm.conf, gres.conf, cgroup.conf,
+#   init     (compose's one-shot cluster-init) configure.sh into /cluster and /cluster-client:
+#            what cluster.sh writes on the host natively
+#   health   (the login node's healthcheck) sshd runs, both compute nodes serve jobs, and a
+#            job submitted as the submit user ran (once per container start)
+# Reads what configure.sh wrote to /cluster (read-only): slurm.conf, gres.conf, cgroup.conf,
 # slurmdbd.conf, munge.key, the login node's host key, Airflow's public key. Environment:
-# SUBMIT_USER, SUBMIT_UID, SUBMIT_GID (the host's, so files on the shared volume agree),
-# SHARED (the shared volume: the submit user's home, hence its pipeline root), CLUSTER_NAME.
+# SUBMIT_USER, SUBMIT_UID, SUBMIT_GID (natively the host's, so files on the shared volume
+# agree), HOMES (the shared volume's directory of homes: the submit user's home there is its
+# pipeline root; default $SHARED/home), CLUSTER_NAME and KNOWN_HOST (init only).
 # The daemon runs in the foreground (its log is `docker logs <node>`); it is the container.
 set -euo pipefail
-ROLE=${1:?usage: node.sh db|ctld|compute|login}
-HOME_DIR=$SHARED/home/$SUBMIT_USER
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROLE=${1:?usage: node.sh db|ctld|compute|login|init|health}
+HOME_DIR=${HOMES:-${SHARED:-}/home}/$SUBMIT_USER
+SBATCH_OK=/run/node-health.sbatch-ok
 
 wait_for() { # wait_for SECONDS DESCRIPTION CMD...
   local deadline=$((SECONDS + $1)) what=$2; shift 2
@@ -56,6 +64,8 @@ SQL
 
 ctld() {
   install -d -o slurm -g slurm /var/spool/slurmctld
+  local CLUSTER_NAME   # slurm.conf's, as configure.sh wrote it
+  CLUSTER_NAME=$(sed -n 's/^ClusterName=//p' /etc/slurm/slurm.conf)
   wait_for 120 slurmdbd sacctmgr -n list cluster
   sacctmgr -n list cluster format=cluster | grep -qw "$CLUSTER_NAME" \
     || sacctmgr -i add cluster "$CLUSTER_NAME" >/dev/null
@@ -76,6 +86,7 @@ compute() {
 
 login() {
   install -d -m 755 /run/sshd /etc/ssh/cluster
+  install -d -m 750 -o "$SUBMIT_USER" -g "$SUBMIT_GID" "$HOME_DIR"
   install -m 600 /cluster/ssh_host_ed25519_key /etc/ssh/cluster/
   install -d -m 700 -o "$SUBMIT_USER" -g "$SUBMIT_GID" "$HOME_DIR/.ssh"
   install -m 600 -o "$SUBMIT_USER" -g "$SUBMIT_GID" /cluster/client_key.pub \
@@ -97,11 +108,29 @@ CONF
   exec /usr/sbin/sshd -D -e -f /etc/ssh/cluster/sshd_config
 }
 
+health() {
+  { [[ -s /run/sshd.pid ]] && kill -0 "$(cat /run/sshd.pid)"; } || { echo "sshd is not up"; return 1; }
+  local serving
+  serving=$(sinfo -h -N -p cpu -t idle,mixed,allocated -o %N | sort -u | wc -l)
+  [[ $serving == 2 ]] || { echo "$serving of 2 compute nodes serve jobs"; return 1; }
+  # One real job, as the pipeline submits them: the first healthy answer means sbatch works.
+  # Not at every check: a job every few seconds for the container's life would crowd the
+  # queue and the accounting the pipeline reads.
+  [[ -e $SBATCH_OK ]] && return
+  (cd / && timeout 50 runuser -u "$SUBMIT_USER" -- sbatch --wait --quiet -J node-health \
+    -o /dev/null --wrap true) || { echo "a job submitted as $SUBMIT_USER did not run"; return 1; }
+  touch "$SBATCH_OK"
+}
+
+case $ROLE in   # the roles that are no daemon
+  init) exec bash "$HERE/configure.sh" /cluster /cluster-client ;;
+  health) health || exit 1; exit 0 ;;
+esac
 common
 case $ROLE in
   db) db ;;
   ctld) ctld ;;
   compute) compute ;;
   login) login ;;
-  *) echo "node.sh: unknown role $ROLE (db|ctld|compute|login)" >&2; exit 2 ;;
+  *) echo "node.sh: unknown role $ROLE (db|ctld|compute|login|init|health)" >&2; exit 2 ;;
 esac

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Single-node HPC dev cluster: munge, MariaDB + slurmdbd, slurmctld, slurmd (partitions
 # `cpu` and `gpu` with a gpu GRES), and a loopback sshd with key-only auth for a non-root
-# submit user. The SAME script serves CI, the README demo and the docker-compose image.
+# submit user. The SAME script serves CI, the README demo and the docker-compose images
+# (hpc/cluster/node.Dockerfile's `runtime` stage runs its `runtime` step).
 #
-# Usage: provision.sh [install|configure|start|slurmd|stop|status|env|up]...   (default: up)
-#   install    Debian packages + the HPC Python runtime (/opt/hpc-venv) + local models dir
+# Usage: provision.sh [install|runtime|configure|start|slurmd|stop|status|env|up]... (default: up)
+#   install    Debian packages (SLURM, munge, MariaDB, sshd) + the runtime below
+#   runtime    what jobs run, no SLURM: FFmpeg, espeak-ng, sox, the HPC Python runtime
+#              (/opt/hpc-venv) and the local models dir
 #   configure  slurm.conf, gres.conf, slurmdbd.conf, munge key, submit user, ssh keys
 #   start      start every daemon (idempotent: running daemons are left alone)
 #   slurmd     start slurmd alone, as `start` does (a node back after a failure)
@@ -40,16 +43,27 @@ wait_for() { # wait_for SECONDS DESCRIPTION CMD...
   done
 }
 
-do_install() {
-  local pkgs=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server openssh-server
-              ffmpeg espeak-ng sox python3-venv sudo procps)
-  local missing=()
-  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# The jobs' tools (FFmpeg decodes, espeak-ng and sox make the sample clips) and the venv's
+# interpreter; the cluster's daemons come on top for `install` only.
+RUNTIME_PKGS=(ffmpeg espeak-ng sox python3-venv procps)
+CLUSTER_PKGS=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server openssh-server sudo)
+
+apt_install() { # apt_install PKG...: the ones not installed yet, in one apt pass
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+do_install() {
+  apt_install "${CLUSTER_PKGS[@]}" "${RUNTIME_PKGS[@]}"
+  install_runtime
+}
+
+install_runtime() {
   # The cluster's system Python (Debian's), not the caller's: jobs run as the submit user,
   # who cannot reach an interpreter under /root (pyenv).
   if ! runuser -u nobody -- "$HPC_VENV/bin/python" -c pass 2>/dev/null; then
@@ -297,6 +311,7 @@ EOF
 for step in "$@"; do
   case $step in
     install) do_install ;;
+    runtime) apt_install "${RUNTIME_PKGS[@]}"; install_runtime ;;
     configure) do_configure ;;
     start) do_start ;;
     slurmd) start_slurmd ;;
@@ -304,6 +319,6 @@ for step in "$@"; do
     status) do_status ;;
     env) do_env ;;
     up) do_install; do_configure; do_start ;;
-    *) echo "unknown step: $step (install|configure|start|slurmd|stop|status|env|up)" >&2; exit 2 ;;
+    *) echo "unknown step: $step (install|runtime|configure|start|slurmd|stop|status|env|up)" >&2; exit 2 ;;
   esac
 done

@@ -1,12 +1,14 @@
 """docker-compose.yaml started for real: a private Docker engine, the base images (pulled, or
-built here as stand-ins under the same tags where no registry serves them), the project's
-images built from its own Dockerfiles, `up`, one whole day triggered through the published
-REST API into the compose PostgreSQL with the real engine (WhisperX), the UI in headless
-Chromium, then `down -v`, leaving nothing running.
+built here as stand-ins under the same tags where no registry serves them; the SLURM nodes'
+trixie root is `hpc/cluster/cluster.sh root`'s, as the native cluster's), the project's images
+built from its own Dockerfiles, `up`, one whole day triggered through the published REST API
+into the compose PostgreSQL with the real engine (WhisperX) on the stack's SLURM 24.11 cluster
+(its shards on both compute nodes), the UI in headless Chromium, then `down -v`, leaving
+nothing running.
 
-It installs Debian packages, starts a dockerd and builds ~10 GB of images, so it runs only
-when asked: `make compose-test` (CI runs it after `make test`). The duration of each phase
-goes to .artifacts/compose_e2e_timings.json; the containers' logs to
+It installs Debian packages, starts a dockerd and builds ~17 GB of images, so it runs only
+when asked: `make compose-test` (CI runs it after the cluster phase, on the same engine). The
+duration of each phase goes to .artifacts/compose_e2e_timings.json; the containers' logs to
 .artifacts/compose_e2e_logs.txt.
 """
 
@@ -41,6 +43,7 @@ pytestmark = [
 
 ENGINE = REPO / "scripts" / "docker_engine.sh"
 STANDINS = REPO / "docker" / "standins" / "build.sh"
+CLUSTER = REPO / "hpc" / "cluster" / "cluster.sh"
 ARTIFACTS = REPO / ".artifacts"
 DOCKER = "/usr/bin/docker"  # Debian's client, matching the engine (not a newer one on PATH)
 PROJECT = "audio-compose-e2e"
@@ -52,15 +55,19 @@ DAG = "audio_pipeline_daily"
 # does not start a second run for the same day; like that scheduled run, it processes yesterday.
 LOGICAL_DATE = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 DAY = (LOGICAL_DATE - dt.timedelta(days=1)).date().isoformat()
+COMPUTE_NODES = {"c1", "c2"}
 LONG_RUNNING = {
     "postgres",
-    "hpc",
+    "slurmdbd",
+    "slurmctld",
+    *COMPUTE_NODES,
+    "login",
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
 }
-ONE_SHOT = {"sample-clips", "airflow-init"}
+ONE_SHOT = {"cluster-init", "sample-clips", "airflow-init"}
 WER_THRESHOLD = 0.15  # as tests/dag/test_daily_dag.py: tiny.en on espeak-ng speech
 CHROMIUM_ARGS = [
     "--headless",
@@ -158,9 +165,15 @@ def docker_env() -> Iterator[dict[str, str]]:
         "DEVCLUSTER_WITH_WHISPERX": "1",  # the real engine: the day must produce transcripts
         "EXTRA_CA_CERTS": extra_ca_certs(),
     }
+    # The nodes' base: the native cluster's trixie root with the node's packages (in CI the
+    # cluster phase built it on this engine; else one debootstrap here), not debian:13-slim
+    # and an apt pass in a layer.
+    with phase("node_root"):
+        env["CLUSTER_NODE_BASE"] = sh("bash", CLUSTER, "root", env=env, timeout=900).stdout.strip()
     REPORT.update(
         day=DAY,
         whisperx=env["DEVCLUSTER_WITH_WHISPERX"],
+        node_base=env["CLUSTER_NODE_BASE"],
         engine_was_running=was_running,
         extra_ca_certs=env["EXTRA_CA_CERTS"].count("BEGIN CERTIFICATE"),
     )
@@ -182,13 +195,9 @@ def images(docker_env: dict[str, str]) -> dict[str, Any]:
     for svc in services.values():
         if "build" in svc:
             builds.setdefault(svc["image"], svc["build"])
-    froms = [
-        re.search(r"^FROM\s+(\S+)", Path(b["context"], b["dockerfile"]).read_text(), re.M)
-        for b in builds.values()
-    ]
-    assert all(froms), "every Dockerfile names its base image"
-    bases = {m[1] for m in froms if m}
+    bases = set().union(*(_base_images(b) for b in builds.values()))
     bases |= {svc["image"] for svc in services.values() if "build" not in svc}
+    bases -= set(builds)  # the nodes run the image cluster-init's build makes
     with phase("base_images"):
         out = sh(
             "bash", STANDINS, *sorted(bases), env={**docker_env, "DOCKER": DOCKER}, timeout=1800
@@ -199,6 +208,8 @@ def images(docker_env: dict[str, str]) -> dict[str, Any]:
     with phase("builds"):
         for image, build in builds.items():
             args = [f"--build-arg={k}={v}" for k, v in (build.get("args") or {}).items()]
+            if "target" in build:
+                args.append(f"--target={build['target']}")
             log = ARTIFACTS / f"compose_build_{image.split(':')[0]}.log"
             with log.open("w") as out_file:
                 proc = subprocess.run(
@@ -232,6 +243,22 @@ def images(docker_env: dict[str, str]) -> dict[str, Any]:
     return {"bases": how, "built": sorted(builds)}
 
 
+def _base_images(build: dict[str, Any]) -> set[str]:
+    """The images a build's Dockerfile starts from: every stage's FROM, its ${ARG}s resolved
+    (the build's args, else the Dockerfile's defaults), other stages' names left out."""
+    text = Path(build["context"], build["dockerfile"]).read_text()
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S*)", text.split("\nFROM", 1)[0], re.M))
+    args.update(build.get("args") or {})
+    bases, stages = set(), set()
+    for image, _, stage in re.findall(r"^FROM\s+(\S+)(\s+AS\s+(\S+))?", text, re.M | re.I):
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], image)
+        if image not in stages:
+            bases.add(image)
+        stages.add(stage)
+    assert bases, f"{build['dockerfile']} names its base images"
+    return bases
+
+
 def _containers(env: dict[str, str]) -> list[dict[str, Any]]:
     ids = sh(
         DOCKER, "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}", env=env
@@ -244,6 +271,11 @@ def _service(container: dict[str, Any]) -> str:
 
 
 def _wait_healthy(env: dict[str, str], timeout_s: float) -> None:
+    """Every one-shot done, every service with a healthcheck healthy, the others running (the
+    SLURM daemons have none of their own: the login node's healthcheck covers the cluster)."""
+    services = yaml.safe_load(compose(env, "config").stdout)["services"]
+    checked = {n for n in LONG_RUNNING if "healthcheck" in services[n]}
+    assert {"login", "postgres"} <= checked
     deadline = time.monotonic() + timeout_s
     while True:
         state = {}
@@ -262,7 +294,8 @@ def _wait_healthy(env: dict[str, str], timeout_s: float) -> None:
         )
         if (
             set(state) >= LONG_RUNNING | ONE_SHOT
-            and all(state[n][:2] == ("running", "healthy") for n in LONG_RUNNING)
+            and all(state[n][:2] == ("running", "healthy") for n in checked)
+            and all(state[n][:2] == ("running", None) for n in LONG_RUNNING - checked)
             and all(state[n] == ("exited", None, 0) for n in ONE_SHOT)
         ):
             return
@@ -328,18 +361,20 @@ def test_services_run_on_the_project_network_with_one_loopback_port(stack: dict[
             else {}
         )
         assert published == expected, name
-    # The cluster in the hpc container is its own (node `hpc`), not the host's test bed.
-    nodes = compose(stack, "exec", "-T", "hpc", "sinfo", "-h", "-N", "-o", "%N %P").stdout.split(
-        "\n"
-    )
-    assert sorted(filter(None, nodes)) == ["hpc cpu*", "hpc gpu"]
+    # The stack's own SLURM 24.11 cluster (nodes c1, c2), not the host's bed or cluster.
+    nodes = compose(stack, "exec", "-T", "login", "sinfo", "-h", "-N", "-o", "%N %P").stdout
+    assert sorted(nodes.split("\n")[:-1]) == ["c1 cpu*", "c1 gpu", "c2 cpu*", "c2 gpu"]
+    version = compose(stack, "exec", "-T", "login", "scontrol", "version").stdout.strip()
+    REPORT["slurm"] = version
+    _write_report()
+    assert re.fullmatch(r"slurm(-wlm)? 24\.11\.\d+", version), version  # Debian's: slurm-wlm
     assert psql(stack, "audio_results", "SHOW server_version").startswith("15.")
     # The project's images trust this machine's extra CAs (EXTRA_CA_CERTS): pip reached PyPI.
     bodies = re.findall(
         r"-----BEGIN CERTIFICATE-----\n(.*?)-----END", stack["EXTRA_CA_CERTS"], re.S
     )
     assert len(bodies) == stack["EXTRA_CA_CERTS"].count("BEGIN CERTIFICATE")
-    for service in ("hpc", "airflow-apiserver"):
+    for service in ("login", "airflow-apiserver"):
         bundle = compose(
             stack, "exec", "-T", service, "cat", "/etc/ssl/certs/ca-certificates.crt"
         ).stdout
@@ -362,7 +397,9 @@ def test_a_day_triggered_through_the_rest_api_lands_in_postgres(stack: dict[str,
     assert [r["dag_run_id"] for r in api.dag_runs(DAG)] == [run_id]  # no second run for the day
 
     expected = json.loads(
-        compose(stack, "exec", "-T", "hpc", "cat", f"/srv/audio-source/{DAY}.expected.json").stdout
+        compose(
+            stack, "exec", "-T", "login", "cat", f"/srv/audio-source/{DAY}.expected.json"
+        ).stdout
     )
     good = {n: t for n, t in expected.items() if not t.startswith("error:")}
     assert len(good) == 6 and len(expected) == len(good) + len(BAD_CLIPS)
@@ -378,8 +415,10 @@ def test_a_day_triggered_through_the_rest_api_lands_in_postgres(stack: dict[str,
                     FROM audio_clips WHERE day = :'day'),
           'texts', (SELECT json_object_agg(split_part(t.clip_id, '/', 2), t.text)
                     FROM transcripts t JOIN audio_clips c USING (clip_id) WHERE c.day = :'day'),
-          'jobs', (SELECT json_agg(json_build_array(job_id, step, state))
-                   FROM slurm_jobs WHERE day = :'day'))""",
+          'jobs', (SELECT json_agg(json_build_array(job_id, step, state, node, array_index))
+                   FROM slurm_jobs WHERE day = :'day'),
+          'clip_nodes', (SELECT json_object_agg(split_part(clip_id, '/', 2), node)
+                         FROM audio_clips WHERE day = :'day'))""",
         )
     )
     day = result["day"]
@@ -400,16 +439,26 @@ def test_a_day_triggered_through_the_rest_api_lands_in_postgres(stack: dict[str,
     measured = corpus_wer((good[n], result["texts"][n]) for n in good)
     REPORT["wer"] = round(measured, 4)
     assert measured < WER_THRESHOLD, f"WER {measured:.3f}: {result['texts']}"
-    # The jobs ran on the compose cluster: its own accounting knows them, COMPLETED.
+    # The jobs ran on the compose cluster: its own accounting knows them, COMPLETED; the
+    # day's two shards (config/compose.json: 8 clips a shard, 2 at once, each more than half a
+    # node's memory) ran one on each compute node, and every clip names its node.
     jobs = result["jobs"]
-    assert {step for _, step, _ in jobs} == {"master", "transfer", "audio"}
-    assert {state for _, _, state in jobs} == {"COMPLETED"}
-    job_ids = sorted({job_id for job_id, _, _ in jobs})
+    assert {step for _, step, _, _, _ in jobs} == {"master", "transfer", "audio"}
+    assert {state for _, _, state, _, _ in jobs} == {"COMPLETED"}
+    assert all(node in COMPUTE_NODES for *_, node, _ in jobs), jobs
+    shards = {index: node for _, step, _, node, index in jobs if step == "audio"}
+    REPORT["shard_nodes"] = {str(i): n for i, n in sorted(shards.items())}
+    REPORT["clip_nodes"] = result["clip_nodes"]
+    _write_report()
+    assert set(shards.values()) == COMPUTE_NODES, shards
+    assert set(result["clip_nodes"].values()) <= COMPUTE_NODES, result["clip_nodes"]
+    assert all(result["clip_nodes"][n] for n in good)
+    job_ids = sorted({job_id for job_id, *_ in jobs})
     sacct = compose(
         stack,
         "exec",
         "-T",
-        "hpc",
+        "login",
         "sacct",
         "-X",
         "-n",
