@@ -18,12 +18,12 @@ TYPE_PATHS ?= plugins hpc/src dags tests
 XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
 XDIST_SERVICES ?= -n 3 --dist loadgroup --no-loadscope-reorder
 # The engine tier needs no service, only CPU: it runs beside the `alone` tests, which mostly
-# wait on SLURM (a node's timeout, a minute without slurmdbd), rather than among the rest, on
-# two workers (its two long modules, each a few engine runs, side by side).
+# wait on SLURM (a node's timeout, a minute without slurmdbd), rather than among the rest; on
+# one worker (on two it took the CPU the alone tests' shards need: 277 s for them, not 228).
 ENGINE_ONLY = engine and not (bed or stack or postgres or alone)
 TEST_PARALLEL = $(PY) -m pytest -m "not alone and not ($(ENGINE_ONLY))" $(XDIST_SERVICES)
 TEST_ALONE = $(PY) -m pytest -m alone
-TEST_ENGINE = AUDIO_TEST_NS=_engine $(PY) -m pytest -m "$(ENGINE_ONLY)" $(XDIST)
+TEST_ENGINE = AUDIO_TEST_NS=_engine $(PY) -m pytest -m "$(ENGINE_ONLY)"
 
 .PHONY: install up down demo check test test-parallel test-alone compose-test bench \
         cluster-up cluster-down cluster-test
