@@ -289,6 +289,11 @@ class AirflowStack:
             # The DAG file does not change while a test runs: parsed once, not every 30 s
             # (a parse is a forked import, ~1 CPU-s; the 2-core box runs several stacks).
             AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3600",
+            # A loaded 2-core box can take tens of seconds to answer a task's start or its
+            # state report; a client that gives up sooner retries into "already running", or
+            # fails a task that succeeded ("Failed to report terminal task state": seen on the
+            # airflow-killed fault's own stack with four workers).
+            AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="120",
             **self.env,
         )
         return env

@@ -109,9 +109,6 @@ def airflow_stack(
         env={
             "AIRFLOW_USERS": "admin:admin,viewer:viewer,outsider:",
             "AIRFLOW_CONN_ALERTS_SMTP": smtp_conn(alert_inbox[1]),
-            # A loaded CI box can take tens of seconds to answer a task's start; a client
-            # that gives up sooner retries into "already running" and fails the task.
-            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
         },
     )
     with running(stack):

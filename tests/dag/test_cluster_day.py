@@ -172,6 +172,16 @@ def test_rest_triggered_day_survives_a_node_killed_mid_shard(
     assert len(audio) == 2 and all(s == "COMPLETED" for _, _, s, _ in audio), jobs
     assert {node for _, i, _, node in audio if i == 0} == {survivor}, jobs
     assert {step for step, *_ in jobs} == {"master", "transfer", "audio"}
+    # the status page's day: per node, the audio index runs (``slurm_jobs``: a requeued
+    # index by the node that finished it) and the clips recorded from it, both nodes shown
+    clips_on: dict[str, int] = {}
+    for key, count in by_node.items():
+        clips_on[key.partition(":")[2]] = clips_on.get(key.partition(":")[2], 0) + count
+    detail = api._call("GET", f"/audio-pipeline/api/days/{DAY}")
+    assert {d["node"]: (d["array_indices"], d["clips"]) for d in detail["nodes"]} == {
+        victim: (0, clips_on[victim]),
+        survivor: (2, clips_on[survivor]),
+    }, detail["nodes"]
 
     # SLURM requeued the same job (no second submission): NODE_FAIL there, COMPLETED here
     history = cluster.slurm(
