@@ -125,7 +125,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """Stop the shared Airflow once no test after this one uses it: idle, its four components
     cost ~7 % of a core (scheduler loop, triggerer, DAG processor), for the rest of a session
     that its group starts. The session's teardown drops its databases as before."""
-    uses = "airflow_stack" in getattr(item, "fixturenames", ())
-    next_uses = nextitem is not None and "airflow_stack" in getattr(nextitem, "fixturenames", ())
-    if _SHARED_STACK and uses and not next_uses:
+    if _SHARED_STACK and _uses_stack(item) and not (nextitem and _uses_stack(nextitem)):
         _SHARED_STACK[0].stop()
+
+
+def _uses_stack(item: pytest.Item) -> bool:
+    return "airflow_stack" in getattr(item, "fixturenames", ())

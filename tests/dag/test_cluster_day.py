@@ -12,6 +12,7 @@ died. The node is started again afterwards, so later tests find two nodes."""
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
@@ -174,9 +175,9 @@ def test_rest_triggered_day_survives_a_node_killed_mid_shard(
     assert {step for step, *_ in jobs} == {"master", "transfer", "audio"}
     # the status page's day: per node, the audio index runs (``slurm_jobs``: a requeued
     # index by the node that finished it) and the clips recorded from it, both nodes shown
-    clips_on: dict[str, int] = {}
+    clips_on: collections.Counter[str] = collections.Counter()
     for key, count in by_node.items():
-        clips_on[key.partition(":")[2]] = clips_on.get(key.partition(":")[2], 0) + count
+        clips_on[key.partition(":")[2]] += count
     detail = api._call("GET", f"/audio-pipeline/api/days/{DAY}")
     assert {d["node"]: (d["array_indices"], d["clips"]) for d in detail["nodes"]} == {
         victim: (0, clips_on[victim]),
