@@ -17,13 +17,16 @@ TYPE_PATHS ?= plugins hpc/src dags tests
 # the time (vmstat: 27 % idle on two workers), so they run on three.
 XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
 XDIST_SERVICES ?= -n 3 --dist loadgroup --no-loadscope-reorder
-# The engine tier needs no service, only CPU: it runs beside the `alone` tests, which mostly
-# wait on SLURM (a node's timeout, a minute without slurmdbd), rather than among the rest; on
-# one worker (on two it took the CPU the alone tests' shards need: 277 s for them, not 228).
+# The tests that need no bed and no stack (the engine tier: only CPU; the unit and PostgreSQL-
+# only tests) run beside the `alone` tests, which mostly wait on SLURM (a node's timeout, a
+# minute without slurmdbd), rather than among the rest: one process each (the engine tier on
+# two took the CPU the alone tests' shards need: 277 s for them, not 228).
 ENGINE_ONLY = engine and not (bed or stack or postgres or alone)
-TEST_PARALLEL = $(PY) -m pytest -m "not alone and not ($(ENGINE_ONLY))" $(XDIST_SERVICES)
+OFF_BED = not (bed or stack or alone or engine)
+TEST_PARALLEL = $(PY) -m pytest -m "(bed or stack) and not alone" $(XDIST_SERVICES)
 TEST_ALONE = $(PY) -m pytest -m alone
 TEST_ENGINE = AUDIO_TEST_NS=_engine $(PY) -m pytest -m "$(ENGINE_ONLY)"
+TEST_OFF_BED = AUDIO_TEST_NS=_offbed AUDIO_TEST_STACK_PORT=8181 $(PY) -m pytest -m "$(OFF_BED)"
 
 .PHONY: install up down demo check test test-parallel test-alone compose-test bench \
         cluster-up cluster-down cluster-test
@@ -56,15 +59,18 @@ test: up            ## the whole suite on the real local stack: the two parts be
 	rc=0; $(MAKE) --no-print-directory test-parallel || rc=$$?; \
 	  $(MAKE) --no-print-directory test-alone || rc=$$?; exit $$rc
 
-test-parallel:      ## every test but `alone` and the engine tier, on 3 workers (after `make up`)
+test-parallel:      ## the tests on the bed or an Airflow stack but `alone`, on 3 workers (after `make up`)
 	$(TEST_PARALLEL)
 
-# The engine tier's output is kept apart and printed after the alone tests' (both exit codes count).
-test-alone:         ## the tests that take the bed from all others, one at a time; beside them the engine tier
+# The engine and off-bed tiers' output is kept apart and printed after the alone tests' (every
+# exit code counts).
+test-alone:         ## the tests that take the bed from all others, one at a time; beside them the tests that need no bed
 	@mkdir -p .artifacts; $(TEST_ENGINE) >.artifacts/engine-tier.log 2>&1 & engine=$$!; \
-	  rc=0; $(TEST_ALONE) || rc=$$?; wait $$engine || rc=$$?; \
-	  echo "=== the engine tier, run beside the alone tests (.artifacts/engine-tier.log):"; \
-	  cat .artifacts/engine-tier.log; exit $$rc
+	  $(TEST_OFF_BED) >.artifacts/off-bed-tier.log 2>&1 & offbed=$$!; \
+	  rc=0; $(TEST_ALONE) || rc=$$?; wait $$engine || rc=$$?; wait $$offbed || rc=$$?; \
+	  for tier in engine off-bed; do \
+	    echo "=== the $$tier tier, run beside the alone tests (.artifacts/$$tier-tier.log):"; \
+	    cat .artifacts/$$tier-tier.log; done; exit $$rc
 
 # Needs no native stack: its own dockerd (scripts/docker_engine.sh), base images pulled or
 # stood in for (docker/standins/), the project's images, one day through the compose stack.

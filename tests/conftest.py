@@ -72,7 +72,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # tier mark -> the fixtures that put a test in it (their closure: indirect use counts)
 TIER_FIXTURES = {
-    "bed": {"devcluster"},
+    # slurm_world: a real-SLURM module's world (tests/slurm_worlds.py), the bed or the cluster
+    "bed": {"devcluster", "slurm_world"},
     "postgres": {"postgres"},
     "stack": {"airflow_stack", "stack"},  # the shared Airflow, or a module's own `stack`
     "engine": {"engine_runtime"},
@@ -87,9 +88,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     For pytest-xdist's ``loadgroup``: a module is one group, so its module fixtures (a day run,
     a stack, a wheel) are set up once, and the tests of the session's shared Airflow are one
-    group, so one worker starts it. The longest groups go first (Airflow stacks, then days on
-    the bed and the engines, then PostgreSQL, then unit tests), so that no long group starts
-    last while the other worker idles; a stable sort keeps each module's own order."""
+    group, so one worker starts it. The longest groups go first (``_expected_length``), so
+    that no long group starts last while the other workers idle; a stable sort keeps each
+    module's own order."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         tiers = {tier for tier, fixtures in TIER_FIXTURES.items() if used & fixtures}
@@ -103,12 +104,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=_expected_length)
 
 
-def _expected_length(item: pytest.Item) -> int:
-    """0 for the longest kind of test, then 1, 2, 3: the order groups are handed out in."""
-    for rank, marks in enumerate([{"stack"}, {"bed", "engine"}, {"postgres"}]):
+# Wall seconds of the longest groups in `make test` on the 2-core dev machine (timeline of
+# 2026-12-08; a group is a module, or the name an ``xdist_group`` mark gives). Handed out
+# longest first: those that mostly wait on SLURM (a job run into its time limit, a full
+# staging filesystem) start while others need the CPU, not at the end when nothing else is
+# left to overlap their waits. Re-measure when a group changes a lot; unlisted groups follow.
+GROUP_SECONDS = {
+    "airflow_stack": 556,  # the shared Airflow: REST/UI triggers, live monitoring, status page
+    "tests/dag/test_backfill_catchup.py": 391,
+    "tests/dag/test_daily_dag.py": 233,
+    "tests/dag/test_distribution.py": 176,
+    "airflow-floor": 168,
+    "tests/faults/test_memory_and_time_limits.py": 164,
+    "tests/faults/test_staging_full.py": 161,
+    "tests/faults/test_airflow_killed.py": 153,
+    "tests/faults/test_globus_day.py": 133,
+    "tests/hpc/test_day_on_slurm.py": 114,
+    "tests/plugin/test_slurm_real.py": 99,
+    "tests/faults/test_concurrent_runs.py": 89,
+    "tests/faults/test_postgres_restart.py": 76,
+}
+
+
+def _expected_length(item: pytest.Item) -> tuple[int, int]:
+    """The order groups are handed out in: the measured ones longest first, then the rest by
+    kind (a stack, then the bed or the engines, then PostgreSQL, then unit tests)."""
+    group = item.get_closest_marker("xdist_group")
+    seconds = GROUP_SECONDS.get(str(group.args[0])) if group and group.args else None
+    if seconds is not None:
+        return 0, -seconds
+    for rank, marks in enumerate([{"stack"}, {"bed", "engine"}, {"postgres"}], start=1):
         if any(item.get_closest_marker(mark) for mark in marks):
-            return rank
-    return 3
+            return rank, 0
+    return 4, 0
 
 
 def _sh(*args: str) -> subprocess.CompletedProcess:
