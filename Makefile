@@ -12,8 +12,8 @@ TYPE_PATHS ?= plugins hpc/src dags tests
 # loadgroup keeps a module on one worker, so its module fixtures (a day run, a stack, a wheel)
 # are set up once, and the shared Airflow stack's tests together; groups are handed out by
 # their measured length (longest first: GROUP_SECONDS in tests/conftest.py), not xdist's
-# default of most tests first, which starts the few-test, many-minute days last. The unit tier is CPU-bound: one
-# worker per core of the 2-core box. The service tests wait on SLURM and Airflow a quarter of
+# default of most tests first, which starts the few-test, many-minute days last. The unit
+# tier is CPU-bound: one worker per core of the 2-core box. The service tests wait on SLURM and Airflow a quarter of
 # the time (vmstat: 27 % idle on two workers), so they run on three.
 XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
 XDIST_SERVICES ?= -n 3 --dist loadgroup --no-loadscope-reorder
