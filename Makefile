@@ -13,8 +13,8 @@ TYPE_PATHS ?= plugins hpc/src dags tests
 # are set up once, and the shared Airflow stack's tests together; groups are handed out by
 # their measured length (longest first: GROUP_SECONDS in tests/conftest.py), not xdist's
 # default of most tests first, which starts the few-test, many-minute days last. The unit
-# tier is CPU-bound: one worker per core of the 2-core box. The service tests wait on SLURM and Airflow a quarter of
-# the time (vmstat: 27 % idle on two workers), so they run on three.
+# tier is CPU-bound: one worker per core of the 2-core box. The service tests wait on SLURM
+# and Airflow a quarter of the time (vmstat: 27 % idle on two workers), so they run on three.
 XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
 XDIST_SERVICES ?= -n 3 --dist loadgroup --no-loadscope-reorder
 # The tests that need no bed and no stack (the engine tier: only CPU; the unit and PostgreSQL-
