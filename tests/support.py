@@ -189,11 +189,10 @@ def write_config(path: Path, tag: str, source_root: Path, **overrides: Any) -> P
         remote_root=f"audio-pipeline-test/{tag}",
         staging_root=f"audio-pipeline-test/{tag}/staging",
         retries=0,
+        engine="torch",
     )
-    config = merge(
-        config, {"engine": "torch", "resources": {"audio": {"cpus_per_task": 1, "mem": "2G"}}}
-    )
-    path.write_text(json.dumps(merge(config, overrides)))
+    one_cpu = {"resources": {"audio": {"cpus_per_task": 1, "mem": "2G"}}}
+    path.write_text(json.dumps(merge(merge(config, one_cpu), overrides)))
     return path
 
 

@@ -3,6 +3,7 @@ dirs and job names), and helpers to build the fault's environment."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -46,6 +47,14 @@ def fault_config(
 
     yield make
     shutil.rmtree(SUBMIT_HOME / "audio-pipeline-test" / f"faults-{tag}", ignore_errors=True)
+
+
+@pytest.fixture
+def clip_by_clip_config(fault_config: Callable[..., Path]) -> Callable[..., Path]:
+    """``fault_config`` on WhisperX, for the faults that strike "after the first clip":
+    WhisperX writes each clip's result line as the clip ends, while the torch engine decodes a
+    shard's clips in shared batches (no such moment)."""
+    return functools.partial(fault_config, engine="whisperx")
 
 
 PG_PORT = 55432 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))

@@ -12,7 +12,6 @@ OUT_OF_MEMORY; the job log's "exceeded memory limit" is what names the cause.
 from __future__ import annotations
 
 import collections
-import functools
 import os
 import signal
 from collections.abc import Callable
@@ -38,15 +37,12 @@ def _freeze(pid: int) -> int:
 
 
 def test_out_of_memory_then_time_limit(
-    fault_config: Callable[..., Path],
+    clip_by_clip_config: Callable[..., Path],
     results_db: str,
     source_day: list[str],
     tag: str,
     capfd: pytest.CaptureFixture,
 ) -> None:
-    # WhisperX writes each clip's result line as the clip ends; the torch engine decodes a
-    # shard's clips in shared batches, so there would be no moment "after the first clip".
-    whisperx_config = functools.partial(fault_config, engine="whisperx")
     day_dir = staging_day(tag)
     # slurmstepd reads slurm.conf at each launch: the file must carry the setting.
     assert "JobAcctGatherParams=OverMemoryKill" in Path("/etc/slurm/slurm.conf").read_text(), (
@@ -54,7 +50,7 @@ def test_out_of_memory_then_time_limit(
     )
 
     # 1. 250 MB is less than WhisperX needs: the sampler kills the shard.
-    run = run_day(load_dag(whisperx_config(resources={"audio": {"mem": "250M"}})))
+    run = run_day(load_dag(clip_by_clip_config(resources={"audio": {"mem": "250M"}})))
     log = "".join(capfd.readouterr())
     assert run.tasks["audio"] == "failed", run.tasks
     assert (
@@ -69,7 +65,7 @@ def test_out_of_memory_then_time_limit(
         lambda pids: [_freeze(pid) for pid in pids],
         poll_s=0.05,
     )
-    run = run_day(load_dag(whisperx_config(resources={"audio": {"time": "1"}})))
+    run = run_day(load_dag(clip_by_clip_config(resources={"audio": {"time": "1"}})))
     hung.result()
     log = "".join(capfd.readouterr())
     assert run.tasks["audio"] == "failed", run.tasks
@@ -82,7 +78,7 @@ def test_out_of_memory_then_time_limit(
     assert done_before
 
     # 3. The retry with the default limits resumes after the finished clip(s).
-    run = run_day(load_dag(whisperx_config()))
+    run = run_day(load_dag(clip_by_clip_config()))
     log = "".join(capfd.readouterr())
     assert run.state == "success", run.tasks
     assert f"{len(done_before)} already done" in log

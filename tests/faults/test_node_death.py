@@ -26,7 +26,6 @@ unchanged) when the test ends, passed or failed.
 from __future__ import annotations
 
 import collections
-import functools
 import hashlib
 import os
 import re
@@ -236,15 +235,12 @@ def attempts(job_id: str) -> list[str]:
 
 
 def test_node_dies_under_a_running_shard(
-    fault_config: Callable[..., Path],
+    clip_by_clip_config: Callable[..., Path],
     results_db: str,
     source_day: list[str],
     tag: str,
     capfd: pytest.CaptureFixture,
 ) -> None:
-    # WhisperX writes each clip's result line as the clip ends; the torch engine decodes a
-    # shard's clips in shared batches, so there would be no moment "after the first clip".
-    whisperx_config = functools.partial(fault_config, engine="whisperx")
     day_dir = staging_day(tag)
     prefix = f"f{tag}"
     conf_before = hashlib.sha256(SLURM_CONF.read_bytes()).hexdigest()
@@ -260,7 +256,7 @@ def test_node_dies_under_a_running_shard(
             poll_s=0.05,
         )
         run = run_day(
-            load_dag(whisperx_config(resources={"audio": {"extra_args": ["--no-requeue"]}}))
+            load_dag(clip_by_clip_config(resources={"audio": {"extra_args": ["--no-requeue"]}}))
         )
         first = died.result(timeout_s=ALONE_TIMEOUT_S + 300)
         log = "".join(capfd.readouterr())
@@ -298,7 +294,7 @@ def test_node_dies_under_a_running_shard(
             timeout_s=900,
             poll_s=0.05,
         )
-        run = run_day(load_dag(whisperx_config()))
+        run = run_day(load_dag(clip_by_clip_config()))
         second = died.result(timeout_s=ALONE_TIMEOUT_S + 300)
         log = "".join(capfd.readouterr())
         print(f"second death: {second}")
